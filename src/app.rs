@@ -1,0 +1,257 @@
+//! Builds the service from config, binds the listeners, and shuts down in order: stop taking
+//! publishes and viewers, end live sessions (their VOD playlists get written), then stop HTTP.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenSigner;
+use crate::broadcast::Broadcaster;
+use crate::config::Config;
+use crate::live::LiveRegistry;
+use crate::rooms::{hash_key, Room, RoomDirectory};
+use crate::secrets::{Secrets, SecretsError};
+use crate::storage::{Storage, StorageError};
+
+/// Why the service could not start; each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub secrets: Secrets,
+    pub tokens: TokenSigner,
+    pub storage: Storage,
+    pub rooms: Arc<RoomDirectory>,
+    pub live: Arc<LiveRegistry>,
+    pub broadcaster: Arc<Broadcaster>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Cancelled once on shutdown; every listener and session watches it.
+    pub shutdown: CancellationToken,
+}
+
+/// The Prometheus recorder is process-wide; tests start several servers in one process.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness); then ours renders empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// A started service: its bound addresses and the handles to stop it.
+pub struct RunningServer {
+    pub state: Arc<AppState>,
+    pub http_addr: SocketAddr,
+    pub rtmp_addr: SocketAddr,
+    http_task: JoinHandle<()>,
+    rtmp_task: JoinHandle<()>,
+}
+
+/// Loads state, binds both listeners (port 0 picks a free port) and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let secrets = Secrets::load_or_generate(&config)?;
+    if !secrets.generated.is_empty() {
+        tracing::info!(
+            path = %secrets.path.display(),
+            generated = ?secrets.generated,
+            "generated secrets at first start and kept them"
+        );
+    }
+    let storage = Storage::from_config(&config)?;
+    let rooms = Arc::new(RoomDirectory::new());
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for room in &config.rooms {
+        let key = secrets
+            .stream_keys
+            .get(&room.id)
+            .cloned()
+            .unwrap_or_default();
+        rooms.upsert(Room {
+            id: room.id.clone(),
+            title: if room.title.is_empty() {
+                room.id.clone()
+            } else {
+                room.title.clone()
+            },
+            key_hash: hash_key(&key),
+            created_ms: now_ms,
+            closed: false,
+        });
+    }
+    let live = Arc::new(LiveRegistry::new());
+    let broadcaster = Broadcaster::new(
+        rooms.clone(),
+        live.clone(),
+        storage.clone(),
+        config.hls.clone(),
+        config.rtmp.app.clone(),
+    );
+    let config = Arc::new(config);
+    let state = Arc::new(AppState {
+        tokens: TokenSigner::new(&secrets.token_secret),
+        secrets,
+        storage,
+        rooms,
+        live,
+        broadcaster,
+        metrics: metrics_handle(),
+        shutdown: CancellationToken::new(),
+        config: config.clone(),
+    });
+
+    let http_listener = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "http.listen",
+            addr: config.http.listen,
+            source,
+        })?;
+    let rtmp_listener = TcpListener::bind(config.rtmp.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "rtmp.listen",
+            addr: config.rtmp.listen,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "http.listen",
+            addr: config.http.listen,
+            source,
+        })?;
+    let rtmp_addr = rtmp_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "rtmp.listen",
+            addr: config.rtmp.listen,
+            source,
+        })?;
+
+    let router = crate::http::router(state.clone());
+    let http_shutdown = state.shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let result = axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    let gate: Arc<dyn crate::ingest::PublishGate> = state.broadcaster.clone();
+    let rtmp_task = tokio::spawn(crate::ingest::serve(
+        rtmp_listener,
+        Arc::new(config.rtmp.clone()),
+        gate,
+        state.shutdown.clone(),
+    ));
+    tracing::info!(http = %http_addr, rtmp = %rtmp_addr, storage = state.storage.location(), "barrage is up");
+    Ok(RunningServer {
+        state,
+        http_addr,
+        rtmp_addr,
+        http_task,
+        rtmp_task,
+    })
+}
+
+impl RunningServer {
+    /// Logs where to point OBS and players.
+    pub fn log_how_to_use(&self) {
+        let host = match self.rtmp_addr.ip() {
+            ip if ip.is_unspecified() => "HOST".to_string(),
+            ip => ip.to_string(),
+        };
+        let http_port = self.http_addr.port();
+        for room in self.state.rooms.list() {
+            let key = self.state.secrets.stream_keys.get(&room.id);
+            tracing::info!(
+                room = %room.id,
+                obs_server = %format!("rtmp://{host}:{}/{}", self.rtmp_addr.port(), self.state.config.rtmp.app),
+                stream_key = key.map(String::as_str).unwrap_or("(made by the API; shown at creation)"),
+                playlist = %format!("http://{host}:{http_port}/hls/{}/live.m3u8", room.id),
+                "room ready: in OBS set Settings > Stream > Custom with this server and stream key"
+            );
+        }
+        tracing::info!(
+            admin_key_file = %self.state.secrets.path.display(),
+            "admin API key: see auth.admin_key in config or the secrets file"
+        );
+    }
+
+    /// Stops in order and waits until live sessions are finalised.
+    pub async fn stop(self) {
+        tracing::info!("shutting down: ending live sessions");
+        self.state.shutdown.cancel();
+        let _ = self.rtmp_task.await;
+        self.state.broadcaster.wait_idle().await;
+        let _ = self.http_task.await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Runs until SIGTERM or ctrl-c, then stops gracefully.
+pub async fn run_until_signal(config: Config) -> Result<(), StartError> {
+    let server = start(config).await?;
+    server.log_how_to_use();
+    wait_for_signal().await;
+    server.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

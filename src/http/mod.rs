@@ -1,0 +1,61 @@
+//! The HTTP face of barrage (axum): published objects, health, metrics, and (from the chat
+//! engine) the WebSocket and JSON API routes.
+
+pub mod objects;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, Method};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::app::AppState;
+
+/// All routes, with CORS for players and overlays on other origins.
+pub fn router(state: Arc<AppState>) -> Router {
+    let cors = cors_layer(&state.config.http.cors_origins);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(objects::routes())
+        .layer(cors)
+        .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::RANGE,
+            header::IF_NONE_MATCH,
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+        ])
+        .expose_headers([header::CONTENT_LENGTH, header::CONTENT_RANGE, header::ETAG])
+}
+
+async fn healthz() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], "ok\n")
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

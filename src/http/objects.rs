@@ -1,0 +1,182 @@
+//! Serves published objects (`/hls/...`, `/danmaku/...`) from the store at the same path as
+//! their key, with the headers a CDN and a player need: Content-Type, Cache-Control, ETag and
+//! 304, byte ranges.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use object_store::GetRange;
+
+use crate::app::AppState;
+use crate::storage::{content_type, Fetched, ObjectClass};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/hls/{*path}", get(hls))
+        .route("/danmaku/{*path}", get(danmaku))
+}
+
+async fn hls(state: State<Arc<AppState>>, Path(path): Path<String>, h: HeaderMap) -> Response {
+    serve(state, format!("hls/{path}"), h).await
+}
+
+async fn danmaku(state: State<Arc<AppState>>, Path(path): Path<String>, h: HeaderMap) -> Response {
+    serve(state, format!("danmaku/{path}"), h).await
+}
+
+/// A parsed `Range: bytes=...` header (one range; multi-range is answered whole).
+fn parse_range(headers: &HeaderMap) -> Result<Option<GetRange>, ()> {
+    let Some(value) = headers.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| ())?.trim();
+    let Some(spec) = text.strip_prefix("bytes=") else {
+        return Err(());
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    match (start.trim(), end.trim()) {
+        ("", "") => Err(()),
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            Ok(Some(GetRange::Suffix(n)))
+        }
+        (s, "") => Ok(Some(GetRange::Offset(s.parse().map_err(|_| ())?))),
+        (s, e) => {
+            let s: u64 = s.parse().map_err(|_| ())?;
+            let e: u64 = e.parse().map_err(|_| ())?;
+            if e < s {
+                return Err(());
+            }
+            Ok(Some(GetRange::Bounded(s..e.saturating_add(1))))
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+async fn serve(State(state): State<Arc<AppState>>, key: String, headers: HeaderMap) -> Response {
+    let range = match parse_range(&headers) {
+        Ok(r) => r,
+        Err(()) => return error(StatusCode::RANGE_NOT_SATISFIABLE, "bad Range header"),
+    };
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string());
+    let class = ObjectClass::of(&key);
+    let fetched = match state.storage.get(&key, range.clone(), if_none_match).await {
+        Ok(f) => f,
+        Err(crate::storage::StorageError::BadRange { .. }) => {
+            return error(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+        }
+        Err(crate::storage::StorageError::BadKey { .. }) => {
+            return error(StatusCode::NOT_FOUND, "no such object")
+        }
+        Err(e) => {
+            tracing::warn!(%key, error = %e, "object read failed");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable");
+        }
+    };
+    let object = match fetched {
+        Fetched::Found(o) => o,
+        Fetched::NotModified => {
+            return (
+                StatusCode::NOT_MODIFIED,
+                [(header::CACHE_CONTROL, class.cache_control())],
+            )
+                .into_response()
+        }
+        Fetched::NotFound => return not_found(&state, &key),
+    };
+    let mut response = Response::new(Body::from(object.body.clone()));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&key)),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(class.cache_control()),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(tag) = object.e_tag.as_deref() {
+        let quoted = if tag.starts_with('"') || tag.starts_with("W/") {
+            tag.to_string()
+        } else {
+            format!("\"{tag}\"")
+        };
+        if let Ok(v) = HeaderValue::from_str(&quoted) {
+            h.insert(header::ETAG, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(object.last_modified.into())) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    if range.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let end = object.range.end.saturating_sub(1);
+        let v = format!("bytes {}-{}/{}", object.range.start, end, object.size);
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    response
+}
+
+/// 404 with a body that says why: for a live playlist, that the room is offline.
+fn not_found(state: &AppState, key: &str) -> Response {
+    let mut parts = key.split('/');
+    if let (Some("hls"), Some(room), Some("live.m3u8"), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    {
+        if state.rooms.get(room).is_some() && state.live.get(room).is_none() {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("room {room} is offline: no live stream right now"),
+            );
+        }
+        if state.rooms.get(room).is_none() {
+            return error(StatusCode::NOT_FOUND, &format!("no room {room}"));
+        }
+    }
+    error(StatusCode::NOT_FOUND, "no such object")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(v: &str) -> Result<Option<GetRange>, ()> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
+        parse_range(&h)
+    }
+
+    #[test]
+    fn ranges_parse() {
+        assert_eq!(range("bytes=0-9"), Ok(Some(GetRange::Bounded(0..10))));
+        assert_eq!(range("bytes=5-"), Ok(Some(GetRange::Offset(5))));
+        assert_eq!(range("bytes=-3"), Ok(Some(GetRange::Suffix(3))));
+        assert!(range("bytes=9-1").is_err());
+        assert!(range("items=0-1").is_err());
+        assert_eq!(range("bytes=0-1,4-5"), Ok(None));
+    }
+}

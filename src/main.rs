@@ -1,0 +1,116 @@
+//! The `barrage` command: `serve` runs the service, `token` mints a viewer token.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use barrage::auth::{parse_ttl, Role, TokenSigner};
+use barrage::config::Config;
+use barrage::secrets::Secrets;
+
+#[derive(Parser)]
+#[command(
+    name = "barrage",
+    version,
+    about = "Live-streaming danmaku and chatroom broadcaster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (RTMP ingest, HLS, chat, API, pages).
+    Serve {
+        /// Config file (TOML); keys not given keep their defaults. Default: config/default.toml
+        /// when present, else the built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print a signed token (JWT HS256) for a user, for testing or a business server to copy.
+    Token {
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Limit the token to one room.
+        #[arg(long)]
+        room: Option<String>,
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+        /// Lifetime: 90s, 15m, 1h, 2d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, barrage::config::ConfigError> {
+    let default = PathBuf::from("config/default.toml");
+    let path = path.or_else(|| default.exists().then_some(default));
+    Config::load(path.as_deref())
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = match load_config(config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("barrage: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&config.log);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("barrage: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(barrage::app::run_until_signal(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("barrage: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token {
+            user,
+            name,
+            room,
+            role,
+            ttl,
+            config,
+        } => {
+            let result = load_config(config)
+                .map_err(|e| e.to_string())
+                .and_then(|c| Secrets::load_or_generate(&c).map_err(|e| e.to_string()));
+            match result {
+                Ok(secrets) => {
+                    let signer = TokenSigner::new(&secrets.token_secret);
+                    println!("{}", signer.mint(&user, &name, role, room.as_deref(), ttl));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("barrage: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! One object store for everything barrage publishes (HLS media, playlists, danmaku files):
+//! a local folder by default, or an S3-compatible bucket. Keys are the same paths HTTP serves,
+//! so a CDN can pull from barrage or straight from the bucket.
+//!
+//! The local store cannot keep attributes (object_store refuses a put with them), so HTTP
+//! headers are derived from the key ([`ObjectClass`]) on every path; S3 objects also carry
+//! them so a CDN pulling from the bucket sees the same headers.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    Attribute, Attributes, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt,
+    PutOptions, PutPayload, RetryConfig,
+};
+
+use crate::config::Config;
+
+/// A storage failure, with the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage.url `{url}` is not supported: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot open storage at {url}: {source}")]
+    Open {
+        url: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("`{key}` is not a valid object key")]
+    BadKey { key: String },
+    #[error("object store failed on `{key}`: {source}")]
+    Store {
+        key: String,
+        source: object_store::Error,
+    },
+    #[error("requested range does not fit `{key}`")]
+    BadRange { key: String },
+}
+
+/// What kind of object a key names; decides Content-Type and Cache-Control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectClass {
+    /// A live or VOD playlist: changes every segment, cached about a second.
+    Playlist,
+    /// fMP4 init or media segment: written once, never changes.
+    Media,
+    /// A danmaku batch file: written once, never changes.
+    DanmakuBatch,
+    /// A room's danmaku index: changes every period.
+    DanmakuIndex,
+    /// Anything else (exported XML, thumbnails): short cache.
+    Other,
+}
+
+impl ObjectClass {
+    /// Classifies a key by its name.
+    pub fn of(key: &str) -> ObjectClass {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        if name.ends_with(".m3u8") {
+            ObjectClass::Playlist
+        } else if name.ends_with(".m4s") || name.ends_with(".mp4") {
+            ObjectClass::Media
+        } else if key.starts_with("danmaku/") && name == "index.json" {
+            ObjectClass::DanmakuIndex
+        } else if key.starts_with("danmaku/") && (name.ends_with(".json") || name.ends_with(".pb"))
+        {
+            ObjectClass::DanmakuBatch
+        } else {
+            ObjectClass::Other
+        }
+    }
+
+    /// The Cache-Control header for this class.
+    pub fn cache_control(self) -> &'static str {
+        match self {
+            ObjectClass::Playlist | ObjectClass::DanmakuIndex => "public, max-age=1",
+            ObjectClass::Media => "public, max-age=31536000, immutable",
+            ObjectClass::DanmakuBatch => "public, max-age=86400, immutable",
+            ObjectClass::Other => "public, max-age=5",
+        }
+    }
+}
+
+/// The Content-Type for a key, from its extension.
+pub fn content_type(key: &str) -> &'static str {
+    let ext = key.rsplit('.').next().unwrap_or("");
+    match ext {
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "m4s" => "video/iso.segment",
+        "mp4" => "video/mp4",
+        "json" => "application/json",
+        "pb" => "application/x-protobuf",
+        "xml" => "application/xml; charset=utf-8",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        _ => "application/octet-stream",
+    }
+}
+
+/// An object read back, with what HTTP needs to serve it.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub body: Bytes,
+    /// Total object size (the body may be a range of it).
+    pub size: u64,
+    /// The byte range `body` covers.
+    pub range: Range<u64>,
+    pub e_tag: Option<String>,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// The outcome of a conditional read.
+#[derive(Debug)]
+pub enum Fetched {
+    Found(StoredObject),
+    NotModified,
+    NotFound,
+}
+
+/// The shared object store handle.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    /// Key prefix inside the bucket (`s3://bucket/prefix`); empty for local folders.
+    prefix: String,
+    /// Whether to send Content-Type/Cache-Control attributes (S3 keeps them, local cannot).
+    attributes: bool,
+    /// Human-readable location for logs.
+    location: String,
+}
+
+impl Storage {
+    /// Opens the store named by `storage.url` (empty: `<data_dir>`).
+    pub fn from_config(config: &Config) -> Result<Storage, StorageError> {
+        let url = config.storage.url.trim();
+        if url.is_empty() {
+            return Storage::local(&config.data_dir);
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Storage::local(std::path::Path::new(path));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(StorageError::BadUrl {
+                    url: url.to_string(),
+                    reason: "no bucket name".into(),
+                });
+            }
+            let timeout = Duration::from_secs(config.storage.request_timeout_s.max(1));
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(&config.storage.region)
+                // Short timeouts and few retries: callers retry in order themselves, and one
+                // room's writes must not hang on a dead store for minutes.
+                .with_client_options(
+                    ClientOptions::new()
+                        .with_allow_http(config.storage.allow_http)
+                        .with_connect_timeout(Duration::from_secs(1))
+                        .with_timeout(timeout),
+                )
+                .with_retry(RetryConfig {
+                    max_retries: 2,
+                    retry_timeout: Duration::from_secs(2),
+                    backoff: object_store::BackoffConfig {
+                        init_backoff: Duration::from_millis(50),
+                        max_backoff: Duration::from_millis(500),
+                        base: 2.0,
+                    },
+                });
+            if !config.storage.endpoint.is_empty() {
+                builder = builder.with_endpoint(&config.storage.endpoint);
+            }
+            let store = builder.build().map_err(|e| StorageError::Open {
+                url: url.to_string(),
+                source: Box::new(e),
+            })?;
+            return Ok(Storage {
+                store: Arc::new(store),
+                prefix: prefix.trim_matches('/').to_string(),
+                attributes: true,
+                location: url.to_string(),
+            });
+        }
+        Err(StorageError::BadUrl {
+            url: url.to_string(),
+            reason: "use file:///path or s3://bucket/prefix".into(),
+        })
+    }
+
+    /// A local folder store (created if missing).
+    pub fn local(dir: &std::path::Path) -> Result<Storage, StorageError> {
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StorageError::Open {
+            url: dir.display().to_string(),
+            source: e,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        let abs = std::fs::canonicalize(dir).map_err(|e| open_err(Box::new(e)))?;
+        let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| open_err(Box::new(e)))?;
+        Ok(Storage {
+            store: Arc::new(store),
+            prefix: String::new(),
+            attributes: false,
+            location: format!("file://{}", abs.display()),
+        })
+    }
+
+    /// Where objects go, for logs.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn path(&self, key: &str) -> Result<ObjectPath, StorageError> {
+        let bad = || StorageError::BadKey {
+            key: key.to_string(),
+        };
+        if key.is_empty()
+            || key.starts_with('/')
+            || key
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+        {
+            return Err(bad());
+        }
+        let full = if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        };
+        ObjectPath::parse(full).map_err(|_| bad())
+    }
+
+    /// Writes an object whole (atomic on both backends), with headers where the store keeps them.
+    pub async fn put(&self, key: &str, body: Bytes) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        let mut opts = PutOptions::default();
+        if self.attributes {
+            let mut attrs = Attributes::new();
+            attrs.insert(Attribute::ContentType, content_type(key).into());
+            attrs.insert(
+                Attribute::CacheControl,
+                ObjectClass::of(key).cache_control().into(),
+            );
+            opts.attributes = attrs;
+        }
+        let started = std::time::Instant::now();
+        let result = self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(body.clone()), opts)
+            .await;
+        metrics::histogram!("barrage_storage_put_seconds").record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(_) => {
+                metrics::counter!("barrage_storage_put_bytes_total").increment(body.len() as u64);
+                Ok(())
+            }
+            Err(source) => {
+                metrics::counter!("barrage_storage_put_failures_total").increment(1);
+                Err(StorageError::Store {
+                    key: key.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Reads an object, optionally a byte range, honouring If-None-Match.
+    pub async fn get(
+        &self,
+        key: &str,
+        range: Option<GetRange>,
+        if_none_match: Option<String>,
+    ) -> Result<Fetched, StorageError> {
+        let path = self.path(key)?;
+        let opts = GetOptions {
+            range,
+            if_none_match,
+            ..Default::default()
+        };
+        let result = match self.store.get_opts(&path, opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Fetched::NotFound),
+            Err(object_store::Error::NotModified { .. }) => return Ok(Fetched::NotModified),
+            Err(object_store::Error::InvalidPath { .. }) => return Ok(Fetched::NotFound),
+            Err(e) if is_range_error(&e) => {
+                return Err(StorageError::BadRange {
+                    key: key.to_string(),
+                })
+            }
+            Err(source) => {
+                return Err(StorageError::Store {
+                    key: key.to_string(),
+                    source,
+                })
+            }
+        };
+        let meta = result.meta.clone();
+        let range = result.range.clone();
+        let body = result.bytes().await.map_err(|source| StorageError::Store {
+            key: key.to_string(),
+            source,
+        })?;
+        Ok(Fetched::Found(StoredObject {
+            body,
+            size: meta.size,
+            range,
+            e_tag: meta.e_tag,
+            last_modified: meta.last_modified,
+        }))
+    }
+
+    /// Reads a whole object if it exists.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        match self.get(key, None, None).await? {
+            Fetched::Found(o) => Ok(Some(o.body)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Lists keys under a prefix (relative to the store's own prefix).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let path = self.path(prefix.trim_end_matches('/'))?;
+        let mut out = Vec::new();
+        let mut stream = self.store.list(Some(&path));
+        while let Some(item) = stream.next().await {
+            let meta = item.map_err(|source| StorageError::Store {
+                key: prefix.to_string(),
+                source,
+            })?;
+            let full = meta.location.to_string();
+            let key = if self.prefix.is_empty() {
+                full
+            } else {
+                full.strip_prefix(&format!("{}/", self.prefix))
+                    .unwrap_or(&full)
+                    .to_string()
+            };
+            out.push(key);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes every object under a prefix (a whole old session, say).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        let keys = self.list(prefix).await?;
+        for key in &keys {
+            let path = self.path(key)?;
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(StorageError::Store {
+                        key: key.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(keys.len())
+    }
+}
+
+fn is_range_error(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    text.contains("ange") && (text.contains("not satisf") || text.contains("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_and_types_follow_the_key() {
+        assert_eq!(ObjectClass::of("hls/demo/live.m3u8"), ObjectClass::Playlist);
+        assert_eq!(ObjectClass::of("hls/demo/s1/init.mp4"), ObjectClass::Media);
+        assert_eq!(ObjectClass::of("hls/demo/s1/00001.m4s"), ObjectClass::Media);
+        assert_eq!(
+            ObjectClass::of("danmaku/demo/index.json"),
+            ObjectClass::DanmakuIndex
+        );
+        assert_eq!(
+            ObjectClass::of("danmaku/demo/s1/7.json"),
+            ObjectClass::DanmakuBatch
+        );
+        assert!(ObjectClass::Media.cache_control().contains("immutable"));
+        assert!(ObjectClass::Playlist.cache_control().contains("max-age=1"));
+        assert_eq!(content_type("a/b.m3u8"), "application/vnd.apple.mpegurl");
+    }
+
+    #[tokio::test]
+    async fn local_round_trip_range_and_bad_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::local(dir.path()).unwrap();
+        s.put("hls/r/s/1.m4s", Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        let Fetched::Found(o) = s
+            .get("hls/r/s/1.m4s", Some(GetRange::Bounded(2..5)), None)
+            .await
+            .unwrap()
+        else {
+            panic!("missing")
+        };
+        assert_eq!(&o.body[..], b"234");
+        assert_eq!(o.size, 10);
+        let etag = o.e_tag.clone().unwrap();
+        assert!(matches!(
+            s.get("hls/r/s/1.m4s", None, Some(etag)).await.unwrap(),
+            Fetched::NotModified
+        ));
+        assert!(matches!(
+            s.get("hls/r/s/2.m4s", None, None).await.unwrap(),
+            Fetched::NotFound
+        ));
+        assert!(s.get("../etc/passwd", None, None).await.is_err());
+        assert_eq!(s.list("hls/r").await.unwrap(), vec!["hls/r/s/1.m4s"]);
+        assert_eq!(s.delete_prefix("hls/r/s").await.unwrap(), 1);
+        assert!(s.list("hls/r").await.unwrap().is_empty());
+    }
+}
