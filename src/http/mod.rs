@@ -1,6 +1,7 @@
 //! The HTTP face of barrage (axum): published objects, health, metrics, and (from the chat
 //! engine) the WebSocket and JSON API routes.
 
+pub mod api_error;
 pub mod objects;
 
 use std::sync::Arc;
@@ -20,6 +21,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(objects::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.http.max_body_bytes,
+        ))
         .layer(cors)
         .with_state(state)
 }
