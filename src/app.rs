@@ -11,9 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenSigner;
 use crate::broadcast::Broadcaster;
+use crate::catalog::{CatalogError, RoomCatalog};
 use crate::config::Config;
+use crate::db::{Database, DbError};
 use crate::live::LiveRegistry;
-use crate::rooms::{hash_key, Room, RoomDirectory};
+use crate::rooms::RoomDirectory;
 use crate::secrets::{Secrets, SecretsError};
 use crate::storage::{Storage, StorageError};
 
@@ -29,6 +31,10 @@ pub enum StartError {
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot load rooms: {0}")]
+    Rooms(#[from] CatalogError),
     #[error("cannot listen on {what} {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -45,6 +51,8 @@ pub struct AppState {
     pub tokens: TokenSigner,
     pub storage: Storage,
     pub rooms: Arc<RoomDirectory>,
+    /// Room writes (database first, then `rooms`).
+    pub catalog: RoomCatalog,
     pub live: Arc<LiveRegistry>,
     pub broadcaster: Arc<Broadcaster>,
     /// Renders `/metrics`.
@@ -91,27 +99,25 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         );
     }
     let storage = Storage::from_config(&config)?;
-    let rooms = Arc::new(RoomDirectory::new());
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    for room in &config.rooms {
-        let key = secrets
-            .stream_keys
-            .get(&room.id)
-            .cloned()
-            .unwrap_or_default();
-        rooms.upsert(Room {
-            id: room.id.clone(),
-            title: if room.title.is_empty() {
-                room.id.clone()
-            } else {
-                room.title.clone()
-            },
-            key_hash: hash_key(&key),
-            created_ms: now_ms,
-            closed: false,
-        });
+    let db = Database::open(&config.db_url()).await?;
+    let interrupted = db
+        .end_interrupted_sessions(chrono::Utc::now().timestamp_millis())
+        .await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            sessions = interrupted,
+            "marked broadcast sessions left open by an earlier stop as ended"
+        );
     }
+    let catalog = RoomCatalog::load(db.clone(), &config, &secrets).await?;
+    tracing::info!(
+        database = db.location(),
+        rooms = catalog.rooms.list().len(),
+        "database ready"
+    );
+    let rooms = catalog.rooms.clone();
     let live = Arc::new(LiveRegistry::new());
+    crate::catalog::record_sessions(db, &live);
     let broadcaster = Broadcaster::new(
         rooms.clone(),
         live.clone(),
@@ -125,6 +131,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         secrets,
         storage,
         rooms,
+        catalog,
         live,
         broadcaster,
         metrics: metrics_handle(),
@@ -200,11 +207,16 @@ impl RunningServer {
         };
         let http_port = self.http_addr.port();
         for room in self.state.rooms.list() {
-            let key = self.state.secrets.stream_keys.get(&room.id);
+            let key = self
+                .state
+                .secrets
+                .stream_keys
+                .get(&room.id)
+                .filter(|k| self.state.catalog.config_key_in_force(&room.id, k));
             tracing::info!(
                 room = %room.id,
                 obs_server = %format!("rtmp://{host}:{}/{}", self.rtmp_addr.port(), self.state.config.rtmp.app),
-                stream_key = key.map(String::as_str).unwrap_or("(made by the API; shown at creation)"),
+                stream_key = key.map(String::as_str).unwrap_or("(set by the API: shown when made or rotated)"),
                 playlist = %format!("http://{host}:{http_port}/hls/{}/live.m3u8", room.id),
                 "room ready: in OBS set Settings > Stream > Custom with this server and stream key"
             );
@@ -222,6 +234,7 @@ impl RunningServer {
         let _ = self.rtmp_task.await;
         self.state.broadcaster.wait_idle().await;
         let _ = self.http_task.await;
+        self.state.catalog.db.close().await;
         tracing::info!("stopped");
     }
 }

@@ -4,10 +4,13 @@
 pub mod app;
 pub mod auth;
 pub mod broadcast;
+pub mod catalog;
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod ingest;
 pub mod live;
 pub mod rooms;
 pub mod secrets;
 pub mod storage;
+pub mod testutil;

@@ -2,6 +2,7 @@
 //! engine) the WebSocket and JSON API routes.
 
 pub mod api_error;
+pub mod api_rooms;
 pub mod objects;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(objects::routes())
+        .merge(api_rooms::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.http.max_body_bytes,
         ))
@@ -62,4 +64,28 @@ async fn metrics(
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+/// The base URL clients should use: `http.public_url`, else `http://<Host header>`.
+pub fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    if !state.config.http.public_url.is_empty() {
+        return state
+            .config
+            .http
+            .public_url
+            .trim_end_matches('/')
+            .to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| state.config.http.listen.to_string());
+    format!("http://{host}")
 }

@@ -1,0 +1,198 @@
+//! Room writes and start-up: every change goes to the database first, then to the in-memory
+//! [`RoomDirectory`] that hot paths read, so a failed write changes nothing and a restart
+//! reloads exactly what was acknowledged.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::{Database, DbError, RoomRow};
+use crate::live::{LiveChange, LiveRegistry};
+use crate::rooms::{generate_key, hash_key, valid_room_id, Room, RoomDirectory};
+use crate::secrets::Secrets;
+
+/// Why a room write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("room id `{0}` is not valid (1-64 characters of a-z, 0-9, '-' or '_')")]
+    BadId(String),
+    #[error("room title must be 1-200 characters")]
+    BadTitle,
+    #[error("room {0} already exists")]
+    Exists(String),
+    #[error("no room {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// A room just made, with its key (shown once; only its digest is kept).
+#[derive(Debug, Clone)]
+pub struct CreatedRoom {
+    pub room: Room,
+    pub stream_key: String,
+}
+
+/// Room writes over the database and the in-memory view.
+#[derive(Debug, Clone)]
+pub struct RoomCatalog {
+    pub db: Database,
+    pub rooms: Arc<RoomDirectory>,
+}
+
+fn to_room(row: RoomRow) -> Room {
+    Room {
+        id: row.id,
+        title: row.title,
+        key_hash: row.key_hash,
+        created_ms: row.created_ms,
+        closed: row.closed_ms.is_some(),
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl RoomCatalog {
+    /// Loads the rooms, after upserting the `[[rooms]]` of config: a missing one is inserted
+    /// with its configured (or generated) key; an existing one takes the configured title, and
+    /// the configured key only when config names one (so a key rotated through the API stays).
+    pub async fn load(
+        db: Database,
+        config: &Config,
+        secrets: &Secrets,
+    ) -> Result<RoomCatalog, CatalogError> {
+        let existing = db.load_rooms().await?;
+        for room in &config.rooms {
+            let key = secrets
+                .stream_keys
+                .get(&room.id)
+                .cloned()
+                .unwrap_or_default();
+            let title = if room.title.is_empty() {
+                room.id.clone()
+            } else {
+                room.title.clone()
+            };
+            match existing.iter().find(|r| r.id == room.id) {
+                None => {
+                    db.insert_room(&RoomRow {
+                        id: room.id.clone(),
+                        title,
+                        key_hash: hash_key(&key),
+                        created_ms: now_ms(),
+                        closed_ms: None,
+                    })
+                    .await?;
+                }
+                Some(row) => {
+                    if row.title != title {
+                        db.update_room_title(&room.id, &title).await?;
+                    }
+                    if !room.stream_key.is_empty() && row.key_hash != hash_key(&room.stream_key) {
+                        db.set_key_hash(&room.id, &hash_key(&room.stream_key))
+                            .await?;
+                    }
+                }
+            }
+        }
+        let directory = Arc::new(RoomDirectory::new());
+        for row in db.load_rooms().await? {
+            directory.upsert(to_room(row));
+        }
+        Ok(RoomCatalog {
+            db,
+            rooms: directory,
+        })
+    }
+
+    /// Makes a room with a fresh stream key.
+    pub async fn create(&self, id: &str, title: &str) -> Result<CreatedRoom, CatalogError> {
+        if !valid_room_id(id) {
+            return Err(CatalogError::BadId(id.to_string()));
+        }
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(CatalogError::BadTitle);
+        }
+        let stream_key = generate_key();
+        let row = RoomRow {
+            id: id.to_string(),
+            title: title.to_string(),
+            key_hash: hash_key(&stream_key),
+            created_ms: now_ms(),
+            closed_ms: None,
+        };
+        if !self.db.insert_room(&row).await? {
+            return Err(CatalogError::Exists(id.to_string()));
+        }
+        let room = to_room(row);
+        self.rooms.upsert(room.clone());
+        tracing::info!(room = %id, "room created");
+        Ok(CreatedRoom { room, stream_key })
+    }
+
+    /// Replaces a room's stream key; the old key stops working for new publishes at once.
+    pub async fn rotate_key(&self, id: &str) -> Result<String, CatalogError> {
+        let key = generate_key();
+        if !self.db.set_key_hash(id, &hash_key(&key)).await? {
+            return Err(CatalogError::NotFound(id.to_string()));
+        }
+        self.rooms.set_key_hash(id, hash_key(&key));
+        tracing::info!(room = %id, "stream key rotated");
+        Ok(key)
+    }
+
+    /// Closes a room (refuses publishes) or reopens it.
+    pub async fn set_closed(&self, id: &str, closed: bool) -> Result<(), CatalogError> {
+        let at = closed.then(now_ms);
+        if !self.db.set_closed(id, at).await? {
+            return Err(CatalogError::NotFound(id.to_string()));
+        }
+        self.rooms.set_closed(id, closed);
+        tracing::info!(room = %id, closed, "room state changed");
+        Ok(())
+    }
+
+    /// Whether the config room's kept key is still the one in force (not rotated by the API).
+    pub fn config_key_in_force(&self, room: &str, key: &str) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.key_hash == hash_key(key))
+    }
+}
+
+/// Records broadcast sessions as they start and end, so replays can be listed. Runs until the
+/// registry is dropped; a failed write is logged and the next change is still recorded.
+pub fn record_sessions(db: Database, live: &LiveRegistry) -> tokio::task::JoinHandle<()> {
+    let mut changes = live.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let change = match changes.recv().await {
+                Ok(c) => c,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "session recorder fell behind");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let result = match &change {
+                LiveChange::Started(info) => {
+                    db.session_started(&info.room, &info.session, info.started_ms)
+                        .await
+                }
+                LiveChange::Ended {
+                    info,
+                    ended_ms,
+                    vod_key,
+                } => {
+                    db.session_ended(&info.room, &info.session, *ended_ms, vod_key.as_deref())
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "could not record a broadcast session");
+            }
+        }
+    })
+}

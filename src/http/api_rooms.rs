@@ -1,0 +1,299 @@
+//! Rooms API: create (returns the stream key once), list (paged, public), get, rotate key,
+//! close/reopen, and the list of a room's broadcast sessions for replay.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::catalog::CatalogError;
+use crate::http::api_error::{AdminAuth, ApiError, ApiJson};
+use crate::http::public_base;
+use crate::live::LiveInfo;
+use crate::rooms::Room;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/rooms", get(list_rooms).post(create_room))
+        .route("/api/rooms/{room}", get(get_room))
+        .route("/api/rooms/{room}/rotate-key", post(rotate_key))
+        .route("/api/rooms/{room}/close", post(close_room))
+        .route("/api/rooms/{room}/open", post(open_room))
+        .route("/api/rooms/{room}/sessions", get(list_sessions))
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> ApiError {
+        match &e {
+            CatalogError::BadId(_) => ApiError::bad_request("bad_room_id", e.to_string()),
+            CatalogError::BadTitle => ApiError::bad_request("bad_title", e.to_string()),
+            CatalogError::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "room_exists", e.to_string())
+            }
+            CatalogError::NotFound(_) => ApiError::not_found(e.to_string()),
+            CatalogError::Db(db) => {
+                tracing::error!(error = %db, "room write failed");
+                ApiError::internal("database unavailable; nothing was changed")
+            }
+        }
+    }
+}
+
+/// A room as the API shows it (never its key).
+#[derive(Debug, Serialize)]
+pub struct RoomView {
+    pub id: String,
+    pub title: String,
+    pub closed: bool,
+    pub created_ms: i64,
+    /// Present while the room is on air.
+    pub live: Option<LiveInfo>,
+    pub hls_url: String,
+}
+
+fn view(room: Room, state: &AppState, base: &str) -> RoomView {
+    RoomView {
+        hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
+        live: state.live.get(&room.id),
+        id: room.id,
+        title: room.title,
+        closed: room.closed,
+        created_ms: room.created_ms,
+    }
+}
+
+/// What to type into OBS: Settings > Stream > Custom.
+#[derive(Debug, Serialize)]
+pub struct ObsSettings {
+    pub server: String,
+    pub stream_key: String,
+}
+
+fn obs(state: &AppState, headers: &HeaderMap, key: String) -> ObsSettings {
+    let base = public_base(state, headers);
+    let host = url::Url::parse(&base)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "HOST".to_string());
+    ObsSettings {
+        server: format!(
+            "rtmp://{host}:{}/{}",
+            state.config.rtmp.listen.port(),
+            state.config.rtmp.app
+        ),
+        stream_key: key,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRoom {
+    #[serde(default)]
+    id: Option<String>,
+    title: String,
+}
+
+#[derive(Debug, Serialize)]
+struct KeyAnswer {
+    room: RoomView,
+    stream_key: String,
+    obs: ObsSettings,
+}
+
+async fn create_room(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminAuth,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateRoom>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = body.id.unwrap_or_else(|| {
+        format!(
+            "room-{}",
+            crate::secrets::random_secret(8).to_ascii_lowercase()
+        )
+    });
+    let created = state.catalog.create(&id, &body.title).await?;
+    let base = public_base(&state, &headers);
+    let answer = KeyAnswer {
+        obs: obs(&state, &headers, created.stream_key.clone()),
+        room: view(created.room, &state, &base),
+        stream_key: created.stream_key,
+    };
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default = "first_page")]
+    page: usize,
+    #[serde(default = "default_per_page")]
+    per_page: usize,
+    /// Only rooms on air.
+    #[serde(default)]
+    live: bool,
+}
+
+fn first_page() -> usize {
+    1
+}
+fn default_per_page() -> usize {
+    20
+}
+
+fn check_page(p: &Page) -> Result<(), ApiError> {
+    if p.page == 0 || p.per_page == 0 || p.per_page > 100 {
+        return Err(ApiError::bad_request(
+            "bad_page",
+            "page starts at 1; per_page is 1 to 100",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct RoomPage {
+    rooms: Vec<RoomView>,
+    page: usize,
+    per_page: usize,
+    total: usize,
+}
+
+async fn list_rooms(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(p): Query<Page>,
+) -> Result<Json<RoomPage>, ApiError> {
+    check_page(&p)?;
+    let base = public_base(&state, &headers);
+    let all: Vec<Room> = state
+        .rooms
+        .list()
+        .into_iter()
+        .filter(|r| !r.closed && (!p.live || state.live.get(&r.id).is_some()))
+        .collect();
+    let total = all.len();
+    let rooms = all
+        .into_iter()
+        .skip((p.page - 1) * p.per_page)
+        .take(p.per_page)
+        .map(|r| view(r, &state, &base))
+        .collect();
+    Ok(Json(RoomPage {
+        rooms,
+        page: p.page,
+        per_page: p.per_page,
+        total,
+    }))
+}
+
+fn room_or_404(state: &AppState, id: &str) -> Result<Room, ApiError> {
+    state
+        .rooms
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("no room {id}")))
+}
+
+async fn get_room(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RoomView>, ApiError> {
+    let room = room_or_404(&state, &id)?;
+    let base = public_base(&state, &headers);
+    Ok(Json(view(room, &state, &base)))
+}
+
+async fn rotate_key(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminAuth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<KeyAnswer>, ApiError> {
+    let key = state.catalog.rotate_key(&id).await?;
+    let room = room_or_404(&state, &id)?;
+    let base = public_base(&state, &headers);
+    Ok(Json(KeyAnswer {
+        obs: obs(&state, &headers, key.clone()),
+        room: view(room, &state, &base),
+        stream_key: key,
+    }))
+}
+
+async fn close_room(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminAuth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RoomView>, ApiError> {
+    state.catalog.set_closed(&id, true).await?;
+    let base = public_base(&state, &headers);
+    Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
+}
+
+async fn open_room(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminAuth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RoomView>, ApiError> {
+    state.catalog.set_closed(&id, false).await?;
+    let base = public_base(&state, &headers);
+    Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
+}
+
+#[derive(Debug, Serialize)]
+struct SessionView {
+    #[serde(flatten)]
+    row: crate::db::SessionRow,
+    /// The session's playlist: EVENT while live, a complete VOD once ended.
+    playlist_url: String,
+    live: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SessionPage {
+    sessions: Vec<SessionView>,
+    page: usize,
+    per_page: usize,
+    total: i64,
+}
+
+async fn list_sessions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(p): Query<Page>,
+) -> Result<Json<SessionPage>, ApiError> {
+    check_page(&p)?;
+    room_or_404(&state, &id)?;
+    let (rows, total) = state
+        .catalog
+        .db
+        .list_sessions(&id, ((p.page - 1) * p.per_page) as i64, p.per_page as i64)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "listing sessions failed");
+            ApiError::internal("database unavailable")
+        })?;
+    let base = public_base(&state, &headers);
+    let live_session = state.live.get(&id).map(|l| l.session);
+    let sessions = rows
+        .into_iter()
+        .map(|row| SessionView {
+            playlist_url: format!("{base}/hls/{}/{}/index.m3u8", row.room, row.session),
+            live: live_session.as_deref() == Some(row.session.as_str()),
+            row,
+        })
+        .collect();
+    Ok(Json(SessionPage {
+        sessions,
+        page: p.page,
+        per_page: p.per_page,
+        total,
+    }))
+}
