@@ -75,6 +75,8 @@ pub struct StorageConfig {
     pub url: String,
     pub endpoint: String,
     pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
     pub allow_http: bool,
     pub request_timeout_s: u64,
     pub retain_sessions: usize,

@@ -77,3 +77,104 @@ pub fn test_config(data_dir: &std::path::Path) -> crate::config::Config {
     config.auth.token_secret = TEST_TOKEN_SECRET.to_string();
     config
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// A real S3-protocol server (`s3s-fs`, installed by scripts/test.sh) on a free port, with its
+/// data in a folder that survives [`S3Server::stop`] so outage tests can restart it.
+pub struct S3Server {
+    pub port: u16,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+/// Where `s3s-fs` is: on PATH or in ~/.cargo/bin.
+fn s3s_fs_binary() -> std::path::PathBuf {
+    if let Ok(paths) = std::env::var("PATH") {
+        for p in std::env::split_paths(&paths) {
+            let candidate = p.join("s3s-fs");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let candidate = std::path::Path::new(&home).join(".cargo/bin/s3s-fs");
+    if candidate.is_file() {
+        return candidate;
+    }
+    panic!(
+        "s3s-fs (a real S3-protocol server) is needed for this test: run scripts/test.sh, or \
+         `cargo install s3s-fs@0.14.1 --locked --features binary`"
+    )
+}
+
+impl S3Server {
+    /// Starts a server with bucket `barrage` under `dir`.
+    pub fn start(dir: &std::path::Path) -> S3Server {
+        std::fs::create_dir_all(dir.join("barrage")).expect("bucket folder");
+        let mut server = S3Server {
+            port: free_port(),
+            bucket: "barrage".into(),
+            access_key: "barrage-test".into(),
+            secret_key: "barrage-test-secret".into(),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// (Re)starts the process on the same port and folder; waits until it accepts.
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new(s3s_fs_binary())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("s3s-fs did not start on port {}", self.port);
+    }
+
+    /// Stops the process (data stays).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Points a config's storage at this server.
+    pub fn configure(&self, config: &mut crate::config::Config, prefix: &str) {
+        config.storage.url = format!("s3://{}/{prefix}", self.bucket);
+        config.storage.endpoint = format!("http://127.0.0.1:{}", self.port);
+        config.storage.allow_http = true;
+        config.storage.region = "us-east-1".into();
+        config.storage.access_key = self.access_key.clone();
+        config.storage.secret_key = self.secret_key.clone();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite, with its peers installed first (as root on Debian; skips what is there):
+#   ffmpeg/ffprobe (RTMP pushes, segment checks), s3s-fs (a real S3-protocol server),
+#   chromium (page tests, when present in the suite). PostgreSQL (127.0.0.1:5432) and Redis
+#   (127.0.0.1:6379) are expected to run on the machine; tests that need them say so if not.
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing: ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+  log "installing ${need_apt[*]} (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v s3s-fs >/dev/null 2>&1; then
+  log "installing s3s-fs 0.14.1 (S3-protocol test server; ~4 min once)"
+  cargo install s3s-fs@0.14.1 --locked --features binary --quiet
+fi
+
+log "checking services"
+if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  echo "PostgreSQL is not answering on 127.0.0.1:5432; starting it" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+fi
+
+log "format and lints"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+log "tests"
+cargo test --all-targets "$@"
