@@ -379,7 +379,12 @@ impl Storage {
 
 /// Whether an If-None-Match value (a list, maybe quoted or weak) names this ETag.
 fn etag_matches(if_none_match: &str, tag: &str) -> bool {
-    let bare = |t: &str| t.trim().trim_start_matches("W/").trim_matches('"').to_string();
+    let bare = |t: &str| {
+        t.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
     let tag = bare(tag);
     if_none_match
         .split(',')
@@ -485,7 +490,9 @@ mod s3_tests {
             .await
             .unwrap();
         assert_eq!(
-            raw.attributes.get(&Attribute::CacheControl).map(|v| v.as_ref()),
+            raw.attributes
+                .get(&Attribute::CacheControl)
+                .map(|v| v.as_ref()),
             Some("public, max-age=31536000, immutable")
         );
         assert_eq!(s.delete_prefix("hls/r").await.unwrap(), 1);
