@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod broadcast;
 pub mod catalog;
+pub mod cdn;
 pub mod config;
 pub mod db;
 pub mod http;
