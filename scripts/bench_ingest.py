@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: N streams of 720p30 ~3 Mbit/s FLV pushed for D seconds into barrage and, in
+the same run, into nginx with libnginx-mod-rtmp producing HLS (the baseline). Reports server
+CPU-seconds and peak RSS of each, their ratio, and barrage's delay from a segment's closing
+keyframe to the playlist that lists it (its own histogram, barrage_hls_playlist_delay_seconds).
+
+Usage: scripts/bench_ingest.py [--streams 1,8] [--seconds 40] [--json]
+Needs: ffmpeg, nginx + libnginx-mod-rtmp (apt-get install -y ffmpeg nginx libnginx-mod-rtmp),
+and a release build (cargo build --release; the script builds it if missing).
+Everything listens on 127.0.0.1 only; the run stops by itself.
+"""
+import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on 127.0.0.1:{port}")
+
+
+def proc_tree(pid):
+    """pid and its descendants (nginx master + workers)."""
+    out = [pid]
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(p))
+            except OSError:
+                pass
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total / TICK
+
+
+def rss_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                m = re.search(r"VmRSS:\s+(\d+)", f.read())
+                total += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return total
+
+
+def make_source(path, seconds):
+    if os.path.exists(path):
+        return
+    print(f"generating {path} (720p30, 3 Mbit/s, {seconds} s)", flush=True)
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+         "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-b:v", "3M",
+         "-maxrate", "3M", "-bufsize", "6M", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-f", "flv", path],
+        check=True)
+
+
+def push_all(src, urls, seconds):
+    procs = [subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-t", str(seconds), "-i", src,
+         "-c", "copy", "-f", "flv", u], stdin=subprocess.DEVNULL) for u in urls]
+    return procs
+
+
+def measure(pids_fn, procs, seconds, label):
+    pids = pids_fn()
+    cpu0, t0, peak = cpu_seconds(pids), time.time(), 0
+    while any(p.poll() is None for p in procs):
+        peak = max(peak, rss_kib(pids_fn()))
+        el = time.time() - t0
+        print(f"\r  {label}: {el:5.1f}/{seconds} s  rss {peak/1024:.1f} MiB", end="", flush=True)
+        time.sleep(0.5)
+        if el > seconds + 30:
+            for p in procs:
+                p.kill()
+    print()
+    failures = sum(1 for p in procs if p.returncode != 0)
+    return cpu_seconds(pids_fn()) - cpu0, peak, failures
+
+
+def run_barrage(binary, src, n, seconds, work):
+    http, rtmp = free_port(), free_port()
+    cfg = os.path.join(work, f"barrage-{n}.toml")
+    with open(cfg, "w") as f:
+        f.write(f'data_dir = "{work}/barrage-data-{n}"\nlog = "warn"\n')
+        f.write(f'[http]\nlisten = "127.0.0.1:{http}"\n[rtmp]\nlisten = "127.0.0.1:{rtmp}"\n')
+        f.write('[auth]\nadmin_key = "bench-admin-key-123456"\ntoken_secret = "bench-secret-123456"\n')
+        for i in range(n):
+            f.write(f'[[rooms]]\nid = "bench{i}"\ntitle = "bench {i}"\nstream_key = "key{i}"\n')
+    server = subprocess.Popen([binary, "serve", "--config", cfg], stdin=subprocess.DEVNULL)
+    try:
+        wait_port(rtmp)
+        wait_port(http)
+        procs = push_all(src, [f"rtmp://127.0.0.1:{rtmp}/live/key{i}" for i in range(n)], seconds)
+        cpu, rss, failures = measure(lambda: [server.pid], procs, seconds, f"barrage x{n}")
+        time.sleep(1)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics").read().decode()
+        delay = {}
+        for q in ("0.5", "0.99", "1"):
+            m = re.search(r'barrage_hls_playlist_delay_seconds\{quantile="%s"\} ([0-9.e+-]+)' % re.escape(q), metrics)
+            if m:
+                delay[q] = float(m.group(1)) * 1000
+        segs = re.search(r"^barrage_hls_segments_total (\d+)", metrics, re.M)
+        return {"cpu_s": cpu, "rss_kib": rss, "push_failures": failures,
+                "delay_ms": delay, "segments": int(segs.group(1)) if segs else None}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def run_nginx(src, n, seconds, work):
+    rtmp = free_port()
+    prefix = os.path.join(work, f"nginx-{n}")
+    os.makedirs(os.path.join(prefix, "hls"), exist_ok=True)
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    conf = os.path.join(prefix, "nginx.conf")
+    module = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+    with open(conf, "w") as f:
+        f.write(f"""load_module {module};
+daemon off; master_process on; worker_processes 1; pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+rtmp {{ server {{ listen 127.0.0.1:{rtmp}; chunk_size 4096;
+  application live {{ live on; record off; hls on; hls_path {prefix}/hls;
+    hls_fragment 2s; hls_playlist_length 12s; hls_cleanup off; }} }} }}
+""")
+    server = subprocess.Popen(["nginx", "-p", prefix, "-c", conf], stdin=subprocess.DEVNULL)
+    try:
+        wait_port(rtmp)
+        procs = push_all(src, [f"rtmp://127.0.0.1:{rtmp}/live/key{i}" for i in range(n)], seconds)
+        cpu, rss, failures = measure(lambda: proc_tree(server.pid), procs, seconds, f"nginx-rtmp x{n}")
+        return {"cpu_s": cpu, "rss_kib": rss, "push_failures": failures}
+    finally:
+        server.send_signal(signal.SIGQUIT)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", default="1,8")
+    ap.add_argument("--seconds", type=int, default=40)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    for tool in ("ffmpeg", "nginx"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: apt-get install -y ffmpeg nginx libnginx-mod-rtmp")
+    binary = os.path.join(ROOT, "target/release/barrage")
+    if not os.path.exists(binary):
+        subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
+    work = tempfile.mkdtemp(prefix="barrage-bench-ingest-")
+    src = os.path.join(tempfile.gettempdir(), f"barrage-bench-720p30-{args.seconds + 5}s.flv")
+    make_source(src, args.seconds + 5)
+    rows = []
+    for n in [int(x) for x in args.streams.split(",")]:
+        b = run_barrage(binary, src, n, args.seconds, work)
+        x = run_nginx(src, n, args.seconds, work)
+        rows.append({"streams": n, "seconds": args.seconds, "barrage": b, "nginx_rtmp": x,
+                     "cpu_ratio": b["cpu_s"] / x["cpu_s"] if x["cpu_s"] else None})
+    shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print("\n| streams | barrage CPU s | nginx-rtmp CPU s | CPU ratio | barrage RSS MiB | nginx RSS MiB | playlist delay p50 / p99 / max ms | failed pushes |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        b, x, d = r["barrage"], r["nginx_rtmp"], r["barrage"]["delay_ms"]
+        delay = " / ".join(f"{d[q]:.1f}" if q in d else "-" for q in ("0.5", "0.99", "1"))
+        ratio = f"{r['cpu_ratio']:.2f}" if r["cpu_ratio"] is not None else "-"
+        print(f"| {r['streams']} | {b['cpu_s']:.2f} | {x['cpu_s']:.2f} | {ratio} | {b['rss_kib']/1024:.1f} | {x['rss_kib']/1024:.1f} | {delay} | {b['push_failures']}+{x['push_failures']} |")
+
+
+if __name__ == "__main__":
+    main()
