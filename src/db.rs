@@ -387,23 +387,30 @@ impl Database {
         Ok(())
     }
 
-    /// Records the danmaku written for a session so far (seq range and batch files).
+    /// Records danmaku file `batches` of a session; `range` is the file's seq range when it held
+    /// events (the first one seen becomes the session's first_seq).
     pub async fn session_danmaku(
         &self,
         room: &str,
         session: &str,
-        first_seq: Option<i64>,
-        last_seq: Option<i64>,
+        range: Option<(i64, i64)>,
         batches: i64,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE sessions SET first_seq = $1, last_seq = $2, batches = $3 WHERE room = $4 AND session = $5",
-        )
-        .bind(first_seq)
-        .bind(last_seq)
-        .bind(batches)
-        .bind(room)
-        .bind(session)
+        match range {
+            Some((first, last)) => sqlx::query(
+                "UPDATE sessions SET first_seq = COALESCE(first_seq, $1), last_seq = $2, batches = $3 \
+                 WHERE room = $4 AND session = $5",
+            )
+            .bind(first)
+            .bind(last)
+            .bind(batches)
+            .bind(room)
+            .bind(session),
+            None => sqlx::query("UPDATE sessions SET batches = $1 WHERE room = $2 AND session = $3")
+                .bind(batches)
+                .bind(room)
+                .bind(session),
+        }
         .execute(&self.pool)
         .await
         .map_err(q("record session danmaku"))?;

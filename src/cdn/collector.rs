@@ -21,6 +21,8 @@ pub struct PeriodCollector {
     max_pending: usize,
     /// Periods folded into the newest pending file because `pending` was full.
     pub merged_periods: u64,
+    /// No more periods will be cut (the session ended); pending files still get written.
+    closed: bool,
 }
 
 impl PeriodCollector {
@@ -34,9 +36,20 @@ impl PeriodCollector {
             period_start_ms: now_ms,
             current: Vec::new(),
             pending: VecDeque::new(),
-            max_pending: max_pending.max(1),
+            // At least 2, so a fold never touches the front file, which may be mid-upload.
+            max_pending: max_pending.max(2),
             merged_periods: 0,
+            closed: false,
         }
+    }
+
+    /// Ends the session: no more cuts; what is pending is still written.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     pub fn session(&self) -> &str {
@@ -77,7 +90,7 @@ impl PeriodCollector {
         let start_ms = self.period_start_ms;
         self.period_start_ms = now_ms;
         let json: Vec<serde_json::Value> = events.into_iter().map(|e| e.json).collect();
-        if self.pending.len() >= self.max_pending {
+        if self.pending.len() >= self.max_pending && self.pending.len() >= 2 {
             if let Some(last) = self.pending.back_mut() {
                 if !json.is_empty() {
                     last.to_seq = to_seq;
@@ -109,7 +122,8 @@ impl PeriodCollector {
         self.pending.front()
     }
 
-    /// Marks the oldest pending file written.
+    /// Marks the oldest pending file written. The front is never changed by a fold, so the
+    /// file handed out by [`front`](Self::front) is the one removed here.
     pub fn written(&mut self) -> Option<BatchFile> {
         self.pending.pop_front()
     }
@@ -183,7 +197,7 @@ mod tests {
         #[test]
         fn every_seq_lands_in_exactly_one_file(
             steps in proptest::collection::vec((0u8..4, 0usize..5), 1..60),
-            max_pending in 1usize..4,
+            max_pending in 1usize..5,
         ) {
             let mut c = PeriodCollector::new("r", "s", 10, 0, max_pending);
             let mut next = 10u64;

@@ -3,6 +3,7 @@
 
 pub mod collector;
 pub mod files;
+pub mod publisher;
 pub mod weights;
 pub mod xml;
 

@@ -1,0 +1,399 @@
+//! The I/O side of danmaku files: one task pair per active room. The cutter closes a period
+//! every `period_ms`; the uploader writes files in order, retrying with backoff while the store
+//! is down, then updates the index. A room's store trouble never delays another room, and no
+//! cut file is ever skipped (see [`PeriodCollector`] for how a long outage stays bounded).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::collector::PeriodCollector;
+use super::files::{chat_session_id, BatchFile, CdnEvent, IndexFile};
+use super::weights::WeightedBases;
+use crate::db::Database;
+use crate::live::{LiveChange, LiveRegistry};
+use crate::storage::Storage;
+
+/// A room's chat session without a stream ends after this long without events.
+const CHAT_IDLE: Duration = Duration::from_secs(30);
+
+/// What a room task is told.
+#[derive(Debug)]
+enum RoomInput {
+    Events(Vec<CdnEvent>),
+    LiveStarted(String),
+    LiveEnded(String),
+}
+
+/// Gives the seq a room will assign next (so an empty file before any event is still right).
+pub type NextSeq = Arc<dyn Fn(&str) -> u64 + Send + Sync>;
+
+/// Settings of the publisher.
+#[derive(Clone)]
+pub struct PublisherSettings {
+    pub period: Duration,
+    pub max_pending: usize,
+    pub bases: Arc<WeightedBases>,
+    /// The public base for HLS URLs in the index (a CDN base if any, else barrage's own).
+    pub hls_base: Option<String>,
+}
+
+/// Writes danmaku files for every active room.
+pub struct CdnPublisher {
+    storage: Storage,
+    db: Database,
+    live: Arc<LiveRegistry>,
+    settings: PublisherSettings,
+    next_seq: NextSeq,
+    rooms: Mutex<HashMap<String, mpsc::UnboundedSender<RoomInput>>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for CdnPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CdnPublisher").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl CdnPublisher {
+    /// Starts the publisher and its follower of live starts/ends.
+    pub fn start(
+        storage: Storage,
+        db: Database,
+        live: Arc<LiveRegistry>,
+        settings: PublisherSettings,
+        next_seq: NextSeq,
+    ) -> Arc<CdnPublisher> {
+        let publisher = Arc::new(CdnPublisher {
+            storage,
+            db,
+            live: live.clone(),
+            settings,
+            next_seq,
+            rooms: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+        let follower = publisher.clone();
+        let mut changes = live.subscribe();
+        publisher.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = follower.shutdown.cancelled() => return,
+                    change = changes.recv() => match change {
+                        Ok(LiveChange::Started(info)) => {
+                            follower.send(&info.room, RoomInput::LiveStarted(info.session));
+                        }
+                        Ok(LiveChange::Ended { info, .. }) => {
+                            follower.send(&info.room, RoomInput::LiveEnded(info.session));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "cdn publisher missed live changes");
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        publisher
+    }
+
+    /// Hands a room's newly delivered events (in seq order) to its file stream.
+    pub fn deliver(&self, room: &str, events: Vec<CdnEvent>) {
+        if !events.is_empty() {
+            self.send(room, RoomInput::Events(events));
+        }
+    }
+
+    fn send(self: &CdnPublisher, room: &str, input: RoomInput) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = rooms.get(room) {
+            match tx.send(input) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(input)) => {
+                    rooms.remove(room);
+                    drop(rooms);
+                    return self.send(room, input);
+                }
+            }
+        }
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(input);
+        rooms.insert(room.to_string(), tx);
+        let task = RoomTask {
+            room: room.to_string(),
+            storage: self.storage.clone(),
+            db: self.db.clone(),
+            live: self.live.clone(),
+            settings: self.settings.clone(),
+            next_seq: self.next_seq.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        let span = tracing::info_span!("cdn", room = %room);
+        self.tasks
+            .spawn(tracing::Instrument::instrument(task.run(rx), span));
+    }
+
+    /// Cuts the last period of every room, writes what is pending (bounded wait), and stops.
+    pub async fn shutdown(&self, limit: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(limit, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("danmaku files still pending at shutdown were not all written");
+        }
+    }
+}
+
+struct RoomTask {
+    room: String,
+    storage: Storage,
+    db: Database,
+    live: Arc<LiveRegistry>,
+    settings: PublisherSettings,
+    next_seq: NextSeq,
+    shutdown: CancellationToken,
+}
+
+/// One session's collector shared by the cutter and its uploader.
+struct SessionFiles {
+    collector: Mutex<PeriodCollector>,
+    /// Wakes the uploader when a file is cut.
+    cut: Notify,
+    live: bool,
+}
+
+impl RoomTask {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<RoomInput>) {
+        let mut ticker = tokio::time::interval(self.settings.period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut current: Option<(Arc<SessionFiles>, tokio::task::JoinHandle<()>)> = None;
+        let mut last_event = Instant::now();
+        loop {
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(RoomInput::Events(events)) => {
+                        last_event = Instant::now();
+                        if current.is_none() {
+                            let first = events.first().map(|e| e.seq).unwrap_or(1);
+                            let (session, live) = match self.live.get(&self.room) {
+                                Some(info) => (info.session, true),
+                                None => (chat_session_id(chrono::Utc::now()), false),
+                            };
+                            current = Some(self.begin(session, first, live));
+                        }
+                        if let Some((files, _)) = &current {
+                            lock(&files.collector).push(events);
+                        }
+                    }
+                    Some(RoomInput::LiveStarted(session)) => {
+                        // Events may have begun this very session before the notice came.
+                        let already = current
+                            .as_ref()
+                            .is_some_and(|(f, _)| lock(&f.collector).session() == session);
+                        if already {
+                            continue;
+                        }
+                        let first = match current.take() {
+                            Some((files, uploader)) => {
+                                let next = lock(&files.collector).next_seq();
+                                self.finish(files, uploader).await;
+                                next
+                            }
+                            None => (self.next_seq)(&self.room),
+                        };
+                        current = Some(self.begin(session, first, true));
+                    }
+                    Some(RoomInput::LiveEnded(session)) => {
+                        let ends_current = current
+                            .as_ref()
+                            .is_some_and(|(f, _)| lock(&f.collector).session() == session);
+                        if ends_current {
+                            if let Some((files, uploader)) = current.take() {
+                                self.finish(files, uploader).await;
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    let Some((files, _)) = &current else { continue };
+                    let idle = !files.live && last_event.elapsed() > CHAT_IDLE;
+                    if idle {
+                        if let Some((files, uploader)) = current.take() {
+                            self.finish(files, uploader).await;
+                        }
+                        continue;
+                    }
+                    let mut c = lock(&files.collector);
+                    c.cut(now_ms());
+                    metrics::gauge!("barrage_cdn_pending_batches", "room" => self.room.clone())
+                        .set(c.pending_len() as f64);
+                    drop(c);
+                    files.cut.notify_one();
+                }
+                _ = self.shutdown.cancelled() => break,
+            }
+        }
+        if let Some((files, uploader)) = current.take() {
+            self.finish(files, uploader).await;
+        }
+    }
+
+    /// Starts a session's file stream and its uploader.
+    fn begin(
+        &self,
+        session: String,
+        first_seq: u64,
+        live: bool,
+    ) -> (Arc<SessionFiles>, tokio::task::JoinHandle<()>) {
+        tracing::info!(room = %self.room, %session, first_seq, live, "danmaku files start");
+        let files = Arc::new(SessionFiles {
+            collector: Mutex::new(PeriodCollector::new(
+                &self.room,
+                &session,
+                first_seq,
+                now_ms(),
+                self.settings.max_pending,
+            )),
+            cut: Notify::new(),
+            live,
+        });
+        let uploader = Uploader {
+            room: self.room.clone(),
+            storage: self.storage.clone(),
+            db: self.db.clone(),
+            settings: self.settings.clone(),
+            files: files.clone(),
+        };
+        (files, tokio::spawn(uploader.run()))
+    }
+
+    /// Cuts the last period, lets the uploader drain, and marks the index inactive.
+    async fn finish(&self, files: Arc<SessionFiles>, uploader: tokio::task::JoinHandle<()>) {
+        {
+            let mut c = lock(&files.collector);
+            if c.has_current_events() || c.last_n() == 0 {
+                c.cut(now_ms());
+            }
+        }
+        files.cut.notify_one();
+        // The uploader ends once nothing is pending and the session is closed.
+        lock(&files.collector).close();
+        files.cut.notify_one();
+        if let Err(e) = uploader.await {
+            tracing::error!(room = %self.room, error = %e, "danmaku uploader failed");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Uploader {
+    room: String,
+    storage: Storage,
+    db: Database,
+    settings: PublisherSettings,
+    files: Arc<SessionFiles>,
+}
+
+impl Uploader {
+    async fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let (front, closed) = {
+                let c = lock(&self.files.collector);
+                (c.front().cloned(), c.is_closed())
+            };
+            let Some(file) = front else {
+                if closed {
+                    return;
+                }
+                self.files.cut.notified().await;
+                continue;
+            };
+            match self.write(&file).await {
+                Ok(()) => {
+                    if let Some(since) = failing_since.take() {
+                        tracing::info!(room = %self.room, down_for_s = since.elapsed().as_secs(), "object store back; pending danmaku files written in order");
+                    }
+                    backoff = Duration::from_millis(100);
+                    lock(&self.files.collector).written();
+                }
+                Err(e) => {
+                    metrics::counter!("barrage_cdn_write_retries_total").increment(1);
+                    if failing_since.is_none() {
+                        failing_since = Some(Instant::now());
+                        tracing::warn!(room = %self.room, n = file.n, error = %e, "danmaku file write failed; holding it and retrying in order");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Writes the batch file, then the index that points at it, then the session record.
+    async fn write(&self, file: &BatchFile) -> Result<(), crate::storage::StorageError> {
+        let started = Instant::now();
+        let body = Bytes::from(serde_json::to_vec(file).unwrap_or_default());
+        let len = body.len();
+        self.storage.put(&file.object_key(), body).await?;
+        metrics::histogram!("barrage_cdn_write_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("barrage_cdn_files_total").increment(1);
+        metrics::counter!("barrage_cdn_bytes_total").increment(len as u64);
+        // The session still cuts files, or this is not its last pending one.
+        let active = {
+            let c = lock(&self.files.collector);
+            !c.is_closed() || c.pending_len() > 1
+        };
+        let index = IndexFile {
+            room: file.room.clone(),
+            session: file.session.clone(),
+            latest: file.n,
+            period_ms: self.settings.period.as_millis() as u64,
+            active,
+            live: self.files.live,
+            hls_url: self.files.live.then(|| {
+                let base = self.settings.hls_base.clone().unwrap_or_default();
+                format!("{base}/hls/{}/{}/index.m3u8", file.room, file.session)
+            }),
+            cdn_bases: self.settings.bases.all().to_vec(),
+            updated_ms: now_ms(),
+        };
+        let index_body = Bytes::from(serde_json::to_vec(&index).unwrap_or_default());
+        self.storage
+            .put(&IndexFile::key(&file.room), index_body)
+            .await?;
+        if self.files.live {
+            let range =
+                (!file.events.is_empty()).then_some((file.from_seq as i64, file.to_seq as i64));
+            let result = self
+                .db
+                .session_danmaku(&file.room, &file.session, range, file.n as i64)
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(room = %file.room, error = %e, "could not record danmaku progress");
+            }
+        }
+        Ok(())
+    }
+}
