@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod broadcast;
 pub mod catalog;
 pub mod cdn;
