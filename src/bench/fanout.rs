@@ -149,14 +149,19 @@ fn progress(label: &str, start: Instant, seconds: u64, events: &AtomicU64) {
     let _ = std::io::stderr().flush();
 }
 
+/// Server RSS (KiB) before viewers, with them idle, and at the end of the measurement.
+struct Memory {
+    before: u64,
+    idle: u64,
+    end: u64,
+}
+
 fn side(
     name: &str,
     merged: (ViewerReport, hdrhistogram::Histogram<u64>),
     secs: f64,
     cpu: f64,
-    rss_before: u64,
-    rss_idle: u64,
-    rss_end: u64,
+    mem: Memory,
     viewers: usize,
 ) -> SideReport {
     let (r, h) = merged;
@@ -190,8 +195,8 @@ fn side(
             h.max() as f64 / 1000.0
         },
         server_cpu_s: cpu,
-        server_rss_mib: rss_end as f64 / 1024.0,
-        rss_per_idle_viewer_kib: rss_idle.saturating_sub(rss_before) as f64 / viewers.max(1) as f64,
+        server_rss_mib: mem.end as f64 / 1024.0,
+        rss_per_idle_viewer_kib: mem.idle.saturating_sub(mem.before) as f64 / viewers.max(1) as f64,
         client_cpu_s: r.cpu_s,
     }
 }
@@ -282,9 +287,11 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
         merge(&reports),
         secs,
         cpu,
-        rss_before,
-        rss_idle,
-        rss_end,
+        Memory {
+            before: rss_before,
+            idle: rss_idle,
+            end: rss_end,
+        },
         opts.viewers,
     );
 
@@ -322,9 +329,11 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
         merge(&reports),
         secs,
         cpu,
-        rss_before,
-        rss_idle,
-        rss_end,
+        Memory {
+            before: rss_before,
+            idle: rss_idle,
+            end: rss_end,
+        },
         opts.viewers,
     );
     let per_frame = |s: &SideReport| {

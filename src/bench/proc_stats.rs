@@ -64,7 +64,7 @@ pub fn raise_open_files_limit() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 #[cfg(test)]

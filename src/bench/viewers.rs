@@ -157,13 +157,16 @@ pub fn run(url: String, server: SocketAddr, bind_ip: IpAddr, count: usize) -> st
         }
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(_)) = lines.next_line().await {}
-        let s = shared.borrow();
-        let mut report = s.report.clone();
-        report.latency_us = s
-            .hist
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect();
+        let mut report = {
+            let s = shared.borrow();
+            let mut report = s.report.clone();
+            report.latency_us = s
+                .hist
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect();
+            report
+        };
         report.cpu_s = super::proc_stats::cpu_seconds(None);
         report.rss_kib = super::proc_stats::rss_kib(None);
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
