@@ -1,0 +1,21 @@
+//! Media: FLV tag bodies from RTMP ingest -> fragmented MP4 (CMAF) init + media segments.
+//!
+//! One concept per file: [`flv`] parses tag bodies, [`timestamp`] unwraps RTMP time,
+//! [`sps`] and [`aac`] read codec configs, [`fmp4`] lays out boxes, [`segmenter`] cuts
+//! segments at keyframes, and [`muxer`] ties them together for one publish. All of it is pure
+//! logic (no I/O); `broadcast` stores what it produces.
+
+pub mod aac;
+pub mod flv;
+pub mod flv_file;
+pub mod fmp4;
+pub mod muxer;
+pub mod segmenter;
+pub mod sps;
+pub mod timestamp;
+
+#[cfg(test)]
+mod pipeline_tests;
+
+pub use muxer::{DropReason, MediaError, MuxEvent, StreamMuxer};
+pub use segmenter::Segment;
