@@ -293,7 +293,7 @@ pub(crate) mod tests {
         }
         fn nal(&mut self) -> Vec<u8> {
             self.bits.push(true); // rbsp_stop_one_bit
-            while self.bits.len() % 8 != 0 {
+            while !self.bits.len().is_multiple_of(8) {
                 self.bits.push(false);
             }
             let rbsp: Vec<u8> = self
