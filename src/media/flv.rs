@@ -148,14 +148,19 @@ pub fn parse_video(body: &Bytes) -> Result<VideoTag, TagError> {
     if codec != VIDEO_CODEC_AVC {
         return Err(TagError::UnsupportedVideoCodec(codec));
     }
-    need("AVC video tag header", body, 5)?;
-    let packet_type = body[1];
+    let [_, packet_type, c0, c1, c2, ..] = body[..] else {
+        return Err(TagError::Truncated {
+            what: "AVC video tag header",
+            need: 5,
+            have: body.len(),
+        });
+    };
     match packet_type {
         0 => Ok(VideoTag::AvcSequenceHeader(AvcConfig::parse(
             body.slice(5..),
         )?)),
         1 => {
-            let raw = (u32::from(body[2]) << 16) | (u32::from(body[3]) << 8) | u32::from(body[4]);
+            let raw = (u32::from(c0) << 16) | (u32::from(c1) << 8) | u32::from(c2);
             // Sign-extend the 24-bit value.
             let composition_ms = ((raw << 8) as i32) >> 8;
             Ok(VideoTag::AvcFrame {
@@ -176,13 +181,22 @@ pub fn parse_audio(body: &Bytes) -> Result<AudioTag, TagError> {
     if format != SOUND_FORMAT_AAC {
         return Err(TagError::UnsupportedAudioCodec(format));
     }
-    need("AAC audio tag header", body, 2)?;
-    match body[1] {
+    let Some(&packet_type) = body.get(1) else {
+        return Err(TagError::Truncated {
+            what: "AAC audio tag header",
+            need: 2,
+            have: body.len(),
+        });
+    };
+    match packet_type {
         0 => {
             need("AudioSpecificConfig", body, 4)?;
             Ok(AudioTag::AacSequenceHeader(body.slice(2..)))
         }
-        1 => Ok(AudioTag::AacFrame(body.slice(2..))),
+        1 => {
+            need("AAC frame", body, 3)?;
+            Ok(AudioTag::AacFrame(body.slice(2..)))
+        }
         other => Err(TagError::UnknownAacPacketType(other)),
     }
 }
@@ -215,7 +229,7 @@ pub fn check_nal_lengths(data: &[u8], length_size: u8) -> Result<usize, TagError
                 rest.len() - size
             )));
         }
-        rest = &rest[end..];
+        rest = rest.get(end..).unwrap_or_default();
         count += 1;
     }
     if count == 0 {
@@ -324,6 +338,7 @@ mod tests {
         );
         assert!(parse_audio(&Bytes::from_static(&[0xaf])).is_err());
         assert!(parse_audio(&Bytes::from_static(&[0xaf, 0, 0x11])).is_err());
+        assert!(parse_audio(&Bytes::from_static(&[0xaf, 1])).is_err());
         assert_eq!(
             parse_audio(&Bytes::from_static(&[0xaf, 7])),
             Err(TagError::UnknownAacPacketType(7))

@@ -2,13 +2,15 @@
 //!
 //! One concept per file: [`flv`] parses tag bodies, [`timestamp`] unwraps RTMP time,
 //! [`sps`] and [`aac`] read codec configs, [`fmp4`] lays out boxes, [`segmenter`] cuts
-//! segments at keyframes, and [`muxer`] ties them together for one publish. All of it is pure
-//! logic (no I/O); `broadcast` stores what it produces.
+//! segments at keyframes, and [`muxer`] ties them together for one publish ([`mux_event`] is
+//! what it hands back). [`flv_file`] replays recorded FLV files for tests and benchmarks.
+//! All of it is pure logic (no I/O); `broadcast` stores what it produces.
 
 pub mod aac;
 pub mod flv;
 pub mod flv_file;
 pub mod fmp4;
+pub mod mux_event;
 pub mod muxer;
 pub mod segmenter;
 pub mod sps;
@@ -17,5 +19,6 @@ pub mod timestamp;
 #[cfg(test)]
 mod pipeline_tests;
 
-pub use muxer::{DropReason, MediaError, MuxEvent, StreamMuxer};
+pub use mux_event::{AudioInfo, DropReason, MediaError, MuxEvent, VideoInfo};
+pub use muxer::StreamMuxer;
 pub use segmenter::Segment;

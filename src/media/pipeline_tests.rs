@@ -6,7 +6,8 @@ use mp4_atom::{Any, Decode, Moof};
 
 use super::flv_file::{read_flv, FlvTagKind};
 use super::fmp4::{AUDIO_TRACK_ID, VIDEO_TRACK_ID};
-use super::muxer::{MuxEvent, StreamMuxer};
+use super::mux_event::MuxEvent;
+use super::muxer::StreamMuxer;
 
 fn ffmpeg_push() -> Bytes {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ffmpeg_push_6s.flv");
