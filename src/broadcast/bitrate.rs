@@ -14,6 +14,7 @@ pub struct BitrateMeter {
 }
 
 impl BitrateMeter {
+    /// A meter averaging over the last `window_ms`.
     pub fn new(window_ms: u64) -> BitrateMeter {
         BitrateMeter {
             window_ms: window_ms.max(1),

@@ -9,6 +9,7 @@ pub struct SessionKeys {
 }
 
 impl SessionKeys {
+    /// The keys of `session` in `room`.
     pub fn new(room: &str, session: &str) -> SessionKeys {
         SessionKeys {
             room: room.to_string(),

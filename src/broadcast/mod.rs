@@ -55,6 +55,7 @@ pub struct Broadcaster {
 }
 
 impl Broadcaster {
+    /// A gate for publishes to `app`, writing HLS for `rooms` into `storage`.
     pub fn new(
         rooms: Arc<RoomDirectory>,
         live: Arc<LiveRegistry>,

@@ -12,9 +12,10 @@ use crate::media::flv_file::read_flv;
 use crate::rooms::{hash_key, Room};
 
 const KEY: &str = "live_testkey";
+const OTHER_KEY: &str = "live_otherkey";
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     storage: Storage,
     live: Arc<LiveRegistry>,
     broadcaster: Arc<Broadcaster>,
@@ -31,6 +32,13 @@ fn fixture() -> Fixture {
         created_ms: 0,
         closed: false,
     });
+    rooms.upsert(Room {
+        id: "other".into(),
+        title: "Other".into(),
+        key_hash: hash_key(OTHER_KEY),
+        created_ms: 0,
+        closed: false,
+    });
     let live = Arc::new(LiveRegistry::new());
     let broadcaster = Broadcaster::new(
         rooms,
@@ -43,7 +51,7 @@ fn fixture() -> Fixture {
         "live".into(),
     );
     Fixture {
-        _dir: dir,
+        dir,
         storage,
         live,
         broadcaster,
@@ -76,7 +84,7 @@ async fn ended(
     let vod = tokio::time::timeout(Duration::from_secs(20), wait)
         .await
         .expect("session did not end");
-    assert!(live.get("demo").is_none());
+    assert!(live.list().iter().all(|i| i.session != session));
     vod
 }
 
@@ -220,4 +228,115 @@ async fn a_failed_put_is_retried_until_the_store_recovers() {
     assert!(store::put_with_retry(&storage, "../x", Bytes::new())
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn a_writer_that_dies_still_frees_the_room() {
+    let f = fixture();
+    let info = f.live.try_begin("demo").unwrap();
+    let settings = writer::SessionSettings {
+        room: "demo".into(),
+        session: info.session.clone(),
+        target_segment_s: 2.0,
+        window_segments: 6,
+    };
+    let writer = SessionWriter::new(settings, f.storage.clone(), f.live.clone());
+    let (media, receiver) = mpsc::channel(4);
+    let task = tokio::spawn(writer.run(receiver, CancellationToken::new()));
+    media
+        .send(MediaMessage::Metadata(Default::default()))
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(f.live.get("demo").is_none());
+    assert!(f.live.try_begin("demo").is_ok());
+}
+
+#[tokio::test]
+async fn a_segment_the_store_refuses_is_skipped_with_a_discontinuity() {
+    let f = fixture();
+    let changes = f.live.subscribe();
+    let publication = f.broadcaster.open(&request("live", KEY)).unwrap();
+    let session = publication.session.clone();
+    // A folder where segment 2 must go: every put of it fails, retries included.
+    let dir = f.dir.path().join(format!("hls/demo/{session}/000002.m4s"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = Bytes::from(
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/ffmpeg_push_6s.flv"
+        ))
+        .unwrap(),
+    );
+    for tag in read_flv(&file).unwrap() {
+        if let Some(m) = tag.to_media_message() {
+            publication.media.send(m).await.unwrap();
+        }
+    }
+    drop(publication);
+    let vod_key = ended(&f.live, changes, &session).await.unwrap();
+    let vod = String::from_utf8(
+        f.storage
+            .get_bytes(&vod_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        vod.contains("000001.m4s") && vod.contains("000003.m4s"),
+        "{vod}"
+    );
+    assert!(!vod.contains("000002.m4s"), "{vod}");
+    assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{vod}");
+    assert!(vod.contains("#EXT-X-ENDLIST"));
+}
+
+#[tokio::test]
+async fn two_rooms_broadcast_side_by_side() {
+    let f = fixture();
+    let file = Bytes::from(
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/ffmpeg_push_6s.flv"
+        ))
+        .unwrap(),
+    );
+    let messages: Vec<MediaMessage> = read_flv(&file)
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.to_media_message())
+        .collect();
+    let a = f.broadcaster.open(&request("live", KEY)).unwrap();
+    let b = f.broadcaster.open(&request("live", OTHER_KEY)).unwrap();
+    assert_eq!((a.room.as_str(), b.room.as_str()), ("demo", "other"));
+    // Interleave the two publishes message by message.
+    for m in &messages {
+        a.media.send(m.clone()).await.unwrap();
+        b.media.send(m.clone()).await.unwrap();
+    }
+    let sessions = [
+        (a.room.clone(), a.session.clone()),
+        (b.room.clone(), b.session.clone()),
+    ];
+    drop((a, b));
+    f.broadcaster.wait_idle().await;
+    for (room, session) in sessions {
+        let live = f
+            .storage
+            .get_bytes(&format!("hls/{room}/live.m3u8"))
+            .await
+            .unwrap()
+            .unwrap();
+        let live = String::from_utf8(live.to_vec()).unwrap();
+        assert_eq!(
+            live.matches(&format!("{session}/0000")).count(),
+            3,
+            "{live}"
+        );
+        assert!(live.contains("#EXT-X-ENDLIST"));
+    }
 }

@@ -50,6 +50,24 @@ struct SessionCounts {
     max_playlist_delay_ms: f64,
 }
 
+/// Ends the session in the registry and the sessions gauge however the writer stops: if its
+/// task panicked or was dropped, the room must not stay "live" and refuse every publisher.
+struct LiveSessionGuard {
+    live: Arc<LiveRegistry>,
+    room: String,
+    session: String,
+    /// The VOD playlist, once the final playlists are written.
+    vod_key: Option<String>,
+}
+
+impl Drop for LiveSessionGuard {
+    fn drop(&mut self) {
+        self.live
+            .end(&self.room, &self.session, self.vod_key.take());
+        metrics::gauge!("barrage_live_sessions").decrement(1.0);
+    }
+}
+
 /// Writes one session's HLS objects (see the module doc).
 pub struct SessionWriter {
     settings: SessionSettings,
@@ -67,12 +85,15 @@ pub struct SessionWriter {
     pending_init: Option<Bytes>,
     /// A segment was lost since the last listed one: the next one starts a discontinuity.
     lost_since_listed: bool,
+    /// The stream ended: segments flushed now go straight into the final (VOD) playlists.
+    ending: bool,
     /// Problems already logged (invalid input is logged once per kind, not per frame).
     warned: HashSet<&'static str>,
     counts: SessionCounts,
 }
 
 impl SessionWriter {
+    /// A writer for one session; nothing happens until [`SessionWriter::run`].
     pub fn new(
         settings: SessionSettings,
         storage: Storage,
@@ -93,6 +114,7 @@ impl SessionWriter {
             bitrate_updated: now,
             pending_init: None,
             lost_since_listed: false,
+            ending: false,
             warned: HashSet::new(),
             counts: SessionCounts::default(),
         }
@@ -102,6 +124,12 @@ impl SessionWriter {
     /// already queued is still written), then finalises the session.
     pub async fn run(mut self, mut media: mpsc::Receiver<MediaMessage>, stop: CancellationToken) {
         metrics::gauge!("barrage_live_sessions").increment(1.0);
+        let mut guard = LiveSessionGuard {
+            live: self.live.clone(),
+            room: self.settings.room.clone(),
+            session: self.settings.session.clone(),
+            vod_key: None,
+        };
         tracing::info!("broadcast started");
         let mut stopping = false;
         loop {
@@ -119,8 +147,9 @@ impl SessionWriter {
                 None => break,
             }
         }
-        self.finish().await;
-        metrics::gauge!("barrage_live_sessions").decrement(1.0);
+        guard.vod_key = self.finish().await;
+        // Dropping the guard ends the session in the registry, now with its VOD playlist.
+        drop(guard);
     }
 
     async fn handle(&mut self, message: MediaMessage) {
@@ -281,7 +310,12 @@ impl SessionWriter {
         });
         self.counts.segments += 1;
         metrics::counter!("barrage_hls_segments_total").increment(1);
-        self.write_playlists(SessionState::Live).await;
+        let state = if self.ending {
+            SessionState::Ended
+        } else {
+            SessionState::Live
+        };
+        self.write_playlists(state).await;
         let delay = received.elapsed().as_secs_f64();
         metrics::histogram!("barrage_hls_playlist_delay_seconds").record(delay);
         self.counts.max_playlist_delay_ms = self.counts.max_playlist_delay_ms.max(delay * 1000.0);
@@ -322,8 +356,11 @@ impl SessionWriter {
         }
     }
 
-    async fn finish(&mut self) {
+    /// Flushes the last segment and writes the final playlists; returns the VOD key.
+    async fn finish(&mut self) -> Option<String> {
         let now = Instant::now();
+        self.ending = true;
+        let listed_before = self.playlists.len();
         match self.muxer.finish() {
             Ok(events) => {
                 for event in events {
@@ -335,7 +372,10 @@ impl SessionWriter {
         let vod_key = if self.playlists.is_empty() {
             None
         } else {
-            self.write_playlists(SessionState::Ended).await;
+            if self.playlists.len() == listed_before {
+                // No last segment was listed: the playlists still say EVENT / no ENDLIST.
+                self.write_playlists(SessionState::Ended).await;
+            }
             Some(self.keys.session_playlist())
         };
         let c = &self.counts;
@@ -352,8 +392,7 @@ impl SessionWriter {
             vod = vod_key.as_deref().unwrap_or(""),
             "broadcast ended"
         );
-        self.live
-            .end(&self.settings.room, &self.settings.session, vod_key);
+        vod_key
     }
 
     fn update_live(&self, f: impl FnOnce(&mut crate::live::LiveInfo)) {

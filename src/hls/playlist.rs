@@ -84,6 +84,7 @@ impl SessionPlaylists {
         self.segments.len()
     }
 
+    /// Whether no segment is listed yet (then there is no playlist to write).
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
     }

@@ -49,6 +49,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// A stable label, for metrics and once-per-reason logging.
     pub fn kind(self) -> &'static str {
         match self {
             DropReason::VideoBeforeConfig => "video_before_config",

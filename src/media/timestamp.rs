@@ -23,6 +23,7 @@ pub struct TimestampUnwrapper {
 }
 
 impl TimestampUnwrapper {
+    /// An unwrapper whose first timestamp becomes session time 0.
     pub fn new() -> TimestampUnwrapper {
         TimestampUnwrapper::default()
     }
