@@ -199,3 +199,64 @@ fn garbage_tags_are_errors_not_panics() {
         .unwrap_err();
     assert_eq!(err.kind(), "bad_nal_lengths");
 }
+
+#[test]
+fn a_new_video_config_mid_stream_goes_in_band_before_the_next_keyframe() {
+    let tags = read_flv(&ffmpeg_push()).unwrap();
+    let header = tags
+        .iter()
+        .find(|t| t.kind == FlvTagKind::Video && t.body.get(1) == Some(&0))
+        .unwrap()
+        .body
+        .clone();
+    // The same record with a recognisable PPS (the 4 bytes after its NAL header, before the
+    // 4-byte High-profile extension, changed).
+    let mut changed = header.to_vec();
+    let n = changed.len();
+    changed[n - 8..n - 4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    let mut muxer = StreamMuxer::new(2000);
+    let mut events = Vec::new();
+    for (i, tag) in tags.iter().enumerate() {
+        let out = match tag.kind {
+            FlvTagKind::Video => muxer.push_video(tag.timestamp, &tag.body).unwrap(),
+            FlvTagKind::Audio => muxer.push_audio(tag.timestamp, &tag.body).unwrap(),
+            _ => continue,
+        };
+        events.extend(out);
+        if i == 100 {
+            events.extend(
+                muxer
+                    .push_video(tag.timestamp, &Bytes::from(changed.clone()))
+                    .unwrap(),
+            );
+        }
+    }
+    events.extend(muxer.finish().unwrap());
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, MuxEvent::VideoConfig(_)))
+            .count(),
+        2
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, MuxEvent::Init(_)))
+            .count(),
+        1
+    );
+    let inband_pps = [0, 0, 0, 5, 0x68, 0xde, 0xad, 0xbe, 0xef];
+    let carrying: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            MuxEvent::Segment(s) if s.bytes.windows(9).any(|w| w == inband_pps) => Some(s.sequence),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        carrying,
+        vec![2],
+        "only the segment starting at the next keyframe"
+    );
+}
