@@ -735,3 +735,48 @@ async fn shutdown_ends_live_publishes_and_returns() {
         "still accepting"
     );
 }
+
+/// Not a check: records what ffmpeg sends after the handshake (through a proxy in front of the
+/// server) into tests/data/ffmpeg5_publish_first_32k.bin, which unit tests replay without a
+/// socket. Run when the ffmpeg version changes:
+/// `cargo test --test ingest_rtmp capture -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tool: rewrites tests/data/ffmpeg5_publish_first_32k.bin"]
+async fn capture_ffmpeg_publish() {
+    const KEEP: usize = 32 * 1024;
+    let server = start_server(config(10)).await;
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    let server_addr = server.addr;
+    let relay = tokio::spawn(async move {
+        let (client, _) = proxy.accept().await.unwrap();
+        let upstream = TcpStream::connect(server_addr).await.unwrap();
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut up_read, mut up_write) = upstream.into_split();
+        let down = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut up_read, &mut client_write).await;
+        });
+        let mut sent = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    sent.extend_from_slice(&buf[..n]);
+                    if up_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        drop(up_write);
+        let _ = down.await;
+        sent
+    });
+    let (ok, stderr) = finish(spawn_push(proxy_addr, "live", "good")).await;
+    assert!(ok, "ffmpeg failed through the proxy: {stderr}");
+    let sent = relay.await.unwrap();
+    let after_handshake = &sent[1 + 2 * HANDSHAKE_SIZE..];
+    let kept = &after_handshake[..after_handshake.len().min(KEEP)];
+    std::fs::write(data_path("tests/data/ffmpeg5_publish_first_32k.bin"), kept).unwrap();
+}

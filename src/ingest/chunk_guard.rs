@@ -53,8 +53,11 @@ struct OpenMessage {
 /// One whole chunk (header and payload), safe to give to the unpacketizer.
 #[derive(Debug)]
 pub struct GuardedChunk {
+    /// The chunk as it came from the wire: basic header, message header, payload.
     pub bytes: BytesMut,
+    /// Its chunk stream id.
     pub csid: u32,
+    /// Type id and total length of the message this chunk belongs to.
     pub message_type: u8,
     pub message_length: u32,
     /// This chunk carries the message's last payload byte.
@@ -71,6 +74,7 @@ pub struct ChunkGuard {
 }
 
 impl ChunkGuard {
+    /// A guard for a new connection (chunk size 128, no chunk streams yet).
     pub fn new(limits: ChunkLimits) -> ChunkGuard {
         ChunkGuard {
             limits,

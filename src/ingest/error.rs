@@ -60,6 +60,7 @@ impl ProtocolError {
 /// Why one RTMP session ended with an error; logged once and counted by [`IngestError::kind`].
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The socket failed (a reset peer, say): not counted as a protocol error.
     #[error("{action}: {source}")]
     Io {
         action: &'static str,

@@ -30,6 +30,7 @@ pub struct Handshake {
 }
 
 impl Handshake {
+    /// A handshake whose answers go to `outbox`.
     pub fn new(outbox: &Outbox) -> Handshake {
         Handshake {
             server: HandshakeServer::new(outbox.crate_io()),

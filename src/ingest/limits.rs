@@ -41,6 +41,7 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
+    /// Limits for `max_connections` in all and `max_per_ip` per address.
     pub fn new(max_connections: usize, max_per_ip: usize) -> Arc<ConnectionLimits> {
         Arc::new(ConnectionLimits {
             global: Arc::new(Semaphore::new(max_connections)),

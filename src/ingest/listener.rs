@@ -38,6 +38,7 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// A listener with limits from `config`; nothing runs until [`Listener::run`].
     pub fn new(
         listener: TcpListener,
         config: Arc<RtmpConfig>,

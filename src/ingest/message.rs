@@ -237,6 +237,74 @@ mod tests {
         }
     }
 
+    /// Replays what ffmpeg 5.1 sent after the handshake (captured by the integration tests'
+    /// `capture_ffmpeg_publish`) through the reader and parser, without a socket.
+    #[test]
+    fn replays_a_captured_ffmpeg_publish() {
+        use super::super::chunk_guard::ChunkLimits;
+        use super::super::reader::MessageReader;
+
+        let capture = include_bytes!("../../tests/data/ffmpeg5_publish_first_32k.bin");
+        let mut reader = MessageReader::new(ChunkLimits {
+            max_chunk_size: 65536,
+            max_message_bytes: 1 << 20,
+            max_chunk_streams: 16,
+        });
+        let mut commands = Vec::new();
+        let mut metadata = None;
+        let (mut avc_header, mut aac_header, mut media) = (false, false, 0);
+        for piece in capture.chunks(1000) {
+            reader.input_mut().extend_from_slice(piece);
+            while let Some(raw) = reader.next_message().unwrap() {
+                match parse_message(raw).unwrap() {
+                    IncomingMessage::SetChunkSize(size) => reader.set_chunk_size(size).unwrap(),
+                    IncomingMessage::Command(c) => commands.push(c),
+                    IncomingMessage::Metadata(m) => metadata = Some(m),
+                    IncomingMessage::Video { body, .. } => {
+                        avc_header |= body[..2] == [0x17, 0];
+                        media += 1;
+                    }
+                    IncomingMessage::Audio { body, .. } => {
+                        aac_header |= body[..2] == [0xAF, 0];
+                        media += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let names: Vec<&str> = commands
+            .iter()
+            .map(|c| match c {
+                Command::Connect { .. } => "connect",
+                Command::ReleaseStream { .. } => "releaseStream",
+                Command::FcPublish { .. } => "FCPublish",
+                Command::CreateStream { .. } => "createStream",
+                Command::Publish { .. } => "publish",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "connect",
+                "releaseStream",
+                "FCPublish",
+                "createStream",
+                "publish"
+            ]
+        );
+        assert!(matches!(
+            &commands[0],
+            Command::Connect { app: Some(app), flash_ver: Some(v), .. }
+                if app == "live" && v.contains("Lavf")
+        ));
+        let metadata = metadata.expect("no onMetaData");
+        assert_eq!((metadata.width, metadata.height), (Some(320), Some(180)));
+        assert!(metadata.encoder.unwrap_or_default().starts_with("Lavf"));
+        assert!(avc_header && aac_header, "sequence headers missing");
+        assert!(media > 10, "only {media} media messages in 32 KiB");
+    }
+
     #[test]
     fn metadata_and_control() {
         let mut body = amf_string("@setDataFrame");

@@ -22,6 +22,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An empty outbox.
     pub fn new() -> Outbox {
         Outbox::default()
     }

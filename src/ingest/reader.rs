@@ -20,6 +20,7 @@ pub struct MessageReader {
 }
 
 impl MessageReader {
+    /// A reader for a new connection, bounded by `limits`.
     pub fn new(limits: ChunkLimits) -> MessageReader {
         MessageReader {
             input: BytesMut::new(),

@@ -31,6 +31,7 @@ pub struct Replies {
 }
 
 impl Replies {
+    /// Replies that land in `outbox`.
     pub fn new(outbox: &Outbox) -> Replies {
         Replies {
             io: outbox.crate_io(),
@@ -61,6 +62,7 @@ impl Replies {
             .map_err(|e| IngestError::crate_error("writing an Acknowledgement", e))
     }
 
+    /// Answers a ping request with its timestamp.
     pub async fn ping_response(&self, timestamp: u32) -> Result<(), IngestError> {
         self.events()
             .write_ping_response(timestamp)
@@ -115,6 +117,7 @@ impl Replies {
             .map_err(|e| IngestError::crate_error("writing the connect refusal", e))
     }
 
+    /// `_result` for `createStream` with [`PUBLISH_STREAM_ID`].
     pub async fn create_stream_result(&self, transaction_id: f64) -> Result<(), IngestError> {
         NetConnection::new(self.io.clone())
             .write_create_stream_response(&transaction_id, &f64::from(PUBLISH_STREAM_ID))

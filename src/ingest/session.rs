@@ -86,6 +86,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session for an accepted socket; the setup deadline starts now.
     pub fn new(
         stream: TcpStream,
         peer: SocketAddr,
@@ -125,6 +126,7 @@ impl Session {
                 return Ok(SessionEnd::PeerClosed);
             }
         }
+        drop(handshake); // its buffers (about 6 KiB) are not needed again
         self.replies.set_chunk_size().await?;
         self.flush().await?;
         debug!("handshake done");

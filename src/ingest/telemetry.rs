@@ -5,6 +5,7 @@ pub fn connection_opened() {
     metrics::gauge!("barrage_rtmp_connections").increment(1.0);
 }
 
+/// A connection's permit was released (gauge down).
 pub fn connection_closed() {
     metrics::gauge!("barrage_rtmp_connections").decrement(1.0);
 }
@@ -19,6 +20,7 @@ pub fn bytes_received(n: usize) {
     metrics::counter!("barrage_ingest_bytes_total").increment(n as u64);
 }
 
+/// A publish was accepted by the gate.
 pub fn publish_started() {
     metrics::counter!("barrage_ingest_publishes_total").increment(1);
 }
