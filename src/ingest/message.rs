@@ -7,9 +7,10 @@ use bytesio::bytes_reader::BytesReader;
 use rtmp::chunk::ChunkInfo;
 use rtmp::messages::define::{msg_type_id, RtmpMessageData};
 use rtmp::messages::parser::MessageParser;
+use tracing::warn;
 use xflv::amf0::amf0_reader::Amf0Reader;
 
-use super::amf0_guard::check_values;
+use super::amf0_guard::{check_values, Amf0Violation};
 use super::commands::Command;
 use super::error::{catch_crate_panic, IngestError, ProtocolError};
 use super::metadata;
@@ -54,7 +55,9 @@ pub fn parse_message(message: ChunkInfo) -> Result<IncomingMessage, IngestError>
         msg_type_id::COMMAND_AMF0 | msg_type_id::COMMAND_AMF3 => {
             // AMF3 commands start with one format byte, then AMF0 (as the crate reads them).
             let skip = usize::from(type_id == msg_type_id::COMMAND_AMF3);
-            check_amf_body("command", &message.payload, skip)?;
+            if !check_amf_body("command", &message.payload, skip)? {
+                return Ok(IncomingMessage::Ignored { type_id });
+            }
             match parse_with_crate(message, "parsing a command")? {
                 RtmpMessageData::Amf0Command {
                     command_name,
@@ -72,7 +75,9 @@ pub fn parse_message(message: ChunkInfo) -> Result<IncomingMessage, IngestError>
         }
         msg_type_id::DATA_AMF0 | msg_type_id::DATA_AMF3 => {
             let skip = usize::from(type_id == msg_type_id::DATA_AMF3);
-            check_amf_body("data", &message.payload, skip)?;
+            if !check_amf_body("data", &message.payload, skip)? {
+                return Ok(IncomingMessage::Ignored { type_id });
+            }
             let mut raw = message.payload;
             let _ = raw.split_to(skip.min(raw.len()));
             let values = catch_crate_panic("reading a data message", move || {
@@ -112,12 +117,15 @@ pub fn parse_message(message: ChunkInfo) -> Result<IncomingMessage, IngestError>
     }
 }
 
-/// Size limit, then the AMF0 walk, on `payload[skip..]`.
+/// Size limit, then the AMF0 walk, on `payload[skip..]`. `Ok(false)`: a well-formed body
+/// with a marker neither we nor the crate read (undefined, date, AMF3 objects): the message is
+/// skipped, not the connection, since some encoders put such values in metadata. Everything
+/// else the walk refuses (huge counts, deep nesting, truncation) closes the connection.
 fn check_amf_body(
     kind: &'static str,
     payload: &BytesMut,
     skip: usize,
-) -> Result<(), ProtocolError> {
+) -> Result<bool, ProtocolError> {
     if payload.len() > MAX_AMF_MESSAGE_BYTES {
         return Err(ProtocolError::AmfMessageTooLarge {
             kind,
@@ -125,8 +133,14 @@ fn check_amf_body(
             limit: MAX_AMF_MESSAGE_BYTES,
         });
     }
-    check_values(payload.get(skip..).unwrap_or_default())?;
-    Ok(())
+    match check_values(payload.get(skip..).unwrap_or_default()) {
+        Ok(_) => Ok(true),
+        Err(violation @ Amf0Violation::UnknownMarker { .. }) => {
+            warn!(kind, %violation, "skipping an AMF message the parser cannot read");
+            Ok(false)
+        }
+        Err(violation) => Err(violation.into()),
+    }
 }
 
 /// The crate's `MessageParser`, panics caught, errors mapped; `Ignored`-worthy types give
@@ -213,6 +227,20 @@ mod tests {
             matches!(err, IngestError::Protocol(ProtocolError::Amf0(_))),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_unreadable_marker_skips_the_message_not_the_connection() {
+        let mut body = amf_string("onMetaData");
+        body.extend([0x03, 0, 4]);
+        body.extend(b"date");
+        body.push(0x0b); // AMF0 date: neither we nor the crate read it
+        body.extend([0u8; 10]);
+        body.extend([0, 0, 9]);
+        assert!(matches!(
+            parse_message(message(18, 0, &body)).unwrap(),
+            IncomingMessage::Ignored { type_id: 18 }
+        ));
     }
 
     #[test]
