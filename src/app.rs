@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenSigner;
 use crate::broadcast::Broadcaster;
+use crate::chat::ChatEngine;
 use crate::config::Config;
 use crate::live::LiveRegistry;
 use crate::rooms::{hash_key, Room, RoomDirectory};
@@ -47,6 +48,8 @@ pub struct AppState {
     pub rooms: Arc<RoomDirectory>,
     pub live: Arc<LiveRegistry>,
     pub broadcaster: Arc<Broadcaster>,
+    /// Chat rooms: WebSocket danmaku, gifts, system messages, moderation.
+    pub chat: Arc<ChatEngine>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Cancelled once on shutdown; every listener and session watches it.
@@ -120,6 +123,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.rtmp.app.clone(),
     );
     let config = Arc::new(config);
+    let shutdown = CancellationToken::new();
+    let chat = ChatEngine::new(
+        Arc::new(config.chat.clone()),
+        rooms.clone(),
+        live.clone(),
+        shutdown.child_token(),
+    );
     let state = Arc::new(AppState {
         tokens: TokenSigner::new(&secrets.token_secret),
         secrets,
@@ -127,8 +137,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         rooms,
         live,
         broadcaster,
+        chat,
         metrics: metrics_handle(),
-        shutdown: CancellationToken::new(),
+        shutdown,
         config: config.clone(),
     });
 
@@ -221,6 +232,7 @@ impl RunningServer {
         self.state.shutdown.cancel();
         let _ = self.rtmp_task.await;
         self.state.broadcaster.wait_idle().await;
+        self.state.chat.stop().await;
         let _ = self.http_task.await;
         tracing::info!("stopped");
     }

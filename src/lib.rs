@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod broadcast;
+pub mod chat;
 pub mod config;
 pub mod http;
 pub mod ingest;

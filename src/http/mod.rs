@@ -1,8 +1,10 @@
 //! The HTTP face of barrage (axum): published objects, health, metrics, and (from the chat
 //! engine) the WebSocket and JSON API routes.
 
+pub mod api_chat;
 pub mod api_error;
 pub mod objects;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -21,6 +23,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(objects::routes())
+        .merge(ws::routes())
+        .merge(api_chat::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.http.max_body_bytes,
         ))
@@ -41,7 +45,14 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             header::RANGE,
             header::IF_NONE_MATCH,
