@@ -190,8 +190,7 @@ async fn resume_after_disconnect_returns_exactly_the_missed_seqs() {
     }
     s.wait_seq("demo", last + 5).await;
 
-    let mut newest = last + 5;
-    for format in [Format::Json, Format::Proto] {
+    for (newest, format) in (last + 5..).zip([Format::Json, Format::Proto]) {
         let mut again = Client::connect(&s, "demo", None, format).await;
         let welcome = again.hello(Some(last)).await;
         assert_eq!(welcome.seq, newest);
@@ -210,7 +209,6 @@ async fn resume_after_disconnect_returns_exactly_the_missed_seqs() {
             .events_until(|e| matches!(&e.body, Body::System(m) if m.text == live))
             .await;
         assert_eq!(next.first().map(|e| e.seq), Some(newest + 1));
-        newest += 1;
     }
     s.stop().await;
 }

@@ -268,10 +268,9 @@ impl RoomScheduler {
     /// each slot goes to the queue owed the most (ties to the higher priority). Credits carry
     /// to the next tick, so fractional shares add up over ticks.
     fn split(&mut self, allowance: u64) -> [u64; 4] {
-        let w = self.config.weights.map(i128::from);
-        let total: i128 = w.iter().sum();
-        for i in 0..4 {
-            self.queue_credit[i] += i128::from(allowance) * w[i];
+        let total: i128 = self.config.weights.iter().map(|&w| i128::from(w)).sum();
+        for (credit, &w) in self.queue_credit.iter_mut().zip(&self.config.weights) {
+            *credit += i128::from(allowance) * i128::from(w);
         }
         let mut shares = [0u64; 4];
         for _ in 0..allowance {
