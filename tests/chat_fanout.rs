@@ -266,3 +266,119 @@ async fn a_room_flood_keeps_the_budget_per_tick_and_loses_no_system_message_or_h
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_skipped_to_the_newest_batch_with_a_gap_and_nobody_waits_for_it() {
+    use barrage::chat::codec::{encode_client, Encoded};
+    use barrage::chat::protocol::{ClientFrame, SendDanmaku, WHITE};
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = start(|c| {
+        c.chat.tick_ms = 10;
+        c.chat.budget = 100_000;
+        c.chat.danmaku_queue = 100_000;
+        c.chat.max_age_ms = 600_000;
+        c.chat.user_rate_per_s = 1e6;
+        c.chat.user_burst = 100_000;
+        c.chat.conn_rate_per_s = 1e6;
+        c.chat.conn_burst = 100_000;
+        c.chat.room_rate_per_s = 1_000_000;
+        c.chat.node_rate_per_s = 1_000_000;
+        c.chat.max_text_chars = 4000;
+        c.chat.max_frame_bytes = 8192;
+        c.chat.socket_backlog = 2;
+    })
+    .await;
+    let text = |e: &barrage::chat::Event| match &e.body {
+        Body::Danmaku(d) => d.text.clone(),
+        _ => String::new(),
+    };
+    let mut slow = Client::connect_slow(&s, "demo", Format::Json).await;
+    let joined_at = slow.hello(None).await.seq;
+    let (mut fast, _) = Client::join(&s, "demo", None, Format::Proto).await;
+    let fast_reader = tokio::spawn(async move {
+        let events = fast.events_until(|e| text(e) == "end").await;
+        (fast, events)
+    });
+
+    let token = s.token("flooder", "demo");
+    let (flooder, _) = Client::join(&s, "demo", Some(&token), Format::Json).await;
+    let (mut sink, mut stream) = flooder.ws.split();
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    // About 8 MB: more than the server's send buffer to a non-reading peer can absorb (on
+    // loopback it autotunes to a few MB).
+    const BURSTS: usize = 40;
+    const PER_BURST: usize = 50;
+    let big = "x".repeat(4000);
+    let mut id = 0;
+    for _burst in 0..BURSTS {
+        for _ in 0..PER_BURST {
+            id += 1;
+            let frame = ClientFrame::Send(SendDanmaku {
+                client_id: id,
+                text: big.clone(),
+                color: WHITE,
+                mode: Default::default(),
+                stream_ms: None,
+            });
+            if let Encoded::Text(t) = encode_client(&frame, Format::Json) {
+                sink.send(Message::Text(t.into())).await.expect("flood");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let end = ClientFrame::Send(SendDanmaku {
+        client_id: 0,
+        text: "end".into(),
+        color: WHITE,
+        mode: Default::default(),
+        stream_ms: None,
+    });
+    if let Encoded::Text(t) = encode_client(&end, Format::Json) {
+        sink.send(Message::Text(t.into())).await.expect("end");
+    }
+
+    // The room did not wait for the slow reader: the fast one got everything meanwhile.
+    let (_fast, fast_events) = tokio::time::timeout(WAIT, fast_reader)
+        .await
+        .expect("the fast reader finished while the slow one was stalled")
+        .expect("reader task");
+    assert_eq!(fast_events.len(), BURSTS * PER_BURST + 1);
+
+    // Now the slow reader reads: old frames from its buffers, then a gap, then the newest.
+    let mut last = joined_at;
+    let mut gaps = Vec::new();
+    loop {
+        match slow.next().await {
+            Incoming::Frame(ServerFrame::Batch { events }) => {
+                assert_eq!(
+                    events[0].seq,
+                    last + 1,
+                    "contiguous apart from announced gaps"
+                );
+                last = events.last().unwrap().seq;
+                if events.iter().any(|e| text(e) == "end") {
+                    break;
+                }
+            }
+            Incoming::Frame(ServerFrame::Gap { from_seq, to_seq }) => {
+                assert_eq!(from_seq, last + 1);
+                assert!(to_seq >= from_seq);
+                gaps.push((from_seq, to_seq));
+                last = to_seq;
+            }
+            Incoming::Frame(_) => {}
+            Incoming::Close(code, reason) => panic!("closed {code} {reason}"),
+        }
+    }
+    assert!(!gaps.is_empty(), "the slow reader was told what it skipped");
+    let stats = s.stats("demo").await;
+    assert!(stats["slow_socket_skips"].as_u64().unwrap() >= 1, "{stats}");
+    println!(
+        "slow reader: gaps {gaps:?}; stats {}",
+        stats["slow_socket_skips"]
+    );
+    drain.abort();
+    s.stop().await;
+}

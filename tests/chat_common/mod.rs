@@ -167,6 +167,30 @@ impl Client {
         Client { ws, format }
     }
 
+    /// Connects with a tiny kernel receive buffer, so a client that stops reading makes the
+    /// server's writes block almost at once (a genuinely slow reader).
+    pub async fn connect_slow(server: &TestServer, room: &str, format: Format) -> Client {
+        let url = format!("{}/ws/{room}?format={}", server.ws, format.as_str());
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = socket
+            .connect(server.server.http_addr)
+            .await
+            .expect("tcp connect");
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async_with_config(
+                url,
+                MaybeTlsStream::Plain(stream),
+                Some(client_config()),
+            ),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("websocket handshake");
+        Client { ws, format }
+    }
+
     /// Connects, says hello and returns the welcome.
     pub async fn join(
         server: &TestServer,
