@@ -348,6 +348,42 @@ mod tests {
         );
     }
 
+    /// The protobuf bytes shown in docs/PROTOCOL.md.
+    #[test]
+    fn protobuf_examples_in_the_protocol_doc_are_exact() {
+        let bytes = |f: &ClientFrame| match encode_client(f, Format::Proto) {
+            Encoded::Binary(b) => b.to_vec(),
+            Encoded::Text(_) => unreachable!(),
+        };
+        assert_eq!(
+            bytes(&ClientFrame::Hello {
+                resume_from: Some(1200)
+            }),
+            [0x0a, 0x03, 0x08, 0xb0, 0x09]
+        );
+        assert_eq!(bytes(&ClientFrame::Heartbeat), [0x1a, 0x00]);
+        let send = ClientFrame::Send(SendDanmaku {
+            client_id: 7,
+            text: "666".into(),
+            color: WHITE,
+            mode: Mode::Scroll,
+            stream_ms: None,
+        });
+        assert_eq!(
+            bytes(&send),
+            [0x12, 0x0c, 0x08, 0x07, 0x12, 0x03, 0x36, 0x36, 0x36, 0x18, 0xff, 0xff, 0xff, 0x07]
+        );
+        let ack = ServerFrame::Ack(Ack {
+            client_id: 7,
+            status: AckStatus::RateLimited,
+            retry_after_ms: Some(900),
+        });
+        let Encoded::Binary(b) = encode_server(&ack, Format::Proto) else {
+            unreachable!()
+        };
+        assert_eq!(b.to_vec(), [0x1a, 0x07, 0x08, 0x07, 0x10, 0x01, 0x18, 0x84, 0x07]);
+    }
+
     #[test]
     fn garbage_binary_is_an_error_not_a_panic() {
         for bad in [
