@@ -104,11 +104,21 @@ async fn a_system_message_overtakes_queued_danmaku() {
     for i in 0..50 {
         c.say(i, &format!("d{i}")).await;
     }
-    for i in 0..50 {
-        assert_eq!(c.ack(i).await.status, AckStatus::Accepted);
+    // Read the 50 acks, keeping any batch that already arrives meanwhile.
+    let mut events = Vec::new();
+    let mut acks = 0;
+    while acks < 50 {
+        match c.next().await {
+            Incoming::Frame(ServerFrame::Ack(a)) => {
+                assert_eq!(a.status, AckStatus::Accepted);
+                acks += 1;
+            }
+            Incoming::Frame(ServerFrame::Batch { events: batch }) => events.extend(batch),
+            other => panic!("{other:?}"),
+        }
     }
     s.system("demo", "announcement").await;
-    let events = c.events_until(|e| danmaku_text(e) == Some("d49")).await;
+    events.extend(c.events_until(|e| danmaku_text(e) == Some("d49")).await);
     let system_at = events
         .iter()
         .position(|e| matches!(&e.body, Body::System(m) if m.text == "announcement"))
@@ -630,5 +640,61 @@ async fn the_api_checks_the_admin_key_and_hands_out_guest_tokens() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 403);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_feed_hands_every_delivered_event_with_its_encoded_bytes() {
+    use barrage::chat::codec::{decode_server_binary, decode_server_text};
+    let s = start(|c| c.chat.tick_ms = 20).await;
+    let mut feed = s
+        .server
+        .state
+        .chat
+        .subscribe_batches("demo")
+        .expect("open room");
+    assert!(s.server.state.chat.subscribe_batches("nope").is_err());
+    for i in 0..3 {
+        s.system("demo", &format!("fed {i}")).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let batch = tokio::time::timeout(chat_common::WAIT, feed.recv())
+            .await
+            .expect("a batch in time")
+            .expect("no lag");
+        assert_eq!(&*batch.room, "demo");
+        assert_eq!(batch.first_seq, batch.events[0].seq);
+        assert_eq!(batch.last_seq, batch.events.last().unwrap().seq);
+        assert!(batch.tick_ms >= batch.events[0].ts_ms);
+        let expected = ServerFrame::Batch {
+            events: batch.events.clone(),
+        };
+        assert_eq!(
+            decode_server_text(std::str::from_utf8(&batch.json).unwrap()).unwrap(),
+            expected
+        );
+        assert_eq!(decode_server_binary(&batch.proto).unwrap(), expected);
+        seen.extend(batch.events.iter().map(|e| e.seq));
+    }
+    assert_eq!(seen, vec![1, 2, 3]);
+
+    let metrics = s
+        .api
+        .get(format!("{}/metrics", s.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "barrage_chat_online",
+        "barrage_chat_batch_events_total",
+        "barrage_chat_queue_length",
+        "barrage_chat_delivered_events_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     s.stop().await;
 }

@@ -381,7 +381,10 @@ mod tests {
         let Encoded::Binary(b) = encode_server(&ack, Format::Proto) else {
             unreachable!()
         };
-        assert_eq!(b.to_vec(), [0x1a, 0x07, 0x08, 0x07, 0x10, 0x01, 0x18, 0x84, 0x07]);
+        assert_eq!(
+            b.to_vec(),
+            [0x1a, 0x07, 0x08, 0x07, 0x10, 0x01, 0x18, 0x84, 0x07]
+        );
     }
 
     #[test]

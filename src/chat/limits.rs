@@ -25,6 +25,7 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// The metric label and stats key of the layer.
     pub fn as_str(self) -> &'static str {
         match self {
             Layer::Connection => "connection",
@@ -54,6 +55,7 @@ pub struct LimitsConfig {
 }
 
 impl LimitsConfig {
+    /// Reads the limit keys of `[chat]`.
     pub fn from_chat(c: &ChatConfig) -> LimitsConfig {
         LimitsConfig {
             conn_rate_per_s: c.conn_rate_per_s,

@@ -29,6 +29,8 @@ pub const MAX_SYSTEM_CHARS: usize = 500;
 /// Longest mute: ten years (a longer one is a ban, or no expiry).
 const MAX_MUTE_S: u64 = 10 * 365 * 24 * 3600;
 
+/// The chat API routes (all under `/api/rooms/{room}/`; the lead's room routes use the same
+/// `{room}` parameter name, which the router requires).
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/rooms/{room}/gifts", post(post_gift))

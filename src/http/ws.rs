@@ -61,6 +61,7 @@ const HELLO_WAIT: Duration = Duration::from_secs(5);
 /// A send to a socket that does not finish in this long (at least) ends the socket.
 const MIN_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The viewer socket route, merged into the main router.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/ws/{room}", get(upgrade))
 }
@@ -332,13 +333,7 @@ impl Viewer {
         let room = self.room.clone();
         loop {
             let step = tokio::select! {
-                _ = room.closed() => {
-                    return if self.state.chat.is_stopping() {
-                        self.end("going_away", "the server is shutting down", close_code::GOING_AWAY).await
-                    } else {
-                        self.end("room_closed", "the room was closed", close_code::ROOM_CLOSED).await
-                    };
-                }
+                _ = room.closed() => return self.room_gone().await,
                 _ = &mut deadline => {
                     return self.end("idle_timeout", "no frame from the client in chat.idle_timeout_s; send a heartbeat every 30 s", close_code::IDLE).await;
                 }
@@ -371,7 +366,12 @@ impl Viewer {
     async fn await_hello(&mut self) -> Result<(Option<u64>, Option<ClientFrame>), End> {
         let deadline = Instant::now() + HELLO_WAIT;
         loop {
-            let msg = match tokio::time::timeout_at(deadline, self.out.socket.recv()).await {
+            let room = self.room.clone();
+            let read = tokio::select! {
+                _ = room.closed() => return Err(self.room_gone().await),
+                read = tokio::time::timeout_at(deadline, self.out.socket.recv()) => read,
+            };
+            let msg = match read {
                 Err(_) => return Ok((None, None)),
                 Ok(None) => return Err(End::PeerClosed),
                 Ok(Some(Err(e))) => return Err(self.read_failed(e).await),
@@ -564,6 +564,25 @@ impl Viewer {
                 .await
             }
             ReadError::Other(m) => End::ReadError(m),
+        }
+    }
+
+    /// The room closed or the server is stopping: say which, and close.
+    async fn room_gone(&mut self) -> End {
+        if self.state.chat.is_stopping() {
+            self.end(
+                "going_away",
+                "the server is shutting down; reconnect and resume",
+                close_code::GOING_AWAY,
+            )
+            .await
+        } else {
+            self.end(
+                "room_closed",
+                "the room was closed",
+                close_code::ROOM_CLOSED,
+            )
+            .await
         }
     }
 
