@@ -14,6 +14,7 @@ pub mod moderation;
 pub mod protocol;
 pub mod room;
 pub mod scheduler;
+pub mod stats;
 
 /// Types generated from `proto/barrage/v1/barrage.proto` (prost, compiled by build.rs).
 #[allow(clippy::all, missing_docs)]

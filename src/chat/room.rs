@@ -1,20 +1,17 @@
 //! One room on tokio: its scheduler ticks, the shared batch of each tick, members and online
-//! count, uplink submission (limits then moderation then the queues), and per-room counters.
+//! count, and uplink submission (limits then moderation then the queues).
 //!
 //! Fan-out follows goim: a tick's events are encoded once per format into `Bytes` and the same
 //! `Arc<DeliveredBatch>` goes to every socket through a broadcast ring whose capacity is the
 //! per-socket backlog. The room never waits for a socket; a socket that falls further behind
 //! than the ring is told it lagged and skips (see `crate::http::ws`).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
-use metrics::{Counter, Gauge};
-use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +25,8 @@ use super::protocol::{
     SystemMessage,
 };
 use super::scheduler::{Pending, RoomScheduler, SchedulerConfig};
+use super::stats::RoomAccounting;
+pub use super::stats::RoomStats;
 use crate::auth::Role;
 use crate::config::ChatConfig;
 use crate::live::LiveRegistry;
@@ -127,9 +126,8 @@ impl Drop for MemberGuard {
         self.room.online.fetch_sub(1, Ordering::Relaxed);
         self.room.members[format_index(self.format)].fetch_sub(1, Ordering::Relaxed);
         self.room
-            .metrics
-            .online
-            .set(self.room.online.load(Ordering::Relaxed) as f64);
+            .accounting
+            .online(self.room.online.load(Ordering::Relaxed));
     }
 }
 
@@ -138,97 +136,6 @@ fn format_index(f: Format) -> usize {
         Format::Json => 0,
         Format::Proto => 1,
     }
-}
-
-/// Metric handles registered once per room, so hot paths skip the registry lookup.
-#[derive(Debug)]
-struct RoomMetrics {
-    online: Gauge,
-    received: Counter,
-    accepted: Counter,
-    batches: Counter,
-    batch_events: Counter,
-    delivered_events: Counter,
-    delivered_bytes: [Counter; 2],
-    queue_len: [Gauge; 4],
-    stale: [Counter; 4],
-    overflow: [Counter; 4],
-}
-
-impl RoomMetrics {
-    fn new(room: &str) -> RoomMetrics {
-        let r = room.to_string();
-        let per_queue = |name: &'static str, reason: Option<&'static str>| {
-            Priority::ALL.map(|p| match reason {
-                Some(reason) => metrics::counter!(name, "room" => r.clone(), "queue" => p.as_str(), "reason" => reason),
-                None => metrics::counter!(name, "room" => r.clone(), "queue" => p.as_str()),
-            })
-        };
-        RoomMetrics {
-            online: metrics::gauge!("barrage_chat_online", "room" => r.clone()),
-            received: metrics::counter!("barrage_chat_uplink_received_total", "room" => r.clone()),
-            accepted: metrics::counter!("barrage_chat_uplink_accepted_total", "room" => r.clone()),
-            batches: metrics::counter!("barrage_chat_batches_total", "room" => r.clone()),
-            batch_events: metrics::counter!("barrage_chat_batch_events_total", "room" => r.clone()),
-            delivered_events: metrics::counter!("barrage_chat_delivered_events_total", "room" => r.clone()),
-            delivered_bytes: [Format::Json, Format::Proto].map(|f| {
-                metrics::counter!("barrage_chat_delivered_bytes_total", "room" => r.clone(), "format" => f.as_str())
-            }),
-            queue_len: Priority::ALL.map(|p| {
-                metrics::gauge!("barrage_chat_queue_length", "room" => r.clone(), "queue" => p.as_str())
-            }),
-            stale: per_queue("barrage_chat_dropped_total", Some("stale")),
-            overflow: per_queue("barrage_chat_dropped_total", Some("overflow")),
-        }
-    }
-}
-
-/// Counters behind `GET /api/rooms/{room}/stats`.
-#[derive(Debug, Default)]
-struct RoomCounters {
-    received: AtomicU64,
-    accepted: AtomicU64,
-    delivered: AtomicU64,
-    slow_skips: AtomicU64,
-    slow_closes: AtomicU64,
-    refused: Mutex<BTreeMap<&'static str, u64>>,
-    /// Per-second rates, refreshed once a second by the room task.
-    rates: Mutex<Rates>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Rates {
-    at: Option<Instant>,
-    received: u64,
-    accepted: u64,
-    delivered: u64,
-    received_per_s: f64,
-    accepted_per_s: f64,
-    delivered_per_s: f64,
-}
-
-/// A room's numbers for dashboards.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoomStats {
-    pub room: String,
-    pub online: u64,
-    pub last_seq: u64,
-    pub uplink_received_per_s: f64,
-    pub uplink_accepted_per_s: f64,
-    pub delivered_per_s: f64,
-    pub uplink_received_total: u64,
-    pub uplink_accepted_total: u64,
-    pub delivered_total: u64,
-    /// Refused sends by reason (`user`, `room`, `node`, `connection`, `muted`, ...).
-    pub refused: BTreeMap<String, u64>,
-    /// Scheduler drops by reason (`overflow`, `stale`).
-    pub dropped: BTreeMap<String, u64>,
-    /// Scheduler drops by queue and reason.
-    pub dropped_by_queue: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Items waiting per queue.
-    pub queues: BTreeMap<String, usize>,
-    pub slow_socket_skips: u64,
-    pub slow_socket_closes: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -260,8 +167,7 @@ pub struct Room {
     online: AtomicU64,
     /// Members per format (json, proto), for delivered-bytes accounting.
     members: [AtomicU64; 2],
-    counters: RoomCounters,
-    metrics: RoomMetrics,
+    accounting: RoomAccounting,
 }
 
 impl Room {
@@ -286,8 +192,7 @@ impl Room {
             closed,
             online: AtomicU64::new(0),
             members: Default::default(),
-            counters: RoomCounters::default(),
-            metrics: RoomMetrics::new(id),
+            accounting: RoomAccounting::new(id),
             scheduler: Mutex::new(scheduler),
             moderation,
             live,
@@ -333,7 +238,7 @@ impl Room {
         };
         let online = self.online.fetch_add(1, Ordering::Relaxed) + 1;
         self.members[format_index(format)].fetch_add(1, Ordering::Relaxed);
-        self.metrics.online.set(online as f64);
+        self.accounting.online(online);
         Membership {
             batches,
             seq,
@@ -386,15 +291,8 @@ impl Room {
 
     /// Counts a refusal decided outside the room (the connection layer).
     pub fn count_refusal(&self, reason: &'static str) {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
-        self.metrics.received.increment(1);
-        self.refused(reason);
-    }
-
-    fn refused(&self, reason: &'static str) {
-        *lock(&self.counters.refused).entry(reason).or_default() += 1;
-        metrics::counter!("barrage_chat_uplink_refused_total", "room" => self.id.to_string(), "reason" => reason)
-            .increment(1);
+        self.accounting.received();
+        self.accounting.refused(reason);
     }
 
     /// A socket's danmaku through the layers: identity, rate limits (user, room, node), then
@@ -406,19 +304,18 @@ impl Room {
         who: Option<&Identity>,
         send: &SendDanmaku,
     ) -> Ack {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
-        self.metrics.received.increment(1);
+        self.accounting.received();
         let ack = |status, retry_after_ms| Ack {
             client_id: send.client_id,
             status,
             retry_after_ms,
         };
         let Some(who) = who else {
-            self.refused(AckStatus::Unauthenticated.as_str());
+            self.accounting.refused(AckStatus::Unauthenticated.as_str());
             return ack(AckStatus::Unauthenticated, None);
         };
         if let Err(refusal) = limits.check_send(&who.user, &self.limiter) {
-            self.refused(refusal.layer.as_str());
+            self.accounting.refused(refusal.layer.as_str());
             return ack(
                 AckStatus::RateLimited,
                 Some(refusal.retry_after.as_millis().max(1) as u64),
@@ -439,7 +336,7 @@ impl Room {
             now,
         );
         if let Err(refusal) = verdict {
-            self.refused(refusal.status.as_str());
+            self.accounting.refused(refusal.status.as_str());
             return ack(refusal.status, refusal.retry_after_ms);
         }
         let pending = Pending {
@@ -454,8 +351,7 @@ impl Room {
             stream_ms: self.stream_position(send.stream_ms),
         };
         self.enqueue(Priority::Danmaku, pending);
-        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        self.metrics.accepted.increment(1);
+        self.accounting.accepted();
         ack(AckStatus::Accepted, None)
     }
 
@@ -471,7 +367,7 @@ impl Room {
     fn enqueue(&self, priority: Priority, pending: Pending) {
         let now = self.clock_ms();
         if lock(&self.scheduler).push(priority, pending, now).is_some() {
-            self.metrics.overflow[priority.index()].increment(1);
+            self.accounting.overflow(priority);
         }
     }
 
@@ -541,16 +437,10 @@ impl Room {
             let tick = s.tick(self.clock_ms());
             (tick, Priority::ALL.map(|p| s.len(p)))
         };
-        for p in Priority::ALL {
-            self.metrics.queue_len[p.index()].set(lens[p.index()] as f64);
-            if tick.stale[p.index()] > 0 {
-                self.metrics.stale[p.index()].increment(tick.stale[p.index()]);
-            }
-        }
+        self.accounting.queues(lens, tick.stale);
         if tick.events.is_empty() {
             return;
         }
-        let n = tick.events.len() as u64;
         let batch = Arc::new(DeliveredBatch::new(self.id.clone(), tick.events, wall_ms()));
         {
             let mut history = lock(&self.history);
@@ -560,52 +450,18 @@ impl Room {
             let _ = self.feed.send(batch.clone());
         }
         let members = self.members.each_ref().map(|m| m.load(Ordering::Relaxed));
-        self.counters.delivered.fetch_add(n, Ordering::Relaxed);
-        self.metrics.batches.increment(1);
-        self.metrics.batch_events.increment(n);
-        self.metrics
-            .delivered_events
-            .increment(n * (members[0] + members[1]));
-        for (i, f) in [Format::Json, Format::Proto].into_iter().enumerate() {
-            self.metrics.delivered_bytes[i].increment(batch.len(f) as u64 * members[i]);
-        }
+        self.accounting.delivered(&batch, members);
     }
 
     /// Once a second: rates, moderation upkeep.
     pub(crate) fn housekeeping(&self) {
-        let now = Instant::now();
-        let received = self.counters.received.load(Ordering::Relaxed);
-        let accepted = self.counters.accepted.load(Ordering::Relaxed);
-        let delivered = self.counters.delivered.load(Ordering::Relaxed);
-        {
-            let mut r = lock(&self.counters.rates);
-            if let Some(at) = r.at {
-                let secs = now.duration_since(at).as_secs_f64().max(1e-3);
-                r.received_per_s = (received - r.received) as f64 / secs;
-                r.accepted_per_s = (accepted - r.accepted) as f64 / secs;
-                r.delivered_per_s = (delivered - r.delivered) as f64 / secs;
-            }
-            *r = Rates {
-                at: Some(now),
-                received,
-                accepted,
-                delivered,
-                ..*r
-            };
-        }
+        self.accounting.refresh_rates();
         lock(&self.moderation).prune(wall_ms());
     }
 
     /// Counts a socket that fell behind the backlog (skipped or closed by policy).
     pub fn count_slow_socket(&self, closed: bool) {
-        let (counter, action) = if closed {
-            (&self.counters.slow_closes, "close")
-        } else {
-            (&self.counters.slow_skips, "skip")
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("barrage_chat_slow_sockets_total", "room" => self.id.to_string(), "action" => action)
-            .increment(1);
+        self.accounting.slow_socket(closed);
     }
 
     /// The numbers for `GET /api/rooms/{room}/stats`.
@@ -614,44 +470,8 @@ impl Room {
             let s = lock(&self.scheduler);
             (Priority::ALL.map(|p| s.len(p)), s.drops())
         };
-        let rates = *lock(&self.counters.rates);
-        let mut dropped = BTreeMap::new();
-        let mut dropped_by_queue = BTreeMap::new();
-        for p in Priority::ALL {
-            let d = drops[p.index()];
-            *dropped.entry("overflow".to_string()).or_default() += d.overflow;
-            *dropped.entry("stale".to_string()).or_default() += d.stale;
-            dropped_by_queue.insert(
-                p.as_str().to_string(),
-                BTreeMap::from([
-                    ("overflow".to_string(), d.overflow),
-                    ("stale".to_string(), d.stale),
-                ]),
-            );
-        }
-        RoomStats {
-            room: self.id.to_string(),
-            online: self.online(),
-            last_seq: self.last_seq(),
-            uplink_received_per_s: rates.received_per_s,
-            uplink_accepted_per_s: rates.accepted_per_s,
-            delivered_per_s: rates.delivered_per_s,
-            uplink_received_total: self.counters.received.load(Ordering::Relaxed),
-            uplink_accepted_total: self.counters.accepted.load(Ordering::Relaxed),
-            delivered_total: self.counters.delivered.load(Ordering::Relaxed),
-            refused: lock(&self.counters.refused)
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-            dropped,
-            dropped_by_queue,
-            queues: Priority::ALL
-                .iter()
-                .map(|p| (p.as_str().to_string(), lens[p.index()]))
-                .collect(),
-            slow_socket_skips: self.counters.slow_skips.load(Ordering::Relaxed),
-            slow_socket_closes: self.counters.slow_closes.load(Ordering::Relaxed),
-        }
+        self.accounting
+            .stats(&self.id, self.online(), self.last_seq(), lens, drops)
     }
 }
 

@@ -406,6 +406,7 @@ impl Viewer {
         let hls_base = cdn_bases
             .first()
             .map_or(self.base.as_str(), |b| b.url.as_str());
+        let hls_url = format!("{hls_base}/hls/{}/live.m3u8", self.room.id);
         let welcome = Welcome {
             room: self.room.id.to_string(),
             user: self
@@ -416,8 +417,8 @@ impl Viewer {
             seq: membership.seq,
             online: self.room.online(),
             limits: self.room.limits_for(self.who.as_ref()),
-            hls_url: format!("{hls_base}/hls/{}/live.m3u8", self.room.id),
-            cdn_bases: cdn_bases.clone(),
+            hls_url,
+            cdn_bases,
         };
         self.out.frame(&ServerFrame::Welcome(welcome)).await?;
         self.last_seq = membership.seq;
