@@ -367,6 +367,46 @@ async fn garbage_frames_get_an_error_frame_and_nobody_is_disconnected() {
         c.events_until(|e| matches!(&e.body, Body::System(m) if m.text == "still delivering"))
             .await;
     }
+    // A text frame that is not UTF-8 breaks the WebSocket protocol itself: error, close 1007.
+    use tokio_tungstenite::tungstenite::protocol::frame::{coding::Data, coding::OpCode, Frame};
+    bad.send_raw(Message::Frame(Frame::message(
+        vec![0xc3, 0x28],
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await;
+    assert_eq!(bad.error_and_close().await, ("bad_frame".to_string(), 1007));
+    s.system("demo", "after the bad utf-8").await;
+    good.events_until(|e| matches!(&e.body, Body::System(m) if m.text == "after the bad utf-8"))
+        .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_room_closes_its_sockets_and_refuses_new_ones() {
+    let s = start(|c| c.chat.tick_ms = 20).await;
+    let (mut c, _) = Client::join(&s, "demo", None, Format::Json).await;
+    let (mut other, _) = Client::join(&s, "other", None, Format::Proto).await;
+    s.server.state.rooms.set_closed("demo", true);
+    assert_eq!(c.error_and_close().await, ("room_closed".to_string(), 4410));
+    let mut late = Client::connect(&s, "demo", None, Format::Json).await;
+    assert_eq!(
+        late.error_and_close().await,
+        ("room_not_found".to_string(), 4404)
+    );
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            "/api/rooms/demo/system",
+            Some(serde_json::json!({"text": "x"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    // Other rooms carry on.
+    s.system("other", "still open").await;
+    other
+        .events_until(|e| matches!(&e.body, Body::System(m) if m.text == "still open"))
+        .await;
     s.stop().await;
 }
 

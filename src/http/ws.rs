@@ -200,6 +200,10 @@ async fn session(
             last_seq: 0,
         };
         let end = viewer.run().await;
+        if matches!(end, End::PeerClosed) {
+            // Send the close reply tungstenite queued, so the client sees a clean close.
+            let _ = tokio::time::timeout(Duration::from_secs(1), viewer.out.socket.close()).await;
+        }
         tracing::debug!(%end, "socket ended");
         open.decrement(1.0);
     }
