@@ -84,8 +84,10 @@ async fn send_and_receive_in_both_formats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_system_message_overtakes_queued_danmaku() {
-    // One event per tick, system and danmaku sharing it: a backlog of danmaku takes 50 ticks,
-    // a system message posted after them gets out within a couple.
+    // One event per tick, system and danmaku sharing it: a backlog of danmaku takes 100 ticks
+    // (10 s), a system message posted after them gets out within a couple.
+    const QUEUED: u64 = 100;
+    const LAST: &str = "d99";
     let s = start(|c| {
         c.chat.tick_ms = 100;
         c.chat.budget = 10;
@@ -101,13 +103,13 @@ async fn a_system_message_overtakes_queued_danmaku() {
     .await;
     let token = s.token("u1", "demo");
     let (mut c, _) = Client::join(&s, "demo", Some(&token), Format::Json).await;
-    for i in 0..50 {
+    for i in 0..QUEUED {
         c.say(i, &format!("d{i}")).await;
     }
-    // Read the 50 acks, keeping any batch that already arrives meanwhile.
+    // Read the acks, keeping any batch that already arrives meanwhile.
     let mut events = Vec::new();
     let mut acks = 0;
-    while acks < 50 {
+    while acks < QUEUED {
         match c.next().await {
             Incoming::Frame(ServerFrame::Ack(a)) => {
                 assert_eq!(a.status, AckStatus::Accepted);
@@ -118,13 +120,13 @@ async fn a_system_message_overtakes_queued_danmaku() {
         }
     }
     s.system("demo", "announcement").await;
-    events.extend(c.events_until(|e| danmaku_text(e) == Some("d49")).await);
+    events.extend(c.events_until(|e| danmaku_text(e) == Some(LAST)).await);
     let system_at = events
         .iter()
         .position(|e| matches!(&e.body, Body::System(m) if m.text == "announcement"))
         .expect("the system message was delivered before the last queued danmaku");
     let danmaku: Vec<&str> = events.iter().filter_map(danmaku_text).collect();
-    assert_eq!(danmaku.len(), 50, "no danmaku lost");
+    assert_eq!(danmaku.len() as u64, QUEUED, "no danmaku lost");
     assert!(danmaku
         .windows(2)
         .all(|w| { w[0][1..].parse::<u32>().unwrap() < w[1][1..].parse::<u32>().unwrap() }));
@@ -133,7 +135,7 @@ async fn a_system_message_overtakes_queued_danmaku() {
         .filter(|e| danmaku_text(e).is_some())
         .count();
     assert!(
-        danmaku_before < 50,
+        (danmaku_before as u64) < QUEUED,
         "system came after all {danmaku_before} danmaku"
     );
     assert_eq!(events[system_at].priority, Priority::System);
