@@ -6,7 +6,7 @@
 //! Nothing here is global: several engines (several servers) can live in one process.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use super::history::Resume;
 use super::limits::{LimitsConfig, NodeLimits};
+use super::lock;
 use super::moderation::{normalize_words, ModerationChange, ModerationSnapshot, RoomModeration};
 use super::protocol::{Ack, Gift, Priority, SendDanmaku};
 use super::room::{self, DeliveredBatch, Identity, Room, RoomStats};
@@ -41,10 +42,6 @@ pub enum ChatError {
 }
 
 type Shared<T> = Arc<Mutex<T>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The chat rooms of one server.
 #[derive(Debug)]

@@ -256,87 +256,50 @@ pub enum ConvertError {
     NoBody { seq: u64 },
 }
 
-impl From<Mode> for pb::Mode {
-    fn from(m: Mode) -> pb::Mode {
-        match m {
-            Mode::Scroll => pb::Mode::Scroll,
-            Mode::Top => pb::Mode::Top,
-            Mode::Bottom => pb::Mode::Bottom,
+/// Both directions between one of our enums and its generated protobuf twin (same variant
+/// names); an unknown wire value is an error naming the field.
+macro_rules! pb_enum {
+    ($ours:ident, $field:literal, $from_pb:ident, [$($variant:ident),+ $(,)?]) => {
+        impl From<$ours> for pb::$ours {
+            fn from(v: $ours) -> pb::$ours {
+                match v {
+                    $($ours::$variant => pb::$ours::$variant,)+
+                }
+            }
         }
-    }
-}
 
-fn mode_from_pb(value: i32) -> Result<Mode, ConvertError> {
-    match pb::Mode::try_from(value) {
-        Ok(pb::Mode::Scroll) => Ok(Mode::Scroll),
-        Ok(pb::Mode::Top) => Ok(Mode::Top),
-        Ok(pb::Mode::Bottom) => Ok(Mode::Bottom),
-        Err(_) => Err(ConvertError::UnknownEnum {
-            field: "mode",
-            value,
-        }),
-    }
-}
-
-impl From<Priority> for pb::Priority {
-    fn from(p: Priority) -> pb::Priority {
-        match p {
-            Priority::System => pb::Priority::System,
-            Priority::GiftHigh => pb::Priority::GiftHigh,
-            Priority::GiftLow => pb::Priority::GiftLow,
-            Priority::Danmaku => pb::Priority::Danmaku,
+        fn $from_pb(value: i32) -> Result<$ours, ConvertError> {
+            match pb::$ours::try_from(value) {
+                $(Ok(pb::$ours::$variant) => Ok($ours::$variant),)+
+                Err(_) => Err(ConvertError::UnknownEnum { field: $field, value }),
+            }
         }
-    }
+    };
 }
 
-fn priority_from_pb(value: i32) -> Result<Priority, ConvertError> {
-    match pb::Priority::try_from(value) {
-        Ok(pb::Priority::System) => Ok(Priority::System),
-        Ok(pb::Priority::GiftHigh) => Ok(Priority::GiftHigh),
-        Ok(pb::Priority::GiftLow) => Ok(Priority::GiftLow),
-        Ok(pb::Priority::Danmaku) => Ok(Priority::Danmaku),
-        Err(_) => Err(ConvertError::UnknownEnum {
-            field: "priority",
-            value,
-        }),
-    }
-}
-
-impl From<AckStatus> for pb::AckStatus {
-    fn from(s: AckStatus) -> pb::AckStatus {
-        match s {
-            AckStatus::Accepted => pb::AckStatus::Accepted,
-            AckStatus::RateLimited => pb::AckStatus::RateLimited,
-            AckStatus::Muted => pb::AckStatus::Muted,
-            AckStatus::Banned => pb::AckStatus::Banned,
-            AckStatus::Filtered => pb::AckStatus::Filtered,
-            AckStatus::TooLong => pb::AckStatus::TooLong,
-            AckStatus::SlowMode => pb::AckStatus::SlowMode,
-            AckStatus::Invalid => pb::AckStatus::Invalid,
-            AckStatus::Unauthenticated => pb::AckStatus::Unauthenticated,
-        }
-    }
-}
-
-fn ack_status_from_pb(value: i32) -> Result<AckStatus, ConvertError> {
-    Ok(match pb::AckStatus::try_from(value) {
-        Ok(pb::AckStatus::Accepted) => AckStatus::Accepted,
-        Ok(pb::AckStatus::RateLimited) => AckStatus::RateLimited,
-        Ok(pb::AckStatus::Muted) => AckStatus::Muted,
-        Ok(pb::AckStatus::Banned) => AckStatus::Banned,
-        Ok(pb::AckStatus::Filtered) => AckStatus::Filtered,
-        Ok(pb::AckStatus::TooLong) => AckStatus::TooLong,
-        Ok(pb::AckStatus::SlowMode) => AckStatus::SlowMode,
-        Ok(pb::AckStatus::Invalid) => AckStatus::Invalid,
-        Ok(pb::AckStatus::Unauthenticated) => AckStatus::Unauthenticated,
-        Err(_) => {
-            return Err(ConvertError::UnknownEnum {
-                field: "status",
-                value,
-            })
-        }
-    })
-}
+pb_enum!(Mode, "mode", mode_from_pb, [Scroll, Top, Bottom]);
+pb_enum!(
+    Priority,
+    "priority",
+    priority_from_pb,
+    [System, GiftHigh, GiftLow, Danmaku]
+);
+pb_enum!(
+    AckStatus,
+    "status",
+    ack_status_from_pb,
+    [
+        Accepted,
+        RateLimited,
+        Muted,
+        Banned,
+        Filtered,
+        TooLong,
+        SlowMode,
+        Invalid,
+        Unauthenticated
+    ]
+);
 
 impl From<&Event> for pb::Event {
     fn from(e: &Event) -> pb::Event {

@@ -7,7 +7,7 @@
 //! than the ring is told it lagged and skips (see `crate::http::ws`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, Utf8Bytes};
@@ -19,6 +19,7 @@ use super::codec::{encode_batch, Format};
 use super::engine::ChatError;
 use super::history::{History, Resume};
 use super::limits::{LayerLimiter, NodeLimits};
+use super::lock;
 use super::moderation::{Author, Content, RoomModeration};
 use super::protocol::{
     Ack, AckStatus, Body, Danmaku, Event, Gift, Limits, Moderation, Priority, SendDanmaku,
@@ -136,10 +137,6 @@ fn format_index(f: Format) -> usize {
         Format::Json => 0,
         Format::Proto => 1,
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn wall_ms() -> i64 {
@@ -371,14 +368,19 @@ impl Room {
         }
     }
 
-    /// Queues a never-dropped item (system, high gift, moderation), refusing past
-    /// `priority_queue_max` waiting.
-    fn enqueue_kept(&self, priority: Priority, body: Body) -> Result<(), ChatError> {
-        let pending = Pending {
+    /// Content from the API, stamped now at live stream time.
+    fn pending(&self, body: Body) -> Pending {
+        Pending {
             body,
             ts_ms: wall_ms(),
             stream_ms: self.stream_position(None),
-        };
+        }
+    }
+
+    /// Queues a never-dropped item (system, high gift, moderation), refusing past
+    /// `priority_queue_max` waiting.
+    fn enqueue_kept(&self, priority: Priority, body: Body) -> Result<(), ChatError> {
+        let pending = self.pending(body);
         let now = self.clock_ms();
         let mut scheduler = lock(&self.scheduler);
         if scheduler.len(priority) >= self.config.priority_queue_max {
@@ -401,12 +403,7 @@ impl Room {
         if priority == Priority::GiftHigh {
             self.enqueue_kept(priority, Body::Gift(gift))?;
         } else {
-            let pending = Pending {
-                body: Body::Gift(gift),
-                ts_ms: wall_ms(),
-                stream_ms: self.stream_position(None),
-            };
-            self.enqueue(priority, pending);
+            self.enqueue(priority, self.pending(Body::Gift(gift)));
         }
         Ok(priority)
     }

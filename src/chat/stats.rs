@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use metrics::{Counter, Gauge};
 use serde::Serialize;
 
 use super::codec::Format;
+use super::lock;
 use super::protocol::Priority;
 use super::room::DeliveredBatch;
 use super::scheduler::DropCounts;
@@ -48,10 +49,6 @@ struct Rates {
     received_per_s: f64,
     accepted_per_s: f64,
     delivered_per_s: f64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Counters and metric handles of one room.

@@ -198,16 +198,31 @@ async fn mute(
     ))
 }
 
+/// Applies a per-user change and answers with the user's new state in `field`.
+fn user_change(
+    state: &AppState,
+    room: String,
+    user: String,
+    change: fn(String) -> ModerationChange,
+    field: &str,
+    value: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_user(&user)?;
+    state.chat.moderate(&room, &change(user.clone()))?;
+    let mut body = serde_json::Map::new();
+    body.insert("room".into(), room.into());
+    body.insert("user".into(), user.into());
+    body.insert(field.into(), value.into());
+    Ok(Json(body.into()))
+}
+
 async fn unmute(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_user(&user)?;
-    state
-        .chat
-        .moderate(&room, &ModerationChange::Unmute { user: user.clone() })?;
-    Ok(Json(json!({"room": room, "user": user, "muted": false})))
+    let unmute = |user| ModerationChange::Unmute { user };
+    user_change(&state, room, user, unmute, "muted", false)
 }
 
 async fn ban(
@@ -215,11 +230,8 @@ async fn ban(
     State(state): State<Arc<AppState>>,
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_user(&user)?;
-    state
-        .chat
-        .moderate(&room, &ModerationChange::Ban { user: user.clone() })?;
-    Ok(Json(json!({"room": room, "user": user, "banned": true})))
+    let ban = |user| ModerationChange::Ban { user };
+    user_change(&state, room, user, ban, "banned", true)
 }
 
 async fn unban(
@@ -227,11 +239,8 @@ async fn unban(
     State(state): State<Arc<AppState>>,
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_user(&user)?;
-    state
-        .chat
-        .moderate(&room, &ModerationChange::Unban { user: user.clone() })?;
-    Ok(Json(json!({"room": room, "user": user, "banned": false})))
+    let unban = |user| ModerationChange::Unban { user };
+    user_change(&state, room, user, unban, "banned", false)
 }
 
 async fn delete_message(
