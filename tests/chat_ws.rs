@@ -437,20 +437,23 @@ async fn moderation_refusals_each_get_their_ack() {
     let token = s.token("u1", "demo");
     let (mut c, _) = Client::join(&s, "demo", Some(&token), Format::Json).await;
     let mut id = 0;
-    let mut send = |text: &str| {
+    let mut next = || {
         id += 1;
-        (id, text.to_string())
+        id
     };
 
-    let (i, t) = send("0123456789x");
-    c.say(i, &t).await;
-    assert_eq!(c.ack(i).await.status, AckStatus::TooLong);
-    let (i, t) = send("   ");
-    c.say(i, &t).await;
-    assert_eq!(c.ack(i).await.status, AckStatus::Invalid);
-    let (i, t) = send("globalbad!");
-    c.say(i, &t).await;
-    assert_eq!(c.ack(i).await.status, AckStatus::Filtered);
+    assert_eq!(
+        c.say_and_ack(next(), "0123456789x").await.status,
+        AckStatus::TooLong
+    );
+    assert_eq!(
+        c.say_and_ack(next(), "   ").await.status,
+        AckStatus::Invalid
+    );
+    assert_eq!(
+        c.say_and_ack(next(), "globalbad!").await.status,
+        AckStatus::Filtered
+    );
 
     let (status, body) = s
         .admin(
@@ -470,9 +473,10 @@ async fn moderation_refusals_each_get_their_ack() {
         (status, body["words"].clone()),
         (200, serde_json::json!(["spam"]))
     );
-    let (i, t) = send("buy SPAM");
-    c.say(i, &t).await;
-    assert_eq!(c.ack(i).await.status, AckStatus::Filtered);
+    assert_eq!(
+        c.say_and_ack(next(), "buy SPAM").await.status,
+        AckStatus::Filtered
+    );
 
     let (status, body) = s
         .admin(
@@ -482,9 +486,7 @@ async fn moderation_refusals_each_get_their_ack() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (i, t) = send("muted?");
-    c.say(i, &t).await;
-    let ack = c.ack(i).await;
+    let ack = c.say_and_ack(next(), "muted?").await;
     assert_eq!(ack.status, AckStatus::Muted);
     assert!(ack.retry_after_ms.is_some_and(|ms| ms > 500_000));
     assert_eq!(
@@ -500,16 +502,8 @@ async fn moderation_refusals_each_get_their_ack() {
             .0,
         200
     );
-    let (i, t) = send("muted 2");
-    c.say(i, &t).await;
-    assert_eq!(
-        c.ack(i).await,
-        barrage::chat::protocol::Ack {
-            client_id: i,
-            status: AckStatus::Muted,
-            retry_after_ms: None
-        }
-    );
+    let ack = c.say_and_ack(next(), "muted 2").await;
+    assert_eq!((ack.status, ack.retry_after_ms), (AckStatus::Muted, None));
     assert_eq!(
         s.admin(Method::DELETE, "/api/rooms/demo/mutes/u1", None)
             .await
@@ -523,9 +517,10 @@ async fn moderation_refusals_each_get_their_ack() {
             .0,
         200
     );
-    let (i, t) = send("banned?");
-    c.say(i, &t).await;
-    assert_eq!(c.ack(i).await.status, AckStatus::Banned);
+    assert_eq!(
+        c.say_and_ack(next(), "banned?").await.status,
+        AckStatus::Banned
+    );
     assert_eq!(
         s.admin(Method::DELETE, "/api/rooms/demo/bans/u1", None)
             .await
@@ -541,12 +536,11 @@ async fn moderation_refusals_each_get_their_ack() {
         )
         .await;
     assert_eq!(status, 200);
-    let (i, t) = send("first");
-    c.say(i, &t).await;
-    assert_eq!(c.ack(i).await.status, AckStatus::Accepted);
-    let (i, t) = send("second");
-    c.say(i, &t).await;
-    let ack = c.ack(i).await;
+    assert_eq!(
+        c.say_and_ack(next(), "first").await.status,
+        AckStatus::Accepted
+    );
+    let ack = c.say_and_ack(next(), "second").await;
     assert_eq!(ack.status, AckStatus::SlowMode);
     assert!(ack.retry_after_ms.is_some_and(|ms| ms > 0 && ms <= 30_000));
 

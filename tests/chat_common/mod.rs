@@ -287,6 +287,16 @@ impl Client {
         .await
     }
 
+    /// Sends a danmaku and returns its ack.
+    pub async fn say_and_ack(
+        &mut self,
+        client_id: u64,
+        text: &str,
+    ) -> barrage::chat::protocol::Ack {
+        self.say(client_id, text).await;
+        self.ack(client_id).await
+    }
+
     /// Events from batches until `stop` holds for one of them; returns all events read.
     pub async fn events_until(&mut self, mut stop: impl FnMut(&Event) -> bool) -> Vec<Event> {
         let mut all = Vec::new();
