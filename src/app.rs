@@ -151,6 +151,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             bases: Arc::new(WeightedBases::new(config.cdn.bases.clone())),
             hls_base: (!config.http.public_url.is_empty())
                 .then(|| config.http.public_url.trim_end_matches('/').to_string()),
+            written: None,
         },
         next_seq_of(&chat),
     );
