@@ -1,9 +1,10 @@
-//! The HTTP face of barrage (axum): published objects, health, metrics, and (from the chat
-//! engine) the WebSocket and JSON API routes.
+//! The HTTP face of barrage (axum): published objects, health, metrics, the pages (viewer,
+//! overlay, host console), and (from the chat engine) the WebSocket and JSON API routes.
 
 pub mod api_error;
 pub mod api_rooms;
 pub mod objects;
+pub mod pages;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(objects::routes())
         .merge(api_rooms::routes())
+        .merge(pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.http.max_body_bytes,
         ))
