@@ -26,9 +26,10 @@ export function loadHlsJs() {
 export class Player {
   /**
    * @param {HTMLVideoElement} video
-   * @param {object} opts live (bool), onStatus(text), retryMs
+   * @param {object} opts live (bool), onStatus(text), retryMs, prefer ('hls.js' to use hls.js
+   *   even where the browser has native HLS)
    */
-  constructor(video, { live = true, onStatus = () => {}, retryMs = 3000 } = {}) {
+  constructor(video, { live = true, onStatus = () => {}, retryMs = 3000, prefer = '' } = {}) {
     this.video = video;
     this.live = live;
     this.onStatus = onStatus;
@@ -39,18 +40,20 @@ export class Player {
     this.retry = null;
     video.muted = true; // autoplay is allowed muted; the viewer unmutes with the controls
     video.playsInline = true;
-    this.onNativeError = () => this.scheduleRetry('video error');
+    this.prefer = prefer;
+    this.onNativeError = () => this.scheduleRetry(this.live ? 'offline' : 'video error');
+    this.onNativeReady = () => this.start();
   }
 
   /** Starts (or restarts) playing `url`. */
   async play(url) {
     this.stop();
     this.url = url;
-    if (hasNativeHls(this.video)) {
+    if (this.prefer !== 'hls.js' && hasNativeHls(this.video)) {
       this.engine = 'native';
       this.video.addEventListener('error', this.onNativeError);
+      this.video.addEventListener('loadedmetadata', this.onNativeReady);
       this.video.src = url;
-      this.start();
       return;
     }
     let Hls;
@@ -85,7 +88,9 @@ export class Player {
 
   start() {
     this.onStatus('playing');
-    this.video.play().catch(() => this.onStatus('press play to start'));
+    this.video.play().catch((e) => {
+      if (e.name === 'NotAllowedError') this.onStatus('press play to start');
+    });
   }
 
   scheduleRetry(why) {
@@ -100,6 +105,7 @@ export class Player {
   stop() {
     clearTimeout(this.retry);
     this.video.removeEventListener('error', this.onNativeError);
+    this.video.removeEventListener('loadedmetadata', this.onNativeReady);
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;

@@ -1,6 +1,7 @@
 // Viewer page: HLS video with danmaku drawn over it, the chat list, the join/send box, and the
 // switch between WebSocket delivery and CDN polling. With ?session=ID it replays a finished
-// broadcast, showing each comment when the video passes its stream time.
+// broadcast, showing each comment when the video passes its stream time. ?via=cdn starts in CDN
+// mode; ?player=hlsjs uses hls.js even where the browser plays HLS natively.
 
 import { rooms, ApiError } from './api.js';
 import { el, byId, show, replaceChildren } from './dom.js';
@@ -21,7 +22,11 @@ const video = byId('video');
 const stage = new DanmakuStage(byId('stage'), { fontSize: 24, scrollMs: 8000 });
 const chat = new ChatList(byId('chat'));
 const filter = new SeqFilter();
-const player = new Player(video, { live: !replaySession, onStatus: (s) => setText('player-status', s === 'playing' ? '' : s) });
+const player = new Player(video, {
+  live: !replaySession,
+  prefer: params.get('player') === 'hlsjs' ? 'hls.js' : '',
+  onStatus: (s) => setText('player-status', s === 'playing' ? '' : s),
+});
 
 let via = params.get('via') === 'cdn' ? 'cdn' : 'ws';
 let guest = storedGuest(room);
