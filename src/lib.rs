@@ -3,14 +3,17 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod broadcast;
 pub mod catalog;
 pub mod cdn;
 pub mod config;
 pub mod db;
+pub mod hls;
 pub mod http;
 pub mod ingest;
 pub mod live;
+pub mod media;
 pub mod rooms;
 pub mod secrets;
 pub mod storage;

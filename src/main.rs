@@ -29,6 +29,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Benchmarks (each reports against a baseline measured in the same run).
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCommand,
+    },
     /// Print a signed token (JWT HS256) for a user, for testing or a business server to copy.
     Token {
         #[arg(long)]
@@ -46,6 +51,98 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// WebSocket fan-out: viewers in one room, danmaku uplink, latency; vs a raw tokio baseline.
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        viewers: usize,
+        /// Danmaku per second sent into the room.
+        #[arg(long, default_value_t = 1000)]
+        uplink: u32,
+        #[arg(long, default_value_t = 10)]
+        senders: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Viewers per child process (each process holds its own sockets).
+        #[arg(long, default_value_t = 5000)]
+        per_process: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// (internal) a viewer process of the fan-out benchmark.
+    #[command(hide = true)]
+    Viewers {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        server: std::net::SocketAddr,
+        #[arg(long)]
+        bind: std::net::IpAddr,
+        #[arg(long)]
+        count: usize,
+    },
+}
+
+fn run_bench(bench: BenchCommand) -> ExitCode {
+    match bench {
+        BenchCommand::Viewers {
+            url,
+            server,
+            bind,
+            count,
+        } => match barrage::bench::viewers::run(url, server, bind, count) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("barrage bench viewers: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        BenchCommand::Fanout {
+            viewers,
+            uplink,
+            senders,
+            seconds,
+            per_process,
+            json,
+        } => {
+            init_logging("warn");
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("barrage: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = barrage::bench::fanout::FanoutOptions {
+                viewers,
+                uplink_per_s: uplink,
+                senders: senders.max(1),
+                seconds: seconds.max(1),
+                per_process: per_process.max(1),
+            };
+            match runtime.block_on(barrage::bench::fanout::run(opts)) {
+                Ok(report) if json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(report) => {
+                    println!("{}", barrage::bench::fanout::table(&report));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("barrage bench fanout: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<Config, barrage::config::ConfigError> {
@@ -89,6 +186,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench { bench } => run_bench(bench),
         Command::Token {
             user,
             name,

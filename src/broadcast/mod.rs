@@ -1,37 +1,138 @@
-//! Turns accepted publishes into HLS in object storage. (Skeleton: replaced by the writer.)
+//! Turns accepted publishes into HLS in object storage.
+//!
+//! [`Broadcaster`] is the [`PublishGate`] ingest asks: it checks the application and stream
+//! key, claims the room in the [`LiveRegistry`] (one publisher per room), and starts one
+//! [`writer::SessionWriter`] task per session, fed through a bounded channel. A session never
+//! waits on another: each has its own task, and a slow store only backs up its own publisher.
+//!
+//! Objects per session (keys are also the HTTP paths, see [`keys::SessionKeys`]):
+//! `hls/{room}/{session}/init.mp4`, `.../{n:06}.m4s` (n from 1), `.../index.m3u8` (EVENT while
+//! live, VOD with ENDLIST afterwards), and the room's stable `hls/{room}/live.m3u8` (sliding
+//! window). When a stream ends, `live.m3u8` is rewritten once more with `EXT-X-ENDLIST`, so
+//! players still watching stop cleanly at the last segment instead of polling a playlist that
+//! will never grow; the next session of the room overwrites it with its own window.
 
+pub mod bitrate;
+pub mod keys;
+pub mod store;
+pub mod writer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::HlsConfig;
 use crate::ingest::{Publication, PublishGate, PublishRefusal, PublishRequest};
 use crate::live::LiveRegistry;
 use crate::rooms::RoomDirectory;
 use crate::storage::Storage;
+use writer::{SessionSettings, SessionWriter};
+
+/// Messages queued between ingest and a session's writer (about 10 s of a typical stream):
+/// enough to ride out a slow store write, bounded so a stuck store backs up the publisher's TCP
+/// instead of memory.
+pub const MEDIA_CHANNEL_CAPACITY: usize = 1024;
 
 /// Authorises publishes and runs one HLS writer per live session.
 #[derive(Debug)]
 pub struct Broadcaster {
-    #[allow(dead_code)]
     rooms: Arc<RoomDirectory>,
+    live: Arc<LiveRegistry>,
+    storage: Storage,
+    hls: HlsConfig,
+    /// The RTMP application publishers must use (`live` in `rtmp://host/live`).
+    app: String,
+    /// Every session's writer task, so shutdown can wait for their final playlists.
+    tasks: TaskTracker,
+    /// Set once shutdown begins: new publishes are refused.
+    shutting_down: AtomicBool,
+    /// Tells writers to finish what is queued and finalise (shutdown).
+    stop: CancellationToken,
 }
 
 impl Broadcaster {
+    /// A gate for publishes to `app`, writing HLS for `rooms` into `storage`.
     pub fn new(
         rooms: Arc<RoomDirectory>,
-        _live: Arc<LiveRegistry>,
-        _storage: Storage,
-        _hls: HlsConfig,
-        _app: String,
+        live: Arc<LiveRegistry>,
+        storage: Storage,
+        hls: HlsConfig,
+        app: String,
     ) -> Arc<Broadcaster> {
-        Arc::new(Broadcaster { rooms })
+        Arc::new(Broadcaster {
+            rooms,
+            live,
+            storage,
+            hls,
+            app,
+            tasks: TaskTracker::new(),
+            shutting_down: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+        })
     }
 
-    /// Waits until every live session has written its final playlist.
-    pub async fn wait_idle(&self) {}
+    /// Shuts the gate and waits until every live session has written its final playlists.
+    /// Publishes are refused from here on; writers still store what was already queued.
+    pub async fn wait_idle(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Number of session writers still running (live, or finalising).
+    pub fn running_sessions(&self) -> usize {
+        self.tasks.len()
+    }
 }
 
 impl PublishGate for Broadcaster {
-    fn open(&self, _request: &PublishRequest) -> Result<Publication, PublishRefusal> {
-        Err(PublishRefusal::UnknownKey)
+    fn open(&self, request: &PublishRequest) -> Result<Publication, PublishRefusal> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(PublishRefusal::ShuttingDown);
+        }
+        if request.app != self.app {
+            return Err(PublishRefusal::WrongApp {
+                app: request.app.clone(),
+                expected: self.app.clone(),
+            });
+        }
+        let room = self
+            .rooms
+            .room_for_key(&request.stream_key)
+            .ok_or(PublishRefusal::UnknownKey)?;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(%room, "publish refused: the gate was called outside the runtime");
+            return Err(PublishRefusal::ShuttingDown);
+        };
+        let info = self
+            .live
+            .try_begin(&room)
+            .map_err(|e| PublishRefusal::AlreadyLive { room: e.room })?;
+        let (media, receiver) = mpsc::channel(MEDIA_CHANNEL_CAPACITY);
+        let settings = SessionSettings {
+            room: room.clone(),
+            session: info.session.clone(),
+            target_segment_s: self.hls.target_segment_s,
+            window_segments: self.hls.window_segments,
+        };
+        let writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone());
+        let span = tracing::info_span!("session", room = %room, session = %info.session, peer = %request.peer);
+        self.tasks.spawn_on(
+            writer.run(receiver, self.stop.clone()).instrument(span),
+            &runtime,
+        );
+        Ok(Publication {
+            room,
+            session: info.session,
+            media,
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,7 @@
 //! a per-room index, so a CDN that only caches files can serve millions of polling viewers.
 
 pub mod collector;
+pub mod export;
 pub mod files;
 pub mod publisher;
 pub mod weights;

@@ -25,6 +25,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/rooms/{room}/close", post(close_room))
         .route("/api/rooms/{room}/open", post(open_room))
         .route("/api/rooms/{room}/sessions", get(list_sessions))
+        .route(
+            "/api/rooms/{room}/sessions/{session}/danmaku.xml",
+            get(session_danmaku_xml),
+        )
 }
 
 impl From<CatalogError> for ApiError {
@@ -296,4 +300,40 @@ async fn list_sessions(
         per_page: p.per_page,
         total,
     }))
+}
+
+/// A session's danmaku as Bilibili-style XML, for common danmaku players.
+async fn session_danmaku_xml(
+    State(state): State<Arc<AppState>>,
+    Path((room, session)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    room_or_404(&state, &room)?;
+    if session.is_empty()
+        || session.len() > 100
+        || !session
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiError::not_found(format!("no session {session}")));
+    }
+    let events = crate::cdn::export::session_events(&state.storage, &room, &session)
+        .await
+        .map_err(|e| match e {
+            crate::cdn::export::ExportError::NoSession { .. } => ApiError::not_found(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "danmaku export failed");
+                ApiError::internal(other.to_string())
+            }
+        })?;
+    let xml = crate::cdn::xml::session_xml(&session, &events);
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/xml; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=5"),
+        ],
+        xml,
+    ))
 }

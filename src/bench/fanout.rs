@@ -1,0 +1,392 @@
+//! `barrage bench fanout`: C WebSocket viewers in one room on loopback, U danmaku/s from S
+//! senders. barrage runs in this process (so its CPU and memory are this process's, minus the
+//! few sender sockets); viewers run in child processes spread over 127.0.0.x addresses. Then, in
+//! the same run, the raw baseline broadcaster serves the same viewers with frames of the same
+//! size and rate, and barrage's figures are reported as ratios to it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::proc_stats::{cpu_seconds, raise_open_files_limit, rss_kib};
+use super::viewers::{merge, now_us, ViewerReport};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    pub viewers: usize,
+    pub uplink_per_s: u32,
+    pub senders: usize,
+    pub seconds: u64,
+    pub per_process: usize,
+}
+
+/// One side's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideReport {
+    pub name: String,
+    pub viewers_connected: u64,
+    pub delivered_events_per_s: f64,
+    pub frames_per_s: f64,
+    pub bytes_per_frame: f64,
+    pub events_per_frame: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    /// CPU seconds of the serving process during the measurement (barrage: incl. senders).
+    pub server_cpu_s: f64,
+    pub server_rss_mib: f64,
+    /// (RSS with idle viewers connected - RSS before) / viewers.
+    pub rss_per_idle_viewer_kib: f64,
+    pub client_cpu_s: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutReport {
+    pub viewers: usize,
+    pub uplink_per_s: u32,
+    pub seconds: u64,
+    pub barrage: SideReport,
+    pub baseline: SideReport,
+    pub frames_ratio: f64,
+    pub cpu_per_frame_ratio: f64,
+}
+
+struct ViewerProcs {
+    children: Vec<(Child, ChildStdin, BufReader<std::process::ChildStdout>)>,
+}
+
+fn spawn_viewers(
+    url: &str,
+    server: SocketAddr,
+    opts: &FanoutOptions,
+) -> std::io::Result<ViewerProcs> {
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    let mut left = opts.viewers;
+    let mut i = 0u8;
+    while left > 0 {
+        let n = left.min(opts.per_process);
+        left -= n;
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i));
+        i = i.wrapping_add(1);
+        let mut child = Command::new(&exe)
+            .args([
+                "bench",
+                "viewers",
+                "--url",
+                url,
+                "--server",
+                &server.to_string(),
+            ])
+            .args(["--bind", &ip.to_string(), "--count", &n.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| std::io::Error::other("no stdout"))?,
+        );
+        children.push((child, stdin, stdout));
+    }
+    Ok(ViewerProcs { children })
+}
+
+impl ViewerProcs {
+    /// Waits for every child's `ready N`; returns how many connected.
+    fn wait_ready(&mut self) -> u64 {
+        let mut total = 0;
+        for (_, _, out) in &mut self.children {
+            let mut line = String::new();
+            if out.read_line(&mut line).is_ok() {
+                total += line
+                    .trim()
+                    .strip_prefix("ready ")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        total
+    }
+
+    /// Tells every child to stop and collects their reports.
+    fn finish(self) -> Vec<ViewerReport> {
+        let mut reports = Vec::new();
+        for (mut child, stdin, mut out) in self.children {
+            drop(stdin);
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            if let Ok(r) = serde_json::from_str::<ViewerReport>(line.trim()) {
+                reports.push(r);
+            }
+            let _ = child.wait();
+        }
+        reports
+    }
+}
+
+fn progress(label: &str, start: Instant, seconds: u64, events: &AtomicU64) {
+    eprint!(
+        "\r  {label}: {:>3}/{seconds} s, sent {}   ",
+        start.elapsed().as_secs(),
+        events.load(Ordering::Relaxed)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+/// Server RSS (KiB) before viewers, with them idle, and at the end of the measurement.
+struct Memory {
+    before: u64,
+    idle: u64,
+    end: u64,
+}
+
+fn side(
+    name: &str,
+    merged: (ViewerReport, hdrhistogram::Histogram<u64>),
+    secs: f64,
+    cpu: f64,
+    mem: Memory,
+    viewers: usize,
+) -> SideReport {
+    let (r, h) = merged;
+    let q = |p: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(p) as f64 / 1000.0
+        }
+    };
+    SideReport {
+        name: name.to_string(),
+        viewers_connected: r.connected,
+        delivered_events_per_s: r.events as f64 / secs,
+        frames_per_s: r.frames as f64 / secs,
+        bytes_per_frame: if r.frames > 0 {
+            r.bytes as f64 / r.frames as f64
+        } else {
+            0.0
+        },
+        events_per_frame: if r.frames > 0 {
+            r.events as f64 / r.frames as f64
+        } else {
+            0.0
+        },
+        latency_p50_ms: q(0.5),
+        latency_p99_ms: q(0.99),
+        latency_max_ms: if h.is_empty() {
+            0.0
+        } else {
+            h.max() as f64 / 1000.0
+        },
+        server_cpu_s: cpu,
+        server_rss_mib: mem.end as f64 / 1024.0,
+        rss_per_idle_viewer_kib: mem.idle.saturating_sub(mem.before) as f64 / viewers.max(1) as f64,
+        client_cpu_s: r.cpu_s,
+    }
+}
+
+/// Runs barrage then the baseline and reports both.
+pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
+    let limit = raise_open_files_limit();
+    if (limit as usize) < opts.viewers + 200 {
+        return Err(format!(
+            "open-files limit {limit} is below {} viewers; raise it (ulimit -n)",
+            opts.viewers
+        ));
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut config = crate::testutil::test_config(dir.path());
+    config.log = "warn".into();
+    config.chat.user_rate_per_s = (opts.uplink_per_s as f64).max(1.0);
+    config.chat.user_burst = opts.uplink_per_s.max(1);
+    config.chat.room_rate_per_s = opts.uplink_per_s.max(1) * 2;
+    config.chat.node_rate_per_s = opts.uplink_per_s.max(1) * 2;
+    let tick = Duration::from_millis(config.chat.tick_ms);
+    let server = crate::app::start(config).await.map_err(|e| e.to_string())?;
+    let addr = server.http_addr;
+    eprintln!(
+        "fanout: barrage on {addr}, {} viewers, {} danmaku/s from {} senders, {} s",
+        opts.viewers, opts.uplink_per_s, opts.senders, opts.seconds
+    );
+
+    let rss_before = rss_kib(None);
+    let url = format!("ws://{addr}/ws/demo?format=json");
+    let mut procs = spawn_viewers(&url, addr, &opts).map_err(|e| e.to_string())?;
+    let connected = tokio::task::block_in_place(|| procs.wait_ready());
+    eprintln!("  {connected} viewers connected");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = rss_kib(None);
+
+    // Senders.
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let per_sender = (opts.uplink_per_s as f64 / opts.senders.max(1) as f64).max(0.001);
+    let mut sender_tasks = Vec::new();
+    for s in 0..opts.senders {
+        let token = server.state.tokens.mint(
+            &format!("bench-sender-{s}"),
+            "bench",
+            crate::auth::Role::Viewer,
+            Some("demo"),
+            Duration::from_secs(3600),
+        );
+        let url = format!("ws://{addr}/ws/demo?format=json&token={token}");
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .map_err(|e| format!("sender connect: {e}"))?;
+        let (mut write, mut read) = ws.split();
+        let sent = sent.clone();
+        let stop = stop.clone();
+        sender_tasks.push(tokio::spawn(async move {
+            tokio::spawn(async move { while let Some(Ok(_)) = read.next().await {} });
+            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sender));
+            let mut id = 0u64;
+            loop {
+                tokio::select! { _ = stop.cancelled() => return, _ = ticker.tick() => {} }
+                id += 1;
+                let frame = format!("{{\"type\":\"send\",\"client_id\":{id},\"text\":\"b:{}\",\"color\":16777215,\"mode\":\"scroll\"}}", now_us());
+                if write.send(Message::text(frame)).await.is_err() { return; }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let cpu0 = cpu_seconds(None);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(opts.seconds) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        progress("barrage", start, opts.seconds, &sent);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(None) - cpu0;
+    let rss_end = rss_kib(None);
+    eprintln!();
+    let reports = tokio::task::block_in_place(|| procs.finish());
+    stop.cancel();
+    for t in sender_tasks {
+        let _ = t.await;
+    }
+    server.stop().await;
+    let barrage = side(
+        "barrage",
+        merge(&reports),
+        secs,
+        cpu,
+        Memory {
+            before: rss_before,
+            idle: rss_idle,
+            end: rss_end,
+        },
+        opts.viewers,
+    );
+
+    // Baseline: same viewers, same frame size and rate.
+    let base = super::baseline::Baseline::start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let rss_before = rss_kib(None);
+    let url = format!("ws://{}/", base.addr);
+    let mut procs = spawn_viewers(&url, base.addr, &opts).map_err(|e| e.to_string())?;
+    tokio::task::block_in_place(|| procs.wait_ready());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = rss_kib(None);
+    let events = barrage.events_per_frame.round().max(1.0) as usize;
+    // Pad each event so the baseline's frames are as large as barrage's were.
+    let plain = 150.0 * events as f64;
+    let pad = ((barrage.bytes_per_frame - plain) / events as f64).max(0.0) as usize;
+    let pacer = base.pace(tick, events, pad);
+    let cpu0 = cpu_seconds(None);
+    let start = Instant::now();
+    let zero = AtomicU64::new(0);
+    while start.elapsed() < Duration::from_secs(opts.seconds) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        progress("baseline", start, opts.seconds, &zero);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(None) - cpu0;
+    let rss_end = rss_kib(None);
+    eprintln!();
+    let reports = tokio::task::block_in_place(|| procs.finish());
+    base.stop();
+    pacer.abort();
+    let baseline = side(
+        "baseline",
+        merge(&reports),
+        secs,
+        cpu,
+        Memory {
+            before: rss_before,
+            idle: rss_idle,
+            end: rss_end,
+        },
+        opts.viewers,
+    );
+    let per_frame = |s: &SideReport| {
+        if s.frames_per_s > 0.0 {
+            s.server_cpu_s / (s.frames_per_s * secs)
+        } else {
+            0.0
+        }
+    };
+    Ok(FanoutReport {
+        viewers: opts.viewers,
+        uplink_per_s: opts.uplink_per_s,
+        seconds: opts.seconds,
+        frames_ratio: if baseline.frames_per_s > 0.0 {
+            barrage.frames_per_s / baseline.frames_per_s
+        } else {
+            0.0
+        },
+        cpu_per_frame_ratio: if per_frame(&baseline) > 0.0 {
+            per_frame(&barrage) / per_frame(&baseline)
+        } else {
+            0.0
+        },
+        barrage,
+        baseline,
+    })
+}
+
+/// The report as a Markdown table.
+pub fn table(r: &FanoutReport) -> String {
+    let mut out = format!(
+        "fanout: {} viewers, {} danmaku/s uplink, {} s\n\n| | viewers | events/s | frames/s | B/frame | p50 ms | p99 ms | max ms | server CPU s | RSS MiB | RSS/idle viewer KiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        r.viewers, r.uplink_per_s, r.seconds
+    );
+    for s in [&r.barrage, &r.baseline] {
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} |\n",
+            s.name,
+            s.viewers_connected,
+            s.delivered_events_per_s,
+            s.frames_per_s,
+            s.bytes_per_frame,
+            s.latency_p50_ms,
+            s.latency_p99_ms,
+            s.latency_max_ms,
+            s.server_cpu_s,
+            s.server_rss_mib,
+            s.rss_per_idle_viewer_kib
+        ));
+    }
+    out.push_str(&format!(
+        "\nframes/s ratio barrage/baseline: {:.2}; server CPU per frame ratio: {:.2}\n",
+        r.frames_ratio, r.cpu_per_frame_ratio
+    ));
+    out
+}

@@ -1,0 +1,7 @@
+//! Load generators and measurements behind `barrage bench`. Every figure is reported beside a
+//! baseline measured in the same run, as a ratio; nothing here is a test assertion.
+
+pub mod baseline;
+pub mod fanout;
+pub mod proc_stats;
+pub mod viewers;

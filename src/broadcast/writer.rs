@@ -1,0 +1,408 @@
+//! [`SessionWriter`]: the task behind one live session. It feeds the publish's media through a
+//! [`StreamMuxer`] and stores what comes out, in order: the init segment once, then per cut the
+//! segment, the session playlist and the room's live playlist, right when the closing keyframe
+//! arrives. When the media channel closes it flushes the last segment, turns the session
+//! playlist into a VOD, ends the live playlist, and tells the [`LiveRegistry`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::bitrate::BitrateMeter;
+use super::keys::SessionKeys;
+use super::store::put_with_retry;
+use crate::hls::playlist::{ListedSegment, SessionPlaylists, SessionState};
+use crate::ingest::{MediaMessage, StreamMetadata};
+use crate::live::LiveRegistry;
+use crate::media::{MediaError, MuxEvent, Segment, StreamMuxer};
+use crate::storage::Storage;
+
+/// Window of the measured ingest bitrate.
+const BITRATE_WINDOW_MS: u64 = 5_000;
+/// How often the measured bitrate is published to the registry.
+const BITRATE_UPDATE_MS: u128 = 1_000;
+
+/// What a session needs to know about where it writes.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub room: String,
+    pub session: String,
+    pub target_segment_s: f64,
+    pub window_segments: usize,
+}
+
+/// Counts reported when the session ends.
+#[derive(Debug, Default, Clone)]
+struct SessionCounts {
+    video_tags: u64,
+    audio_tags: u64,
+    bytes: u64,
+    segments: u64,
+    lost_segments: u64,
+    invalid_tags: u64,
+    dropped_frames: u64,
+    /// Longest keyframe-to-live-playlist delay seen.
+    max_playlist_delay_ms: f64,
+}
+
+/// Ends the session in the registry and the sessions gauge however the writer stops: if its
+/// task panicked or was dropped, the room must not stay "live" and refuse every publisher.
+struct LiveSessionGuard {
+    live: Arc<LiveRegistry>,
+    room: String,
+    session: String,
+    /// The VOD playlist, once the final playlists are written.
+    vod_key: Option<String>,
+}
+
+impl Drop for LiveSessionGuard {
+    fn drop(&mut self) {
+        self.live
+            .end(&self.room, &self.session, self.vod_key.take());
+        metrics::gauge!("barrage_live_sessions").decrement(1.0);
+    }
+}
+
+/// Writes one session's HLS objects (see the module doc).
+pub struct SessionWriter {
+    settings: SessionSettings,
+    keys: SessionKeys,
+    storage: Storage,
+    live: Arc<LiveRegistry>,
+    muxer: StreamMuxer,
+    playlists: SessionPlaylists,
+    /// Wall-clock time of stream time 0 (the first media frame), for PROGRAM-DATE-TIME.
+    first_frame_wall: Option<DateTime<Utc>>,
+    started: Instant,
+    bitrate: BitrateMeter,
+    bitrate_updated: Instant,
+    /// The init segment, while its write has not succeeded yet.
+    pending_init: Option<Bytes>,
+    /// A segment was lost since the last listed one: the next one starts a discontinuity.
+    lost_since_listed: bool,
+    /// The stream ended: segments flushed now go straight into the final (VOD) playlists.
+    ending: bool,
+    /// Problems already logged (invalid input is logged once per kind, not per frame).
+    warned: HashSet<&'static str>,
+    counts: SessionCounts,
+}
+
+impl SessionWriter {
+    /// A writer for one session; nothing happens until [`SessionWriter::run`].
+    pub fn new(
+        settings: SessionSettings,
+        storage: Storage,
+        live: Arc<LiveRegistry>,
+    ) -> SessionWriter {
+        let target_ms = (settings.target_segment_s * 1000.0).round().max(1.0) as u64;
+        let now = Instant::now();
+        SessionWriter {
+            keys: SessionKeys::new(&settings.room, &settings.session),
+            playlists: SessionPlaylists::new(&settings.session, settings.target_segment_s),
+            muxer: StreamMuxer::new(target_ms),
+            settings,
+            storage,
+            live,
+            first_frame_wall: None,
+            started: now,
+            bitrate: BitrateMeter::new(BITRATE_WINDOW_MS),
+            bitrate_updated: now,
+            pending_init: None,
+            lost_since_listed: false,
+            ending: false,
+            warned: HashSet::new(),
+            counts: SessionCounts::default(),
+        }
+    }
+
+    /// Runs until the media channel closes (end of stream) or `stop` fires (shutdown: what is
+    /// already queued is still written), then finalises the session.
+    pub async fn run(mut self, mut media: mpsc::Receiver<MediaMessage>, stop: CancellationToken) {
+        metrics::gauge!("barrage_live_sessions").increment(1.0);
+        let mut guard = LiveSessionGuard {
+            live: self.live.clone(),
+            room: self.settings.room.clone(),
+            session: self.settings.session.clone(),
+            vod_key: None,
+        };
+        tracing::info!("broadcast started");
+        let mut stopping = false;
+        loop {
+            let message = tokio::select! {
+                biased;
+                _ = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    media.close();
+                    continue;
+                }
+                message = media.recv() => message,
+            };
+            match message {
+                Some(message) => self.handle(message).await,
+                None => break,
+            }
+        }
+        guard.vod_key = self.finish().await;
+        // Dropping the guard ends the session in the registry, now with its VOD playlist.
+        drop(guard);
+    }
+
+    async fn handle(&mut self, message: MediaMessage) {
+        let received = Instant::now();
+        let (result, bytes) = match message {
+            MediaMessage::Metadata(meta) => {
+                self.metadata(&meta);
+                return;
+            }
+            MediaMessage::Video { timestamp, body } => {
+                self.counts.video_tags += 1;
+                metrics::counter!("barrage_ingest_frames_total", "kind" => "video").increment(1);
+                (self.muxer.push_video(timestamp, &body), body.len())
+            }
+            MediaMessage::Audio { timestamp, body } => {
+                self.counts.audio_tags += 1;
+                metrics::counter!("barrage_ingest_frames_total", "kind" => "audio").increment(1);
+                (self.muxer.push_audio(timestamp, &body), body.len())
+            }
+        };
+        self.media_bytes(received, bytes as u64);
+        match result {
+            Ok(events) => {
+                for event in events {
+                    self.event(event, received).await;
+                }
+            }
+            Err(e) => self.invalid(&e),
+        }
+    }
+
+    fn metadata(&mut self, meta: &StreamMetadata) {
+        if meta.width.is_some() || meta.video_kbps.is_some() {
+            self.muxer.announce_video();
+        }
+        let announced = match (meta.video_kbps, meta.audio_kbps) {
+            (None, None) => None,
+            (v, a) => Some(v.unwrap_or(0.0) + a.unwrap_or(0.0)),
+        };
+        tracing::info!(
+            width = ?meta.width,
+            height = ?meta.height,
+            framerate = ?meta.framerate,
+            announced_kbps = ?announced,
+            encoder = meta.encoder.as_deref().unwrap_or(""),
+            "stream metadata"
+        );
+        self.update_live(|info| {
+            if announced.is_some() {
+                info.announced_kbps = announced;
+            }
+        });
+    }
+
+    fn media_bytes(&mut self, now: Instant, bytes: u64) {
+        self.counts.bytes += bytes;
+        metrics::counter!("barrage_ingest_media_bytes_total").increment(bytes);
+        if self.first_frame_wall.is_none() {
+            let wall = Utc::now();
+            self.first_frame_wall = Some(wall);
+            self.update_live(|info| {
+                info.first_frame_at = Some(now);
+                info.first_frame_ms = Some(wall.timestamp_millis());
+            });
+        }
+        let now_ms = now.duration_since(self.started).as_millis() as u64;
+        self.bitrate.add(now_ms, bytes);
+        if now.duration_since(self.bitrate_updated).as_millis() >= BITRATE_UPDATE_MS {
+            self.bitrate_updated = now;
+            let kbps = self.bitrate.kbps(now_ms);
+            self.update_live(|info| info.bitrate_kbps = kbps);
+        }
+    }
+
+    async fn event(&mut self, event: MuxEvent, received: Instant) {
+        match event {
+            MuxEvent::VideoConfig(v) => {
+                if let Some(e) = &v.sps_error {
+                    self.warn_once(
+                        "sps",
+                        || tracing::warn!(error = %e, "cannot read the SPS; size unknown"),
+                    );
+                }
+                tracing::info!(codec = %v.codec, width = ?v.width, height = ?v.height, "video config");
+                self.update_live(|info| {
+                    info.video_codec = Some(v.codec.clone());
+                    info.width = v.width;
+                    info.height = v.height;
+                });
+            }
+            MuxEvent::AudioConfig(a) => {
+                tracing::info!(codec = %a.codec, sample_rate = a.sample_rate, channels = a.channels, "audio config");
+                self.update_live(|info| info.audio_codec = Some(a.codec.clone()));
+            }
+            MuxEvent::Init(init) => {
+                tracing::info!(
+                    video = init.has_video,
+                    audio = init.has_audio,
+                    "tracks decided"
+                );
+                self.pending_init = Some(init.bytes);
+                self.write_init().await;
+            }
+            MuxEvent::Segment(segment) => self.store_segment(segment, received).await,
+            MuxEvent::Dropped(reason) => {
+                self.counts.dropped_frames += 1;
+                metrics::counter!("barrage_ingest_dropped_frames_total", "reason" => reason.kind())
+                    .increment(1);
+                self.warn_once(reason.kind(), || {
+                    tracing::warn!(
+                        reason = reason.kind(),
+                        "dropping frames (logged once per reason)"
+                    )
+                });
+            }
+        }
+    }
+
+    fn invalid(&mut self, error: &MediaError) {
+        self.counts.invalid_tags += 1;
+        metrics::counter!("barrage_ingest_invalid_tags_total", "kind" => error.kind()).increment(1);
+        self.warn_once(error.kind(), || {
+            tracing::warn!(kind = error.kind(), %error, "invalid media tag dropped (logged once per kind)")
+        });
+    }
+
+    async fn write_init(&mut self) {
+        let Some(init) = self.pending_init.clone() else {
+            return;
+        };
+        match put_with_retry(&self.storage, &self.keys.init(), init).await {
+            Ok(()) => self.pending_init = None,
+            Err(e) => {
+                tracing::error!(error = %e, "init segment not stored; will retry with the next segment")
+            }
+        }
+    }
+
+    /// Segment, then session playlist, then live playlist: a playlist never names an object
+    /// that is not there yet.
+    async fn store_segment(&mut self, segment: Segment, received: Instant) {
+        self.write_init().await;
+        let key = self.keys.segment(segment.sequence);
+        if let Err(e) = put_with_retry(&self.storage, &key, segment.bytes.clone()).await {
+            self.counts.lost_segments += 1;
+            self.lost_since_listed = true;
+            tracing::error!(error = %e, sequence = segment.sequence, "segment lost: not stored after retries");
+            return;
+        }
+        let start = self.first_frame_wall.unwrap_or_else(Utc::now);
+        let offset = chrono::Duration::milliseconds(i64::try_from(segment.start_ms).unwrap_or(0));
+        self.playlists.push(ListedSegment {
+            file: SessionKeys::segment_file(segment.sequence),
+            duration: segment.duration,
+            program_date_time: start + offset,
+            independent: segment.independent,
+            discontinuity: std::mem::take(&mut self.lost_since_listed),
+        });
+        self.counts.segments += 1;
+        metrics::counter!("barrage_hls_segments_total").increment(1);
+        let state = if self.ending {
+            SessionState::Ended
+        } else {
+            SessionState::Live
+        };
+        self.write_playlists(state).await;
+        let delay = received.elapsed().as_secs_f64();
+        metrics::histogram!("barrage_hls_playlist_delay_seconds").record(delay);
+        self.counts.max_playlist_delay_ms = self.counts.max_playlist_delay_ms.max(delay * 1000.0);
+        tracing::debug!(
+            sequence = segment.sequence,
+            duration = segment.duration,
+            bytes = segment.bytes.len(),
+            delay_ms = delay * 1000.0,
+            "segment published"
+        );
+        let segments = self.counts.segments;
+        self.update_live(|info| info.segments = segments);
+    }
+
+    async fn write_playlists(&mut self, state: SessionState) {
+        let ended = state == SessionState::Ended;
+        let rendered = self.playlists.session_playlist(state).and_then(|s| {
+            Ok((
+                s,
+                self.playlists
+                    .live_playlist(self.settings.window_segments, ended)?,
+            ))
+        });
+        let (session, live) = match rendered {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::error!(error = %e, "playlist not rendered");
+                return;
+            }
+        };
+        for (key, body) in [
+            (self.keys.session_playlist(), session),
+            (self.keys.live_playlist(), live),
+        ] {
+            if let Err(e) = put_with_retry(&self.storage, &key, Bytes::from(body)).await {
+                tracing::error!(error = %e, "playlist not stored after retries");
+            }
+        }
+    }
+
+    /// Flushes the last segment and writes the final playlists; returns the VOD key.
+    async fn finish(&mut self) -> Option<String> {
+        let now = Instant::now();
+        self.ending = true;
+        let listed_before = self.playlists.len();
+        match self.muxer.finish() {
+            Ok(events) => {
+                for event in events {
+                    self.event(event, now).await;
+                }
+            }
+            Err(e) => self.invalid(&e),
+        }
+        let vod_key = if self.playlists.is_empty() {
+            None
+        } else {
+            if self.playlists.len() == listed_before {
+                // No last segment was listed: the playlists still say EVENT / no ENDLIST.
+                self.write_playlists(SessionState::Ended).await;
+            }
+            Some(self.keys.session_playlist())
+        };
+        let c = &self.counts;
+        tracing::info!(
+            video_tags = c.video_tags,
+            audio_tags = c.audio_tags,
+            bytes = c.bytes,
+            segments = c.segments,
+            lost_segments = c.lost_segments,
+            invalid_tags = c.invalid_tags,
+            dropped_frames = c.dropped_frames,
+            timestamp_resets = self.muxer.timestamp_resets(),
+            max_playlist_delay_ms = c.max_playlist_delay_ms,
+            vod = vod_key.as_deref().unwrap_or(""),
+            "broadcast ended"
+        );
+        vod_key
+    }
+
+    fn update_live(&self, f: impl FnOnce(&mut crate::live::LiveInfo)) {
+        self.live
+            .update(&self.settings.room, &self.settings.session, f);
+    }
+
+    fn warn_once(&mut self, kind: &'static str, log: impl FnOnce()) {
+        if self.warned.insert(kind) {
+            log();
+        }
+    }
+}

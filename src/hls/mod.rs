@@ -1,0 +1,4 @@
+//! HLS playlists for the media segments (`hls_m3u8`): the live sliding window and the session
+//! playlist that becomes a VOD when the stream ends.
+
+pub mod playlist;

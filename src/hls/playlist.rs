@@ -1,0 +1,292 @@
+//! The media playlists of one broadcast session, rendered with `hls_m3u8`:
+//!
+//! - the session playlist (`hls/{room}/{session}/index.m3u8`): every segment, `EVENT` while
+//!   live and `VOD` + `EXT-X-ENDLIST` once the stream ends, so it doubles as the replay;
+//! - the room's live playlist (`hls/{room}/live.m3u8`): a sliding window of the newest
+//!   segments, with URIs relative to the room folder (`{session}/000001.m4s`).
+//!
+//! `EXT-X-TARGETDURATION` follows RFC 8216 4.3.3.1: every `EXTINF` rounded to the nearest
+//! integer must not exceed it. It is the largest rounded duration so far (at least the
+//! configured target) and never decreases during a session, as a live playlist's must not.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hls_m3u8::tags::{ExtInf, ExtXMap, ExtXProgramDateTime};
+use hls_m3u8::types::PlaylistType;
+use hls_m3u8::{MediaPlaylist, MediaSegment};
+
+/// A playlist could not be built (a bug or an out-of-range value, with the playlist named).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the {which} playlist of session {session}: {source}")]
+pub struct PlaylistError {
+    which: &'static str,
+    session: String,
+    source: hls_m3u8::Error,
+}
+
+/// One segment as playlists list it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedSegment {
+    /// Object name inside the session folder, e.g. `000001.m4s`.
+    pub file: String,
+    /// Seconds (written to the millisecond).
+    pub duration: f64,
+    /// Wall-clock time of the segment's first frame (`EXT-X-PROGRAM-DATE-TIME`).
+    pub program_date_time: DateTime<Utc>,
+    /// Starts with a keyframe: decodable on its own.
+    pub independent: bool,
+    /// A segment before this one was lost (its store write failed): timestamps jump here.
+    pub discontinuity: bool,
+}
+
+/// Whether the session playlist describes a live (growing) or a finished broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Live,
+    Ended,
+}
+
+/// The segments of one session and the playlists made from them.
+#[derive(Debug, Clone)]
+pub struct SessionPlaylists {
+    session: String,
+    segments: Vec<ListedSegment>,
+    /// Whole seconds; only grows.
+    target_duration: u64,
+}
+
+/// `EXTINF` as written: the duration rounded to the millisecond.
+fn extinf(seconds: f64) -> Duration {
+    Duration::from_millis((seconds.max(0.0) * 1000.0).round() as u64)
+}
+
+impl SessionPlaylists {
+    /// An empty list for `session`, whose segments aim at `target_segment_s`.
+    pub fn new(session: &str, target_segment_s: f64) -> SessionPlaylists {
+        SessionPlaylists {
+            session: session.to_string(),
+            segments: Vec::new(),
+            target_duration: (target_segment_s.round() as u64).max(1),
+        }
+    }
+
+    /// Lists a stored segment.
+    pub fn push(&mut self, segment: ListedSegment) {
+        let rounded = extinf(segment.duration).as_secs_f64().round() as u64;
+        self.target_duration = self.target_duration.max(rounded);
+        self.segments.push(segment);
+    }
+
+    /// Segments listed so far.
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Whether no segment is listed yet (then there is no playlist to write).
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// `EXT-X-TARGETDURATION` in seconds.
+    pub fn target_duration(&self) -> u64 {
+        self.target_duration
+    }
+
+    /// The session playlist: every segment, URIs relative to the session folder.
+    pub fn session_playlist(&self, state: SessionState) -> Result<String, PlaylistError> {
+        let kind = match state {
+            SessionState::Live => PlaylistType::Event,
+            SessionState::Ended => PlaylistType::Vod,
+        };
+        self.render(
+            "session",
+            0,
+            "init.mp4",
+            "",
+            Some(kind),
+            state == SessionState::Ended,
+        )
+    }
+
+    /// The room's live playlist: the newest `window` segments, URIs relative to the room
+    /// folder. `ended` adds `EXT-X-ENDLIST`, so players still watching stop cleanly instead
+    /// of polling a playlist that will never grow again.
+    pub fn live_playlist(&self, window: usize, ended: bool) -> Result<String, PlaylistError> {
+        let first = self.segments.len().saturating_sub(window.max(1));
+        let prefix = format!("{}/", self.session);
+        let map = format!("{}/init.mp4", self.session);
+        self.render("live", first, &map, &prefix, None, ended)
+    }
+
+    fn render(
+        &self,
+        which: &'static str,
+        first: usize,
+        map_uri: &str,
+        uri_prefix: &str,
+        kind: Option<PlaylistType>,
+        ended: bool,
+    ) -> Result<String, PlaylistError> {
+        let err = |source| PlaylistError {
+            which,
+            session: self.session.clone(),
+            source,
+        };
+        let listed = self.segments.get(first..).unwrap_or_default();
+        let mut segments = Vec::with_capacity(listed.len());
+        for (i, s) in listed.iter().enumerate() {
+            let mut b = MediaSegment::builder();
+            if i == 0 {
+                b.map(ExtXMap::new(Cow::Owned(map_uri.to_string())));
+            }
+            b.program_date_time(ExtXProgramDateTime::new(s.program_date_time.fixed_offset()))
+                .has_discontinuity(s.discontinuity && i > 0)
+                .duration(ExtInf::new(extinf(s.duration)))
+                .uri(format!("{uri_prefix}{}", s.file));
+            segments.push(b.build().map_err(err)?);
+        }
+        // Discontinuities that slid out of the window are counted, as RFC 8216 6.2.2 asks.
+        let discontinuities = self.segments[..first]
+            .iter()
+            .skip(1)
+            .filter(|s| s.discontinuity)
+            .count()
+            + usize::from(listed.first().is_some_and(|s| s.discontinuity) && first > 0);
+        let mut b = MediaPlaylist::builder();
+        b.target_duration(Duration::from_secs(self.target_duration))
+            // Media sequence numbers count listed segments from 1.
+            .media_sequence(first + 1)
+            .discontinuity_sequence(discontinuities)
+            .has_independent_segments(listed.iter().all(|s| s.independent))
+            .has_end_list(ended)
+            .segments(segments);
+        if let Some(kind) = kind {
+            b.playlist_type(kind);
+        }
+        Ok(b.build().map_err(err)?.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn segment(n: u64, duration: f64) -> ListedSegment {
+        let start = Utc.with_ymd_and_hms(2026, 11, 25, 13, 5, 0).unwrap();
+        ListedSegment {
+            file: format!("{n:06}.m4s"),
+            duration,
+            program_date_time: start + chrono::Duration::milliseconds((n as i64 - 1) * 2000),
+            independent: true,
+            discontinuity: false,
+        }
+    }
+
+    fn parse(text: &str) -> MediaPlaylist<'_> {
+        MediaPlaylist::try_from(text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    }
+
+    #[test]
+    fn session_playlist_is_an_event_then_a_vod() {
+        let mut p = SessionPlaylists::new("S1", 2.0);
+        for n in 1..=3 {
+            p.push(segment(n, 2.0));
+        }
+        p.push(segment(4, 0.967));
+        let text = p.session_playlist(SessionState::Live).unwrap();
+        let live = parse(&text);
+        assert_eq!(live.playlist_type, Some(PlaylistType::Event));
+        assert!(!live.has_end_list);
+        assert_eq!(live.media_sequence, 1);
+        assert_eq!(live.target_duration, Duration::from_secs(2));
+        assert_eq!(live.segments.num_elements(), 4);
+        assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{text}");
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 1);
+        assert_eq!(text.matches("#EXT-X-PROGRAM-DATE-TIME").count(), 4);
+        assert!(
+            text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-25T13:05:02.000Z"),
+            "{text}"
+        );
+        assert!(text.contains("\n000004.m4s\n"));
+        assert!(text.contains("#EXTINF:0.967,"));
+        assert!(text.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
+
+        let vod = p.session_playlist(SessionState::Ended).unwrap();
+        let vod = parse(&vod);
+        assert_eq!(vod.playlist_type, Some(PlaylistType::Vod));
+        assert!(vod.has_end_list);
+        assert!((vod.duration().as_secs_f64() - 6.967).abs() < 1e-9);
+    }
+
+    #[test]
+    fn live_playlist_slides_and_ends() {
+        let mut p = SessionPlaylists::new("S1", 2.0);
+        for n in 1..=8 {
+            p.push(segment(n, 2.0));
+        }
+        let text = p.live_playlist(6, false).unwrap();
+        let live = parse(&text);
+        assert_eq!(live.media_sequence, 3);
+        assert_eq!(live.playlist_type, None);
+        assert!(!live.has_end_list);
+        let uris: Vec<&str> = live.segments.values().map(|s| s.uri().as_ref()).collect();
+        assert_eq!(uris.first(), Some(&"S1/000003.m4s"));
+        assert_eq!(uris.last(), Some(&"S1/000008.m4s"));
+        assert_eq!(uris.len(), 6);
+        assert!(text.contains("#EXT-X-MAP:URI=\"S1/init.mp4\""));
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 1);
+        let ended = parse(&p.live_playlist(6, true).unwrap()).has_end_list;
+        assert!(ended);
+        // Fewer segments than the window: all of them, from 1.
+        let mut short = SessionPlaylists::new("S2", 2.0);
+        short.push(segment(1, 2.0));
+        assert_eq!(
+            parse(&short.live_playlist(6, false).unwrap()).media_sequence,
+            1
+        );
+    }
+
+    #[test]
+    fn target_duration_covers_rounded_durations_and_never_shrinks() {
+        let mut p = SessionPlaylists::new("S", 2.0);
+        p.push(segment(1, 2.002));
+        assert_eq!(p.target_duration(), 2);
+        p.push(segment(2, 2.5));
+        assert_eq!(p.target_duration(), 3);
+        p.push(segment(3, 8.34));
+        p.push(segment(4, 2.0));
+        assert_eq!(p.target_duration(), 8);
+        // The window no longer holds the long segment; the target stays.
+        let live = p.live_playlist(1, false).unwrap();
+        assert_eq!(parse(&live).target_duration, Duration::from_secs(8));
+        let vod = p.session_playlist(SessionState::Ended).unwrap();
+        let vod = parse(&vod);
+        for s in vod.segments.values() {
+            assert!(s.duration.duration().as_secs_f64().round() as u64 <= 8);
+        }
+    }
+
+    #[test]
+    fn a_lost_segment_is_a_discontinuity() {
+        let mut p = SessionPlaylists::new("S", 2.0);
+        p.push(segment(1, 2.0));
+        let mut third = segment(3, 2.0);
+        third.discontinuity = true;
+        p.push(third);
+        p.push(segment(4, 2.0));
+        let text = p.session_playlist(SessionState::Live).unwrap();
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+        parse(&text);
+        // Once the discontinuity slides out, the discontinuity sequence counts it.
+        let live = parse_owned(p.live_playlist(1, false).unwrap());
+        assert_eq!(live.discontinuity_sequence, 1);
+        assert_eq!(live.media_sequence, 3);
+    }
+
+    fn parse_owned(text: String) -> MediaPlaylist<'static> {
+        MediaPlaylist::try_from(text.as_str()).unwrap().into_owned()
+    }
+}
