@@ -62,7 +62,8 @@ export const rooms = {
   stats: (room) => api(`/api/rooms/${enc(room)}/stats`, { admin: true }),
   system: (room, text) => api(`/api/rooms/${enc(room)}/system`, { method: 'POST', body: { text }, admin: true }),
   deleteMessage: (room, seq) => api(`/api/rooms/${enc(room)}/messages/${enc(seq)}/delete`, { method: 'POST', admin: true }),
-  mute: (room, user, seconds) => api(`/api/rooms/${enc(room)}/mutes/${enc(user)}`, { method: 'POST', body: { seconds }, admin: true }),
+  /** Mutes for `seconds`; 0 or nothing: until unmuted. */
+  mute: (room, user, seconds) => api(`/api/rooms/${enc(room)}/mutes/${enc(user)}`, { method: 'POST', body: seconds > 0 ? { seconds } : {}, admin: true }),
   unmute: (room, user) => api(`/api/rooms/${enc(room)}/mutes/${enc(user)}`, { method: 'DELETE', admin: true }),
   ban: (room, user) => api(`/api/rooms/${enc(room)}/bans/${enc(user)}`, { method: 'POST', admin: true }),
   unban: (room, user) => api(`/api/rooms/${enc(room)}/bans/${enc(user)}`, { method: 'DELETE', admin: true }),

@@ -21,7 +21,7 @@ export async function joinAsGuest(room, name) {
     method: 'POST',
     body: { name },
   });
-  const guest = { token: answer.token, user: answer.user, name };
+  const guest = { token: answer.token, user: answer.user, name: answer.name || name };
   sessionStorage.setItem(key(room), JSON.stringify(guest));
   return guest;
 }
