@@ -224,6 +224,22 @@ try {
     return { engine, t1, t2, session: liveSession };
   });
 
+  await check('viewer_video_plays_with_hlsjs', async () => {
+    const page = await openPage(context, `/rooms/${ROOM}?player=hlsjs`, 'viewer-hlsjs');
+    const t1 = await until('video.currentTime > 0.5', async () => {
+      const t = await videoTime(page);
+      return t > 0.5 ? t : null;
+    }, 45000, 250);
+    const t2 = await until('video.currentTime to advance', async () => {
+      const t = await videoTime(page);
+      return t > t1 + 1 ? t : null;
+    }, T, 250);
+    const engine = await page.evaluate(() => window.barrage.player.engine);
+    if (engine !== 'hls.js') throw new Error(`engine is ${engine}`);
+    await page.close();
+    return { engine, t1, t2 };
+  });
+
   overlay = await openPage(context, `/overlay/${ROOM}?size=32&speed=8&lanes=10&gifts=1`, 'overlay');
   await until('overlay socket', () => overlay.evaluate(() => window.barrage && window.barrage.source.isOpen));
   await until('viewer socket', () => viewer.evaluate(() => window.barrage && window.barrage.socket.isOpen));
@@ -237,7 +253,6 @@ try {
     const transparent = await overlay.evaluate(() => [document.documentElement, document.body]
       .every((n) => getComputedStyle(n).backgroundColor === 'rgba(0, 0, 0, 0)'));
     if (!transparent) throw new Error('overlay background is not transparent');
-    await shot(overlay, 'overlay', { omitBackground: true });
     return { seq: sent.node.seq, stream_ms: sent.node.stream_ms };
   });
 
@@ -298,18 +313,29 @@ try {
     return { batch_files_fetched: files.length };
   });
 
-  await check('resume_after_network_drop', async () => {
-    await context.setOffline(true);
+  await check('reconnect_and_resume', async () => {
+    // a dropped socket comes back by itself (backoff) ...
     await viewer.evaluate(() => window.barrage.socket.dropForTest());
     await until('viewer socket closed', () => viewer.evaluate(() => !window.barrage.socket.isOpen));
+    await until('viewer socket back by itself', () => viewer.evaluate(() => window.barrage.socket.isOpen));
+    // ... and a socket that was away resumes from the last seq it saw
+    const hellos = [];
+    viewer.on('websocket', (ws) => ws.on('framesent', (f) => {
+      if (typeof f.payload === 'string' && f.payload.includes('"hello"')) hellos.push(JSON.parse(f.payload));
+    }));
+    const lastSeq = await viewer.evaluate(() => { window.barrage.socket.close(); return window.barrage.socket.lastSeq; });
     const text = `while you were away ${RUN}`;
     await node.send(text);
-    await sleep(1500); // the page retries (and fails) while offline
-    await context.setOffline(false);
-    await viewer.evaluate(() => window.dispatchEvent(new Event('online')));
+    await node.waitDanmaku(text);
+    await sleep(800);
+    if (await hasText(viewer, '#chat .chat-text', text)) throw new Error('delivered to a closed socket?');
+    await viewer.evaluate(() => window.barrage.socket.connect());
     await waitText(viewer, '#chat .chat-text', text);
     const count = await viewer.evaluate((t) => [...document.querySelectorAll('#chat .chat-text')].filter((n) => n.textContent === t).length, text);
     if (count !== 1) throw new Error(`shown ${count} times`);
+    const hello = hellos.find((h) => h.resume_from === lastSeq);
+    if (!hello) throw new Error(`no hello with resume_from ${lastSeq}: ${JSON.stringify(hellos)}`);
+    return { resume_from: lastSeq };
   });
 
   await check('host_console', async () => {
@@ -353,13 +379,59 @@ try {
     return { deleted_seq: ev.seq };
   });
 
-  await check('viewer_screenshot', async () => {
-    // a few more comments so the picture shows lanes, colours and fixed comments
+  await check('scrolling_comments_do_not_overlap', async () => {
+    // a burst of comments, more than the lanes hold at once; sample the stage while they move
     const extra = [['666', 0xffffff, 'scroll'], ['so smooth', 0x7ad7ff, 'scroll'],
-      ['弹幕 test', 0xff7ab6, 'scroll'], ['hello everyone!', 0x3ecf8e, 'bottom']];
-    for (const [text, color, mode] of extra) node.send(text, { color, mode }).catch(() => {});
-    await sleep(2500);
+      ['弹幕 test', 0xff7ab6, 'scroll'], ['hello everyone!', 0x3ecf8e, 'bottom'],
+      ['a much longer comment that moves faster across the screen', 0xffd54a, 'scroll'],
+      ['top comment', 0xff5c9a, 'top'], ['lol', 0xffffff, 'scroll'], ['nice', 0xffffff, 'scroll']];
+    const sends = extra.map(([text, color, mode]) => node.send(text, { color, mode }));
+    let samples = 0;
+    let maxOnStage = 0;
+    const end = Date.now() + 6000;
+    while (Date.now() < end) {
+      for (const [name, page] of [['viewer', viewer], ['overlay', overlay]]) {
+        const found = await page.evaluate(() => {
+          const boxes = [...document.querySelectorAll('.danmaku-scroll')]
+            .map((n) => ({ text: n.textContent, r: n.getBoundingClientRect() }));
+          for (let i = 0; i < boxes.length; i++) {
+            for (let j = i + 1; j < boxes.length; j++) {
+              const a = boxes[i].r;
+              const b = boxes[j].r;
+              const x = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+              const y = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+              if (x > 1 && y > 1) return { overlap: [boxes[i].text, boxes[j].text], n: boxes.length };
+            }
+          }
+          return { overlap: null, n: boxes.length };
+        });
+        if (found.overlap) throw new Error(`${name}: "${found.overlap[0]}" overlaps "${found.overlap[1]}"`);
+        maxOnStage = Math.max(maxOnStage, found.n);
+        samples++;
+      }
+      await sleep(150);
+    }
+    await Promise.allSettled(sends);
+    if (maxOnStage < 2) throw new Error(`only ${maxOnStage} comment(s) on stage at once`);
+    return { samples, max_on_stage: maxOnStage };
+  });
+
+  await check('viewer_screenshot', async () => {
     await shot(viewer, 'viewer');
+    await shot(overlay, 'overlay', { omitBackground: true });
+  });
+
+  await check('danmaku_controls', async () => {
+    await viewer.fill('#dm-opacity', '0.5');
+    await viewer.dispatchEvent('#dm-opacity', 'input');
+    const opacity = await viewer.evaluate(() => getComputedStyle(document.getElementById('stage')).opacity);
+    if (opacity !== '0.5') throw new Error(`stage opacity ${opacity}`);
+    await viewer.uncheck('#dm-on');
+    const hidden = await viewer.evaluate(() => getComputedStyle(document.getElementById('stage')).visibility);
+    if (hidden !== 'hidden') throw new Error(`stage visibility with danmaku off: ${hidden}`);
+    await viewer.check('#dm-on');
+    await viewer.fill('#dm-opacity', '1');
+    await viewer.dispatchEvent('#dm-opacity', 'input');
   });
 
   if (!ONLY.length || ONLY.includes('replay_shows_comments_at_stream_time')) {
