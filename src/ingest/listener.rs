@@ -1,0 +1,146 @@
+//! The accept loop: admits connections within the limits, runs a [`Session`] task for each,
+//! and on shutdown stops accepting, ends every session (dropping its publication) and waits a
+//! bounded time for them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use super::limits::{ConnectionLimits, ConnectionPermit};
+use super::publish::PublishGate;
+use super::session::Session;
+use super::telemetry;
+use crate::config::RtmpConfig;
+
+/// How long shutdown waits for sessions to end after telling them to.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Back-off after a failed accept (out of file descriptors, say): doubles up to the maximum.
+const ACCEPT_BACKOFF_START: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Accepts RTMP connections and hands each to a session task.
+pub struct Listener {
+    listener: TcpListener,
+    config: Arc<RtmpConfig>,
+    /// Decides publishes; shared by every session.
+    gate: Arc<dyn PublishGate>,
+    /// Global and per-address connection limits.
+    limits: Arc<ConnectionLimits>,
+    /// Cancelled once: stop accepting and end every session.
+    shutdown: CancellationToken,
+    /// Every session task, so shutdown can wait for them.
+    sessions: TaskTracker,
+}
+
+impl Listener {
+    /// A listener with limits from `config`; nothing runs until [`Listener::run`].
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<RtmpConfig>,
+        gate: Arc<dyn PublishGate>,
+        shutdown: CancellationToken,
+    ) -> Listener {
+        Listener {
+            limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
+            listener,
+            config,
+            gate,
+            shutdown,
+            sessions: TaskTracker::new(),
+        }
+    }
+
+    /// Runs until shutdown, then waits (at most [`SHUTDOWN_GRACE`]) for sessions to end.
+    pub async fn run(self) {
+        let local = self.listener.local_addr().ok();
+        info!(listen = ?local, app = %self.config.app, "rtmp ingest listening");
+        let mut backoff = ACCEPT_BACKOFF_START;
+        loop {
+            let accepted = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((socket, peer)) => {
+                    backoff = ACCEPT_BACKOFF_START;
+                    self.admit(socket, peer);
+                }
+                Err(error) => {
+                    warn!(%error, retry_in = ?backoff, "rtmp accept failed; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            }
+        }
+        drop(self.listener);
+        self.sessions.close();
+        let open = self.sessions.len();
+        if open > 0 {
+            info!(sessions = open, "rtmp ingest stopping: ending sessions");
+        }
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.sessions.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                sessions = self.sessions.len(),
+                "rtmp sessions still running after {SHUTDOWN_GRACE:?}; leaving them"
+            );
+        }
+        info!("rtmp ingest stopped");
+    }
+
+    /// Starts a session, or closes the socket at once when a limit is reached.
+    fn admit(&self, socket: TcpStream, peer: SocketAddr) {
+        let permit = match self.limits.try_admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                telemetry::connection_refused(refusal.reason());
+                warn!(%peer, reason = refusal.reason(), "rtmp connection refused: {refusal}");
+                drop(socket);
+                return;
+            }
+        };
+        if let Err(error) = socket.set_nodelay(true) {
+            debug!(%peer, %error, "cannot set TCP_NODELAY");
+        }
+        let span = tracing::info_span!("rtmp", %peer, room = tracing::field::Empty);
+        let session = Session::new(socket, peer, self.config.clone(), self.gate.clone());
+        let shutdown = self.shutdown.clone();
+        self.sessions
+            .spawn(run_session(session, shutdown, permit).instrument(span));
+    }
+}
+
+/// Runs one session until it ends or shutdown; logs how it ended. The permit is released
+/// when this returns (or unwinds).
+async fn run_session(session: Session, shutdown: CancellationToken, permit: ConnectionPermit) {
+    debug!("rtmp connection accepted");
+    let outcome = tokio::select! {
+        _ = shutdown.cancelled() => {
+            info!("rtmp connection closed: server is shutting down");
+            drop(permit);
+            return;
+        }
+        outcome = session.run() => outcome,
+    };
+    match outcome {
+        Ok(end) => debug!(?end, "rtmp connection closed"),
+        Err(error) => match error.kind() {
+            Some(kind) => {
+                telemetry::protocol_error(kind);
+                warn!(kind, %error, "rtmp connection closed: {error}");
+            }
+            None => info!(%error, "rtmp connection closed: {error}"),
+        },
+    }
+    drop(permit);
+}

@@ -1,0 +1,411 @@
+//! One RTMP connection, from handshake to the end of its publish.
+//!
+//! The session reads bytes with a deadline (the handshake timeout until a publish starts, the
+//! idle timeout always), turns them into messages through [`MessageReader`] and
+//! [`parse_message`], answers commands with [`Replies`], and forwards media into the
+//! [`Publication`] the gate handed out. Dropping the session drops the publication: that is how
+//! the consumer learns the publish ended, whatever the reason.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+use tracing::{debug, info, trace, warn, Span};
+
+use super::chunk_guard::ChunkLimits;
+use super::commands::Command;
+use super::error::{IngestError, ProtocolError};
+use super::handshake::Handshake;
+use super::message::{parse_message, IncomingMessage};
+use super::outbox::Outbox;
+use super::publish::{
+    MediaMessage, Publication, PublishGate, PublishRefusal, PublishRequest, StreamMetadata,
+};
+use super::reader::MessageReader;
+use super::replies::{Replies, ANNOUNCED_WINDOW};
+use super::telemetry;
+use crate::config::RtmpConfig;
+
+/// Room made in the input buffer before each socket read.
+const READ_BUFFER_BYTES: usize = 32 * 1024;
+/// Smallest acknowledgement window we honour (a smaller one would ask for an ack per read).
+const MIN_ACK_WINDOW: u32 = 4096;
+/// After answering a refusal: how long, and how many bytes, we read while the peer takes in
+/// the answer and closes (closing on unread bytes would reset the connection and could lose
+/// the answer).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 1 << 20;
+
+/// How a session ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The peer closed the connection.
+    PeerClosed,
+    /// The peer sent `deleteStream`.
+    StreamDeleted,
+    /// `connect` or `publish` was refused; the peer was told why.
+    Refused,
+    /// The peer asked to `play`; it was told that is not supported.
+    PlayRefused,
+    /// The consumer stopped receiving the publication's media.
+    ConsumerGone,
+}
+
+/// Whether to keep reading after a message.
+enum Flow {
+    Continue,
+    Close(SessionEnd),
+}
+
+/// One connection's state.
+pub struct Session {
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<RtmpConfig>,
+    gate: Arc<dyn PublishGate>,
+    /// Answers waiting to be written; the crate's writers fill it.
+    outbox: Outbox,
+    replies: Replies,
+    reader: MessageReader,
+    /// The application from `connect`, once accepted.
+    app: Option<String>,
+    /// The live publish, if any; dropped to end it.
+    publication: Option<Publication>,
+    /// `onMetaData` sent before the publish was accepted, delivered when it is.
+    pending_metadata: Option<StreamMetadata>,
+    /// Reads must finish by this instant until a publish starts (`handshake_timeout_s`).
+    setup_deadline: Option<Instant>,
+    /// Bytes read so far, and at the last Acknowledgement we sent.
+    received: u64,
+    acknowledged: u64,
+    /// The peer's window: it expects an Acknowledgement every this many bytes.
+    ack_window: u32,
+}
+
+impl Session {
+    /// A session for an accepted socket; the setup deadline starts now.
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        config: Arc<RtmpConfig>,
+        gate: Arc<dyn PublishGate>,
+    ) -> Session {
+        let outbox = Outbox::new();
+        let limits = ChunkLimits {
+            max_chunk_size: config.max_chunk_size,
+            max_message_bytes: config.max_message_bytes,
+            max_chunk_streams: config.max_chunk_streams,
+        };
+        Session {
+            stream,
+            peer,
+            replies: Replies::new(&outbox),
+            outbox,
+            reader: MessageReader::new(limits),
+            app: None,
+            publication: None,
+            pending_metadata: None,
+            setup_deadline: Some(Instant::now() + Duration::from_secs(config.handshake_timeout_s)),
+            received: 0,
+            acknowledged: 0,
+            ack_window: ANNOUNCED_WINDOW,
+            config,
+            gate,
+        }
+    }
+
+    /// Serves the connection until it ends; an error says what the peer did wrong.
+    pub async fn run(mut self) -> Result<SessionEnd, IngestError> {
+        let mut handshake = Handshake::new(&self.outbox);
+        while !handshake.advance(self.reader.input_mut()).await? {
+            self.flush().await?;
+            if self.read_more().await? == 0 {
+                return Ok(SessionEnd::PeerClosed);
+            }
+        }
+        drop(handshake); // its buffers (about 6 KiB) are not needed again
+        self.replies.set_chunk_size().await?;
+        self.flush().await?;
+        debug!("handshake done");
+        loop {
+            while let Some(raw) = self.reader.next_message()? {
+                let flow = self.handle(parse_message(raw)?).await?;
+                self.flush().await?;
+                if let Flow::Close(end) = flow {
+                    if end != SessionEnd::ConsumerGone {
+                        self.close_gracefully().await;
+                    }
+                    return Ok(end);
+                }
+            }
+            if self.read_more().await? == 0 {
+                return Ok(SessionEnd::PeerClosed);
+            }
+            self.acknowledge_if_due().await?;
+        }
+    }
+
+    async fn handle(&mut self, message: IncomingMessage) -> Result<Flow, IngestError> {
+        match message {
+            IncomingMessage::SetChunkSize(size) => {
+                self.reader.set_chunk_size(size)?;
+                debug!(size, "peer set its chunk size");
+            }
+            IncomingMessage::WindowAckSize(size) => self.ack_window = size.max(MIN_ACK_WINDOW),
+            IncomingMessage::PingRequest(timestamp) => {
+                self.replies.ping_response(timestamp).await?
+            }
+            IncomingMessage::Command(command) => return self.on_command(command).await,
+            IncomingMessage::Metadata(metadata) => {
+                debug!(?metadata, "stream metadata");
+                if self.publication.is_some() {
+                    return self.deliver(MediaMessage::Metadata(metadata)).await;
+                }
+                self.pending_metadata = Some(metadata);
+            }
+            IncomingMessage::Video { timestamp, body } => {
+                if !body.is_empty() {
+                    return self.deliver(MediaMessage::Video { timestamp, body }).await;
+                }
+            }
+            IncomingMessage::Audio { timestamp, body } => {
+                if !body.is_empty() {
+                    return self.deliver(MediaMessage::Audio { timestamp, body }).await;
+                }
+            }
+            IncomingMessage::Ignored { type_id } => trace!(type_id, "ignored message"),
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_command(&mut self, command: Command) -> Result<Flow, IngestError> {
+        match command {
+            Command::Connect {
+                transaction_id,
+                app,
+                tc_url,
+                flash_ver,
+                object_encoding,
+            } => {
+                if self.app.is_some() {
+                    return Err(ProtocolError::BadCommand("connect sent twice".into()).into());
+                }
+                let app = app.unwrap_or_default();
+                debug!(?app, ?tc_url, ?flash_ver, "connect");
+                if app != self.config.app {
+                    let refusal = PublishRefusal::WrongApp {
+                        app: app.chars().take(64).collect(),
+                        expected: self.config.app.clone(),
+                    };
+                    self.log_refusal(&refusal);
+                    self.replies
+                        .connect_rejected(transaction_id, &refusal.to_string())
+                        .await?;
+                    return Ok(Flow::Close(SessionEnd::Refused));
+                }
+                self.replies
+                    .connect_success(transaction_id, object_encoding)
+                    .await?;
+                self.app = Some(app);
+            }
+            Command::ReleaseStream { transaction_id } | Command::FcPublish { transaction_id } => {
+                self.replies.empty_result(transaction_id).await?
+            }
+            Command::CreateStream { transaction_id } => {
+                if self.app.is_none() {
+                    return Err(
+                        ProtocolError::BadCommand("createStream before connect".into()).into(),
+                    );
+                }
+                self.replies.create_stream_result(transaction_id).await?;
+            }
+            Command::Publish {
+                transaction_id,
+                stream_name,
+                publish_type,
+            } => {
+                return self
+                    .on_publish(transaction_id, stream_name, publish_type)
+                    .await
+            }
+            Command::FcUnpublish { .. } | Command::CloseStream { .. } => {
+                self.end_publish("the publisher unpublished")
+            }
+            Command::DeleteStream { .. } => {
+                self.end_publish("the publisher deleted its stream");
+                return Ok(Flow::Close(SessionEnd::StreamDeleted));
+            }
+            Command::Play {
+                transaction_id,
+                stream_name,
+            } => {
+                warn!(
+                    peer = %self.peer,
+                    has_stream_name = stream_name.is_some(),
+                    "play refused: this server only accepts publishers"
+                );
+                self.replies.play_refused(transaction_id).await?;
+                return Ok(Flow::Close(SessionEnd::PlayRefused));
+            }
+            Command::Other { name, .. } => debug!(command = ?name, "ignoring command"),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Asks the gate; answers Publish.Start or Publish.BadName (then the session closes).
+    async fn on_publish(
+        &mut self,
+        transaction_id: f64,
+        stream_name: Option<String>,
+        publish_type: Option<String>,
+    ) -> Result<Flow, IngestError> {
+        let Some(app) = self.app.clone() else {
+            return Err(ProtocolError::BadCommand("publish before connect".into()).into());
+        };
+        if self.publication.is_some() {
+            return Err(
+                ProtocolError::BadCommand("publish while already publishing".into()).into(),
+            );
+        }
+        let stream_key = stream_name.unwrap_or_default();
+        let decision = if stream_key.is_empty() {
+            Err(PublishRefusal::UnknownKey)
+        } else {
+            self.gate.open(&PublishRequest {
+                app,
+                stream_key,
+                peer: self.peer,
+            })
+        };
+        match decision {
+            Ok(publication) => {
+                Span::current().record("room", publication.room.as_str());
+                info!(
+                    room = %publication.room,
+                    session = %publication.session,
+                    ?publish_type,
+                    "publish started"
+                );
+                telemetry::publish_started();
+                self.replies.publish_start(transaction_id).await?;
+                self.setup_deadline = None;
+                self.publication = Some(publication);
+                match self.pending_metadata.take() {
+                    Some(metadata) => self.deliver(MediaMessage::Metadata(metadata)).await,
+                    None => Ok(Flow::Continue),
+                }
+            }
+            Err(refusal) => {
+                self.log_refusal(&refusal);
+                self.replies
+                    .publish_refused(transaction_id, &refusal.to_string())
+                    .await?;
+                Ok(Flow::Close(SessionEnd::Refused))
+            }
+        }
+    }
+
+    fn log_refusal(&self, refusal: &PublishRefusal) {
+        telemetry::publish_refused(refusal.reason());
+        warn!(peer = %self.peer, reason = refusal.reason(), "publish refused: {refusal}");
+    }
+
+    /// Sends into the publication (waiting when the consumer is behind: backpressure).
+    async fn deliver(&mut self, message: MediaMessage) -> Result<Flow, IngestError> {
+        let Some(publication) = &self.publication else {
+            trace!("media before publish ignored");
+            return Ok(Flow::Continue);
+        };
+        if publication.media.send(message).await.is_err() {
+            info!(room = %publication.room, "the consumer closed the publication");
+            self.publication = None;
+            return Ok(Flow::Close(SessionEnd::ConsumerGone));
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn end_publish(&mut self, why: &str) {
+        if let Some(publication) = self.publication.take() {
+            info!(room = %publication.room, session = %publication.session, "publish ended: {why}");
+        }
+    }
+
+    /// Reads more bytes into the reader's input; 0 means the peer closed.
+    async fn read_more(&mut self) -> Result<usize, IngestError> {
+        let idle = Duration::from_secs(self.config.idle_timeout_s);
+        let (limit, on_timeout) = match self.setup_deadline {
+            Some(deadline) if deadline.saturating_duration_since(Instant::now()) <= idle => (
+                deadline.saturating_duration_since(Instant::now()),
+                IngestError::HandshakeTimeout(Duration::from_secs(self.config.handshake_timeout_s)),
+            ),
+            _ => (idle, IngestError::IdleTimeout(idle)),
+        };
+        let input = self.reader.input_mut();
+        input.reserve(READ_BUFFER_BYTES);
+        match timeout(limit, self.stream.read_buf(input)).await {
+            Err(_) => Err(on_timeout),
+            Ok(Err(source)) => Err(IngestError::Io {
+                action: "reading from the peer",
+                source,
+            }),
+            Ok(Ok(n)) => {
+                self.received += n as u64;
+                telemetry::bytes_received(n);
+                Ok(n)
+            }
+        }
+    }
+
+    /// Sends an Acknowledgement once a window's worth of bytes came in, so publishers that
+    /// wait for them (the spec's flow control) never stall.
+    async fn acknowledge_if_due(&mut self) -> Result<(), IngestError> {
+        if self.received - self.acknowledged >= u64::from(self.ack_window) {
+            self.acknowledged = self.received;
+            self.replies.acknowledgement(self.received).await?;
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the outbox to the socket (bounded by the idle timeout).
+    async fn flush(&mut self) -> Result<(), IngestError> {
+        let pending = self.outbox.take();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let limit = Duration::from_secs(self.config.idle_timeout_s);
+        match timeout(limit, self.stream.write_all(&pending)).await {
+            Err(_) => Err(IngestError::WriteTimeout(limit)),
+            Ok(Err(source)) => Err(IngestError::Io {
+                action: "writing to the peer",
+                source,
+            }),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Half-closes and reads until the peer closes too (bounded), so our last answer is read.
+    async fn close_gracefully(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let mut scratch = vec![0u8; 4096];
+        let mut drained = 0;
+        let _ = timeout(LINGER, async {
+            while drained < LINGER_MAX_BYTES {
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.end_publish("the connection closed");
+    }
+}

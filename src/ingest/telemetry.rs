@@ -1,0 +1,36 @@
+//! The ingest metrics, in one place so names and labels stay consistent.
+
+/// A connection was admitted (gauge up); [`connection_closed`] brings it down.
+pub fn connection_opened() {
+    metrics::gauge!("barrage_rtmp_connections").increment(1.0);
+}
+
+/// A connection's permit was released (gauge down).
+pub fn connection_closed() {
+    metrics::gauge!("barrage_rtmp_connections").decrement(1.0);
+}
+
+/// A connection closed at accept (`max_connections`, `max_connections_per_ip`).
+pub fn connection_refused(reason: &'static str) {
+    metrics::counter!("barrage_rtmp_connections_refused_total", "reason" => reason).increment(1);
+}
+
+/// Bytes read from publishers (handshake included).
+pub fn bytes_received(n: usize) {
+    metrics::counter!("barrage_ingest_bytes_total").increment(n as u64);
+}
+
+/// A publish was accepted by the gate.
+pub fn publish_started() {
+    metrics::counter!("barrage_ingest_publishes_total").increment(1);
+}
+
+/// A publish refused, by `PublishRefusal::reason()`.
+pub fn publish_refused(reason: &'static str) {
+    metrics::counter!("barrage_ingest_publish_refusals_total", "reason" => reason).increment(1);
+}
+
+/// A connection closed for breaking the protocol or our bounds, by kind.
+pub fn protocol_error(kind: &'static str) {
+    metrics::counter!("barrage_rtmp_protocol_errors_total", "kind" => kind).increment(1);
+}
