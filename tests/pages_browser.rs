@@ -192,6 +192,7 @@ const CHECKS: &[&str] = &[
     "home_lists_live_room",
     "viewer_video_plays",
     "viewer_video_plays_with_hlsjs",
+    "pages_connect_websockets",
     "node_danmaku_reaches_overlay",
     "page_danmaku_reaches_ws_client",
     "xss_renders_as_text",

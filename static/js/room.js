@@ -62,6 +62,12 @@ byId('dm-opacity').addEventListener('input', (ev) => stage.setOpacity(Number(ev.
 
 const socket = new ChatSocket(room, {
   onEvents: (events) => { if (via === 'ws') admit(events); },
+  onWelcome: (w) => {
+    if (!guest || !w.user) return;
+    if (w.banned) setText('send-status', 'You are banned from this room.', 'send-status error');
+    else if (w.muted) setText('send-status', 'You are muted in this room.', 'send-status error');
+    else if (w.slow_mode_s > 0) setText('send-status', `Slow mode: one message every ${w.slow_mode_s} s.`, 'send-status');
+  },
   onOnline: (n) => setText('online', `${n} online`),
   onState: (state, detail) => setText('conn-status', state === 'open' ? 'connected' : `${state}${detail ? `: ${detail}` : ''}`),
   onGap: (g) => chat.note(`missed messages ${g.from_seq}–${g.to_seq}`),

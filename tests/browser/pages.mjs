@@ -198,7 +198,12 @@ const sent = {}; // name -> delivered event, for the replay check
 let liveSession = null;
 
 try {
-  node = await new NodeClient(TOKEN).open();
+  // The node-side client; if the chat socket is not there, the checks that need it fail alone.
+  node = await new NodeClient(TOKEN).open().catch((e) => {
+    results.node_client = { ok: false, error: `cannot open the node WebSocket client: ${e.message}` };
+    log('FAIL node_client:', e.message);
+    return null;
+  });
 
   await check('home_lists_live_room', async () => {
     const page = await openPage(context, '/', 'home');
@@ -241,8 +246,10 @@ try {
   });
 
   overlay = await openPage(context, `/overlay/${ROOM}?size=32&speed=8&lanes=10&gifts=1`, 'overlay');
-  await until('overlay socket', () => overlay.evaluate(() => window.barrage && window.barrage.source.isOpen));
-  await until('viewer socket', () => viewer.evaluate(() => window.barrage && window.barrage.socket.isOpen));
+  await check('pages_connect_websockets', async () => {
+    await until('overlay socket', () => overlay.evaluate(() => window.barrage && window.barrage.source.isOpen));
+    await until('viewer socket', () => viewer.evaluate(() => window.barrage && window.barrage.socket.isOpen));
+  });
 
   await check('node_danmaku_reaches_overlay', async () => {
     const text = `hello from node ${RUN}`;
