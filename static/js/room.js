@@ -190,6 +190,16 @@ byId('send-form').addEventListener('submit', async (ev) => {
 
 // ---------------------------------------------------------------- room info and replays
 
+/** A URL on this page's host as a path, so that it keeps the page's scheme behind a proxy. */
+function sameOriginPath(url) {
+  try {
+    const u = new URL(url, location.href);
+    return u.host === location.host ? u.pathname + u.search : u.href;
+  } catch {
+    return url;
+  }
+}
+
 async function loadRoom() {
   try {
     const info = await rooms.get(room);
@@ -248,7 +258,7 @@ async function startReplay() {
   info.replaceChildren(`Replay of ${when(session.started_ms)} · `,
     el('a', { href: `/rooms/${encodeURIComponent(room)}`, text: 'back to live' }));
   show(info, true);
-  player.play(session.playlist_url);
+  player.play(sameOriginPath(session.playlist_url));
 
   const timeline = new ReplayTimeline();
   const index = await fetchIndex('', room).catch(() => null);
@@ -285,7 +295,7 @@ loadReplays();
 if (replaySession) {
   startReplay();
 } else {
-  if (info) player.play(info.hls_url);
+  if (info) player.play(sameOriginPath(info.hls_url));
   applyDelivery();
   setInterval(loadRoom, 5000);
 }
