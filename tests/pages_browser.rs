@@ -201,7 +201,7 @@ const CHECKS: &[&str] = &[
     "reconnect_and_resume",
     "host_console",
     "host_deletes_message",
-    "scrolling_comments_do_not_overlap",
+    "comments_do_not_overlap",
     "viewer_screenshot",
     "danmaku_controls",
     "replay_shows_comments_at_stream_time",

@@ -31,13 +31,15 @@ export class ScrollLanes {
 
   /**
    * Places a comment of `width` px at time `now` (ms) on a stage `stageWidth` px wide, crossing
-   * in `duration` ms, in the first free lane among the first `usable`. Returns the lane index,
-   * or -1 when every usable lane is busy (the caller waits or drops the comment).
+   * in `duration` ms, in the first free lane among the first `usable` (lanes for which
+   * `skip(i)` is true are passed over). Returns the lane index, or -1 when every usable lane is
+   * busy (the caller waits or drops the comment).
    */
-  place(now, width, stageWidth, duration, usable = this.lanes.length) {
+  place(now, width, stageWidth, duration, usable = this.lanes.length, skip = null) {
     const speed = (stageWidth + width) / duration;
     const n = Math.min(usable, this.lanes.length);
     for (let i = 0; i < n; i++) {
+      if (skip && skip(i)) continue;
       if (laneFree(this.lanes[i], now, stageWidth, speed)) {
         this.lanes[i] = { start: now, width, speed, end: now + duration };
         return i;
@@ -86,10 +88,14 @@ export class FixedLanes {
     this.until.fill(0);
   }
 
-  /** The first lane free at `now` among the first `usable`, taken for `duration` ms; or -1. */
-  place(now, duration, usable = this.until.length) {
+  /**
+   * The first lane free at `now` among the first `usable` (and not refused by `skip(i)`), taken
+   * for `duration` ms; or -1.
+   */
+  place(now, duration, usable = this.until.length, skip = null) {
     const n = Math.min(usable, this.until.length);
     for (let i = 0; i < n; i++) {
+      if (skip && skip(i)) continue;
       if (this.until[i] <= now) {
         this.until[i] = now + duration;
         return i;
@@ -103,4 +109,70 @@ export class FixedLanes {
 export function usableLanes(count, density) {
   if (!(density > 0)) return 0;
   return Math.max(1, Math.min(count, Math.ceil(count * density)));
+}
+
+/**
+ * Scrolling, top and bottom comments on one stage of `rows` rows. Top lanes count rows from the
+ * top, bottom lanes from the bottom, scrolling lanes from the top. A row showing a fixed comment
+ * takes no new scrolling comment, and a fixed comment (centred) takes a row only once the row's
+ * scrolling comments have all passed its left edge, so the kinds never overlap either.
+ */
+export class LanePlanner {
+  constructor(rows) {
+    this.scroll = new ScrollLanes(rows);
+    this.top = new FixedLanes(rows);
+    this.bottom = new FixedLanes(rows);
+  }
+
+  get rows() {
+    return this.scroll.lanes.length;
+  }
+
+  resize(rows) {
+    this.scroll.resize(rows);
+    this.top.resize(rows);
+    this.bottom.resize(rows);
+  }
+
+  clear() {
+    this.scroll.clear();
+    this.top.clear();
+    this.bottom.clear();
+  }
+
+  /** Whether a fixed comment shows in `row` (from the top) at `now`. */
+  fixedIn(row, now) {
+    const n = this.rows;
+    return this.top.until[row] > now || this.bottom.until[n - 1 - row] > now;
+  }
+
+  /** Whether every scrolling comment in `row` is left of x = `left` at `now`. */
+  scrollPassed(row, now, stageWidth, left) {
+    const last = this.scroll.lanes[row];
+    if (!last) return true;
+    const tail = stageWidth - last.speed * (now - last.start) + last.width;
+    return tail <= left;
+  }
+
+  /** A row for a scrolling comment (see ScrollLanes.place), or -1. */
+  placeScroll(now, width, stageWidth, duration, usable = this.rows) {
+    return this.scroll.place(now, width, stageWidth, duration, usable, (i) => this.fixedIn(i, now));
+  }
+
+  /**
+   * A row (from the top) for a `top` or `bottom` comment `width` px wide shown centred for
+   * `duration` ms, or -1.
+   */
+  placeFixed(kind, now, width, stageWidth, duration, usable = this.rows) {
+    const n = this.rows;
+    const left = (stageWidth - width) / 2;
+    const lanes = kind === 'bottom' ? this.bottom : this.top;
+    const rowOf = (i) => (kind === 'bottom' ? n - 1 - i : i);
+    const lane = lanes.place(now, duration, usable, (i) => {
+      const row = rowOf(i);
+      const other = kind === 'bottom' ? this.top.until[row] : this.bottom.until[n - 1 - row];
+      return other > now || !this.scrollPassed(row, now, stageWidth, left);
+    });
+    return lane < 0 ? -1 : rowOf(lane);
+  }
 }

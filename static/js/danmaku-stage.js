@@ -2,11 +2,13 @@
 // right to left, top and bottom fixed comments, colours, density, opacity and an off switch.
 // Comments that find no free lane wait briefly, then are dropped, so they never overlap.
 
-import { ScrollLanes, FixedLanes, usableLanes } from './danmaku-lanes.js';
+import { LanePlanner, usableLanes } from './danmaku-lanes.js';
 import { colorToCss } from './format.js';
 
 /** How long a comment may wait for a lane before it is dropped (ms). */
 const MAX_WAIT_MS = 2500;
+/** Fixed comments wait longer: their row must first clear of scrolling comments. */
+const MAX_FIXED_WAIT_MS = 5000;
 /** Waiting comments kept at most (the oldest are dropped past it). */
 const MAX_PENDING = 200;
 
@@ -14,7 +16,8 @@ export class DanmakuStage {
   /**
    * @param {HTMLElement} box positioned container the comments are drawn in
    * @param {object} opts fontSize (px), scrollMs (crossing time), fixedMs (top/bottom time),
-   *   lanes (count; default from the box height), opacity (0..1), density (0..1), gifts (bool)
+   *   lanes (rows used, counted from the top for scrolling and top comments and from the bottom
+   *   for bottom ones; default: all that fit), opacity (0..1), density (0..1)
    */
   constructor(box, opts = {}) {
     this.box = box;
@@ -32,10 +35,7 @@ export class DanmakuStage {
     this.box.classList.add('danmaku-stage');
     this.box.style.setProperty('--danmaku-size', `${this.fontSize}px`);
     this.setOpacity(opts.opacity ?? 1);
-    const n = this.laneCount();
-    this.scroll = new ScrollLanes(n);
-    this.top = new FixedLanes(n);
-    this.bottom = new FixedLanes(n);
+    this.lanes = new LanePlanner(this.laneCount());
     this.pump = setInterval(() => this.place(), 50);
     if (typeof ResizeObserver !== 'undefined') {
       new ResizeObserver(() => this.resize()).observe(box);
@@ -47,16 +47,13 @@ export class DanmakuStage {
     return Math.round(this.fontSize * 1.3);
   }
 
+  /** Rows that fit in the box (the `lanes` option only limits how many are used). */
   laneCount() {
-    if (this.fixedLaneCount > 0) return this.fixedLaneCount;
     return Math.max(1, Math.floor((this.box.clientHeight || 360) / this.lineHeight));
   }
 
   resize() {
-    const n = this.laneCount();
-    this.scroll.resize(n);
-    this.top.resize(n);
-    this.bottom.resize(n);
+    this.lanes.resize(this.laneCount());
   }
 
   setOpacity(value) {
@@ -116,9 +113,7 @@ export class DanmakuStage {
     for (const node of this.bySeq.values()) node.remove();
     this.bySeq.clear();
     for (const node of this.box.querySelectorAll('.danmaku')) node.remove();
-    this.scroll.clear();
-    this.top.clear();
-    this.bottom.clear();
+    this.lanes.clear();
   }
 
   /** Freezes moving comments (the replay video paused). */
@@ -131,8 +126,8 @@ export class DanmakuStage {
     if (!this.paused) return;
     this.paused = false;
     for (const node of this.bySeq.values()) node.getAnimations().forEach((a) => a.play());
-    // Lanes' clocks moved on while paused: forget them rather than overlap.
-    this.scroll.clear();
+    // Lanes' clocks moved on while paused: forget the scrolling ones rather than overlap.
+    this.lanes.scroll.clear();
   }
 
   place() {
@@ -140,10 +135,12 @@ export class DanmakuStage {
     const t = now();
     const width = this.box.clientWidth;
     if (width === 0) return;
-    const usable = usableLanes(this.scroll.lanes.length, this.density);
+    const rows = this.lanes.rows;
+    const usable = usableLanes(this.fixedLaneCount > 0 ? Math.min(this.fixedLaneCount, rows) : rows,
+      this.density);
     const waiting = [];
     for (const p of this.pending) {
-      if (t - p.at > MAX_WAIT_MS) {
+      if (t - p.at > (p.mode === 'scroll' ? MAX_WAIT_MS : MAX_FIXED_WAIT_MS)) {
         this.dropped++;
         continue;
       }
@@ -161,22 +158,16 @@ export class DanmakuStage {
     node.style.visibility = 'hidden';
     this.box.append(node);
     const w = node.offsetWidth;
-    let lane;
-    if (p.mode === 'top' || p.mode === 'bottom') {
-      lane = (p.mode === 'top' ? this.top : this.bottom).place(t, this.fixedMs, usable);
-    } else {
-      lane = this.scroll.place(t, w, stageWidth, this.scrollMs, usable);
-    }
-    if (lane < 0) {
+    const fixed = p.mode === 'top' || p.mode === 'bottom';
+    const row = fixed
+      ? this.lanes.placeFixed(p.mode, t, w, stageWidth, this.fixedMs, usable)
+      : this.lanes.placeScroll(t, w, stageWidth, this.scrollMs, usable);
+    if (row < 0) {
       node.remove();
       return false;
     }
-    const duration = p.mode === 'scroll' ? this.scrollMs : this.fixedMs;
-    if (p.mode === 'bottom') {
-      node.style.bottom = `${lane * this.lineHeight}px`;
-    } else {
-      node.style.top = `${lane * this.lineHeight}px`;
-    }
+    const duration = fixed ? this.fixedMs : this.scrollMs;
+    node.style.top = `${row * this.lineHeight}px`;
     let animation;
     if (p.mode === 'scroll') {
       node.classList.add('danmaku-scroll');

@@ -3,7 +3,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 
-import { ScrollLanes, FixedLanes, laneFree, usableLanes, GAP_PX } from '../../static/js/danmaku-lanes.js';
+import { ScrollLanes, FixedLanes, LanePlanner, laneFree, usableLanes, GAP_PX } from '../../static/js/danmaku-lanes.js';
 import { SeqFilter } from '../../static/js/seq-filter.js';
 import { ReplayTimeline, LATE_MS } from '../../static/js/replay.js';
 import { pickBase, danmakuUrl } from '../../static/js/cdn-poller.js';
@@ -132,4 +132,21 @@ test('formatting helpers', () => {
   assert.equal(intParam(p, 'size', 32, 10, 120), 120);
   assert.equal(intParam(p, 'speed', 8, 2, 60), 8);
   assert.equal(intParam(p, 'lanes', 0, 0, 60), 0);
+});
+
+test('fixed and scrolling comments never share a row at the same time', () => {
+  const p = new LanePlanner(3);
+  // a scrolling comment in row 0; a top comment must not take row 0 until it passed the centre
+  assert.equal(p.placeScroll(0, 200, W, D), 0);
+  assert.equal(p.placeFixed('top', 100, 300, W, 4000), 1);
+  // row 1 shows a fixed comment: scrolling comments skip it
+  assert.equal(p.placeScroll(100, 50, W, D), 2);
+  // bottom comments count from the bottom; row 2 has a scrolling comment, row 1 a top comment
+  assert.equal(p.placeFixed('bottom', 200, 300, W, 4000), -1);
+  // once the first scrolling comment's tail is left of the centred comment's left edge (350 px)
+  const speed = (W + 200) / D;
+  const passed = Math.ceil((W + 200 - 350) / speed) + 1;
+  assert.equal(p.placeFixed('top', passed, 300, W, 4000), 0);
+  assert.equal(p.fixedIn(0, passed), true);
+  assert.equal(p.fixedIn(0, passed + 4000), false);
 });
