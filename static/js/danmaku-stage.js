@@ -179,6 +179,9 @@ export class DanmakuStage {
       node.classList.add('danmaku-fixed');
       animation = node.animate([{ opacity: 1 }, { opacity: 1 }], { duration, fill: 'both' });
     }
+    // Anchor the animation at the time the lanes were planned with, not at the next frame, so
+    // that every comment's position is exactly what the lane arithmetic assumed.
+    animation.startTime = t;
     node.style.visibility = '';
     if (Number.isInteger(p.seq)) this.bySeq.set(p.seq, node);
     this.shown++;
@@ -192,6 +195,8 @@ export class DanmakuStage {
   }
 }
 
+/** The document timeline's time (ms): the clock the animations run on. */
 function now() {
-  return performance.now();
+  const t = document.timeline.currentTime;
+  return typeof t === 'number' ? t : performance.now();
 }

@@ -408,7 +408,10 @@ try {
               const b = boxes[j].r;
               const x = Math.min(a.right, b.right) - Math.max(a.left, b.left);
               const y = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
-              if (x > 1 && y > 1) return { overlap: [boxes[i].text, boxes[j].text], n: boxes.length };
+              if (x > 1 && y > 1) {
+                const r = (q) => `[${Math.round(q.left)}..${Math.round(q.right)}, ${Math.round(q.top)}..${Math.round(q.bottom)}]`;
+                return { overlap: [`${boxes[i].text} ${r(a)}`, `${boxes[j].text} ${r(b)}`], n: boxes.length };
+              }
             }
           }
           return { overlap: null, n: boxes.length };
