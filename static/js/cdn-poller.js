@@ -42,14 +42,16 @@ const sleep = (ms, signal) => new Promise((resolve) => {
 });
 
 /**
- * Follows a room's batch files. Callbacks: onEvents(events, file), onStatus(text).
+ * Follows a room's batch files. Callbacks: onEvents(events, file), onStatus(text),
+ * onSession(id) when the index moves to another session (seqs may have started over).
  * After `missesBeforeIndex` periods without the next file (or on a failure) it re-reads the
  * index, which also notices a new session.
  */
 export class CdnPoller {
-  constructor({ room, onEvents, onStatus = () => {}, missesBeforeIndex = 5 }) {
+  constructor({ room, onEvents, onStatus = () => {}, onSession = () => {}, missesBeforeIndex = 5 }) {
     this.room = room;
     this.onEvents = onEvents;
+    this.onSession = onSession;
     this.onStatus = onStatus;
     this.missesBeforeIndex = missesBeforeIndex;
     this.controller = null;
@@ -81,6 +83,7 @@ export class CdnPoller {
           await sleep(2000, signal);
           continue;
         }
+        if (index && fresh.session !== index.session) this.onSession(fresh.session);
         if (!index || fresh.session !== index.session) n = fresh.latest + 1;
         else if (fresh.latest - n > 30) n = fresh.latest + 1; // far behind: skip to now
         index = fresh;

@@ -33,10 +33,10 @@ function onEvents(events) {
 
 let source;
 if (params.get('via') === 'cdn') {
-  source = new CdnPoller({ room, onEvents });
+  source = new CdnPoller({ room, onEvents, onSession: () => filter.clear() });
   source.start();
 } else {
-  source = new ChatSocket(room, { onEvents });
+  source = new ChatSocket(room, { onEvents, onRestart: () => filter.clear() });
   source.connect('');
 }
 window.barrage = { stage, source, room };

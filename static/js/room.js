@@ -71,6 +71,10 @@ const socket = new ChatSocket(room, {
   onOnline: (n) => setText('online', `${n} online`),
   onState: (state, detail) => setText('conn-status', state === 'open' ? 'connected' : `${state}${detail ? `: ${detail}` : ''}`),
   onGap: (g) => chat.note(`missed messages ${g.from_seq}–${g.to_seq}`),
+  onRestart: () => {
+    filter.clear();
+    chat.note('The chat restarted.');
+  },
   onError: (err) => {
     if (err.code === 'bad_token' || err.code === 'token_expired' || err.code === 'wrong_room') {
       leave(room);
@@ -86,6 +90,7 @@ const socket = new ChatSocket(room, {
 
 const poller = new CdnPoller({
   room,
+  onSession: () => filter.clear(),
   onEvents: (events) => { if (via === 'cdn') admit(events); },
   onStatus: (s) => { if (via === 'cdn') setText('conn-status', s); },
 });

@@ -15,9 +15,20 @@ export function socketUrl(loc, room, token) {
   return url;
 }
 
+/** What the server's close codes mean (docs/PROTOCOL.md). */
+const CLOSE_REASONS = {
+  1001: 'server restarting',
+  1008: 'token refused',
+  1013: 'fell behind',
+  4404: 'no such room',
+  4408: 'idle',
+  4410: 'room closed',
+};
+
 /**
  * One room's socket. Handlers (all optional): onWelcome(frame), onEvents(events),
- * onOnline(n), onGap(frame), onError(frame), onState('connecting'|'open'|'closed', detail).
+ * onOnline(n), onGap(frame), onError(frame), onRestart(welcome) (the room's seqs started over),
+ * onState('connecting'|'open'|'closed', detail).
  */
 export class ChatSocket {
   constructor(room, handlers = {}) {
@@ -99,7 +110,9 @@ export class ChatSocket {
       this.welcome = null;
       clearInterval(this.heartbeat);
       this.failPending('disconnected');
-      this.scheduleReconnect(ev.reason || `closed (${ev.code})`);
+      // Room unknown or closed: it may open again, but there is no hurry to ask.
+      if (ev.code === 4404 || ev.code === 4410) this.attempt = Math.max(this.attempt, 10);
+      this.scheduleReconnect(ev.reason || CLOSE_REASONS[ev.code] || `closed (${ev.code})`);
     });
   }
 
@@ -115,6 +128,11 @@ export class ChatSocket {
       case 'welcome': {
         this.welcome = frame;
         this.attempt = 0;
+        if (Number.isInteger(frame.seq) && frame.seq < this.lastSeq) {
+          // The room's numbering restarted (a server restart): start over from its seq.
+          this.lastSeq = frame.seq;
+          this.h.onRestart?.(frame);
+        }
         if (this.lastSeq === 0 && Number.isInteger(frame.seq)) this.lastSeq = frame.seq;
         const every = Math.max(5, frame.heartbeat_s || 30) * 1000;
         clearInterval(this.heartbeat);
