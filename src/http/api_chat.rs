@@ -186,20 +186,22 @@ async fn mute(
         ));
     }
     let until_ms = seconds.map(|s| chrono::Utc::now().timestamp_millis() + (s as i64) * 1000);
-    state.chat.moderate(
+    moderate(
+        &state,
         &room,
         &ModerationChange::Mute {
             user: user.clone(),
             until_ms,
         },
-    )?;
+    )
+    .await?;
     Ok(Json(
         json!({"room": room, "user": user, "muted": true, "until_ms": until_ms}),
     ))
 }
 
 /// Applies a per-user change and answers with the user's new state in `field`.
-fn user_change(
+async fn user_change(
     state: &AppState,
     room: String,
     user: String,
@@ -208,7 +210,7 @@ fn user_change(
     value: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_user(&user)?;
-    state.chat.moderate(&room, &change(user.clone()))?;
+    moderate(state, &room, &change(user.clone())).await?;
     let mut body = serde_json::Map::new();
     body.insert("room".into(), room.into());
     body.insert("user".into(), user.into());
@@ -222,7 +224,7 @@ async fn unmute(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let unmute = |user| ModerationChange::Unmute { user };
-    user_change(&state, room, user, unmute, "muted", false)
+    user_change(&state, room, user, unmute, "muted", false).await
 }
 
 async fn ban(
@@ -231,7 +233,7 @@ async fn ban(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ban = |user| ModerationChange::Ban { user };
-    user_change(&state, room, user, ban, "banned", true)
+    user_change(&state, room, user, ban, "banned", true).await
 }
 
 async fn unban(
@@ -240,7 +242,7 @@ async fn unban(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let unban = |user| ModerationChange::Unban { user };
-    user_change(&state, room, user, unban, "banned", false)
+    user_change(&state, room, user, unban, "banned", false).await
 }
 
 async fn delete_message(
@@ -290,12 +292,14 @@ async fn put_blocked_words(
         check_text("words[]", w.trim(), 1, MAX_WORD_CHARS)?;
     }
     let words = normalize_words(&body.words);
-    state.chat.moderate(
+    moderate(
+        &state,
         &room,
         &ModerationChange::SetBlockedWords {
             words: words.clone(),
         },
-    )?;
+    )
+    .await?;
     Ok(Json(json!({"room": room, "words": words})))
 }
 
@@ -317,12 +321,14 @@ async fn put_slow_mode(
             format!("seconds: 0 (off) to {MAX_SLOW_MODE_S}"),
         ));
     }
-    state.chat.moderate(
+    moderate(
+        &state,
         &room,
         &ModerationChange::SetSlowMode {
             seconds: body.seconds,
         },
-    )?;
+    )
+    .await?;
     Ok(Json(json!({"room": room, "seconds": body.seconds})))
 }
 
@@ -386,4 +392,19 @@ async fn guest_token(
     Ok(Json(
         json!({"token": token, "user": user, "name": name, "room": room, "expires_in_s": ttl}),
     ))
+}
+
+/// Applies a moderation change database-first: a change that cannot be stored is refused and
+/// changes nothing, and one that was stored survives a restart.
+async fn moderate(state: &AppState, room: &str, change: &ModerationChange) -> Result<(), ApiError> {
+    if state.rooms.get(room).is_none() {
+        return Err(ChatError::RoomNotFound(room.to_string()).into());
+    }
+    if let Err(e) = crate::catalog::persist_moderation(&state.catalog.db, room, change).await {
+        tracing::error!(room, error = %e, "moderation change not stored");
+        return Err(ApiError::internal(
+            "database unavailable; nothing was changed",
+        ));
+    }
+    Ok(state.chat.moderate(room, change)?)
 }
