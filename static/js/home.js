@@ -9,7 +9,8 @@ function card(room) {
   const meta = [];
   if (live && live.width && live.height) meta.push(`${live.height}p`);
   if (live && live.bitrate_kbps) meta.push(`${Math.round(live.bitrate_kbps)} kbit/s`);
-  const online = Number.isInteger(room.online) ? `${room.online} watching` : '';
+  const online = Number.isInteger(room.online) && (live || room.online > 0)
+    ? `${room.online} watching` : '';
   const href = `/rooms/${encodeURIComponent(room.id)}`;
   return el('li', { class: 'room-card', dataset: { room: room.id } },
     el('a', { href },

@@ -102,7 +102,6 @@ function applyDelivery() {
     poller.start();
     if (guest) socket.connect(guest.token);
     else socket.close();
-    setText('online', '');
   } else {
     poller.stop();
     socket.connect(guest ? guest.token : '');
@@ -211,6 +210,8 @@ async function loadRoom() {
     setText('room-title', info.title || info.id);
     document.title = `${info.title || info.id} · barrage`;
     if (!replaySession) {
+      // Without a socket (CDN mode) the count comes from the rooms API.
+      if (via === 'cdn' && Number.isInteger(info.online)) setText('online', `${info.online} online`);
       const badge = byId('live-badge');
       badge.textContent = info.live ? 'live' : 'offline';
       badge.className = `badge ${info.live ? 'badge-live' : 'badge-offline'}`;
