@@ -64,6 +64,8 @@ pub struct AppState {
     pub cdn: Arc<CdnPublisher>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The RTMP address actually bound (the configured port may be 0), for OBS settings.
+    pub rtmp_bound: OnceLock<SocketAddr>,
     /// Cancelled once on shutdown; every listener and session watches it.
     pub shutdown: CancellationToken,
 }
@@ -167,6 +169,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         chat,
         cdn,
         metrics: metrics_handle(),
+        rtmp_bound: OnceLock::new(),
         shutdown,
         config: config.clone(),
     });
@@ -200,6 +203,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source,
         })?;
 
+    let _ = state.rtmp_bound.set(rtmp_addr);
     let router = crate::http::router(state.clone());
     let http_shutdown = state.shutdown.clone();
     let http_task = tokio::spawn(async move {

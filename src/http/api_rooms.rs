@@ -90,7 +90,10 @@ fn obs(state: &AppState, headers: &HeaderMap, key: String) -> ObsSettings {
     ObsSettings {
         server: format!(
             "rtmp://{host}:{}/{}",
-            state.config.rtmp.listen.port(),
+            state
+                .rtmp_bound
+                .get()
+                .map_or(state.config.rtmp.listen.port(), |a| a.port()),
             state.config.rtmp.app
         ),
         stream_key: key,
