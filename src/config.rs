@@ -79,7 +79,6 @@ pub struct StorageConfig {
     pub secret_key: String,
     pub allow_http: bool,
     pub request_timeout_s: u64,
-    pub retain_sessions: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,7 +144,6 @@ pub struct CdnConfig {
     pub period_ms: u64,
     pub bases: Vec<CdnBase>,
     pub max_pending: usize,
-    pub write_protobuf: bool,
 }
 
 /// One CDN (or origin) base URL and its share of clients in weighted round robin.
