@@ -67,6 +67,8 @@ pub struct HttpConfig {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -244,6 +246,18 @@ impl Config {
         }
         if self.rtmp.max_connections == 0 || self.rtmp.max_chunk_streams == 0 {
             return bad("rtmp.max_connections", "limits must be at least 1");
+        }
+        if self.rtmp.max_connections_per_ip == 0 {
+            return bad("rtmp.max_connections_per_ip", "must be at least 1");
+        }
+        if self.http.max_connections == 0 {
+            return bad("http.max_connections", "must be at least 1");
+        }
+        if self.http.max_connections_per_ip == 0 {
+            return bad("http.max_connections_per_ip", "must be at least 1");
+        }
+        if self.http.max_body_bytes == 0 {
+            return bad("http.max_body_bytes", "must be at least 1");
         }
         if !(self.hls.target_segment_s >= 0.5 && self.hls.target_segment_s <= 60.0) {
             return bad("hls.target_segment_s", "must be between 0.5 and 60");

@@ -3,6 +3,7 @@
 
 pub mod api_error;
 pub mod api_rooms;
+pub mod limited_listener;
 pub mod objects;
 
 use std::sync::Arc;
