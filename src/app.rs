@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenSigner;
 use crate::broadcast::Broadcaster;
 use crate::catalog::{CatalogError, RoomCatalog};
+use crate::chat::ChatEngine;
 use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::live::LiveRegistry;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub catalog: RoomCatalog,
     pub live: Arc<LiveRegistry>,
     pub broadcaster: Arc<Broadcaster>,
+    /// Chat rooms: WebSocket danmaku, gifts, system messages, moderation.
+    pub chat: Arc<ChatEngine>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Cancelled once on shutdown; every listener and session watches it.
@@ -127,6 +130,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.rtmp.app.clone(),
     );
     let config = Arc::new(config);
+    let shutdown = CancellationToken::new();
+    let chat = ChatEngine::new(
+        Arc::new(config.chat.clone()),
+        rooms.clone(),
+        live.clone(),
+        shutdown.child_token(),
+    );
     let state = Arc::new(AppState {
         tokens: TokenSigner::new(&secrets.token_secret),
         secrets,
@@ -135,8 +145,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         catalog,
         live,
         broadcaster,
+        chat,
         metrics: metrics_handle(),
-        shutdown: CancellationToken::new(),
+        shutdown,
         config: config.clone(),
     });
 
@@ -239,6 +250,7 @@ impl RunningServer {
         self.state.shutdown.cancel();
         let _ = self.rtmp_task.await;
         self.state.broadcaster.wait_idle().await;
+        self.state.chat.stop().await;
         let _ = self.http_task.await;
         self.state.catalog.db.close().await;
         tracing::info!("stopped");

@@ -113,6 +113,8 @@ pub struct ChatConfig {
     pub danmaku_queue: usize,
     pub gift_low_queue: usize,
     pub max_age_ms: u64,
+    pub conn_rate_per_s: f64,
+    pub conn_burst: u32,
     pub user_rate_per_s: f64,
     pub user_burst: u32,
     pub room_rate_per_s: u32,
@@ -125,6 +127,8 @@ pub struct ChatConfig {
     pub idle_timeout_s: u64,
     pub max_frame_bytes: usize,
     pub read_needs_token: bool,
+    pub max_position_lag_ms: u64,
+    pub priority_queue_max: usize,
 }
 
 /// What happens to a socket that cannot keep up with its room.
@@ -281,8 +285,22 @@ impl Config {
                 return bad(key, "must be between 0 and 1");
             }
         }
+        if self.chat.ratio_system
+            + self.chat.ratio_gift_high
+            + self.chat.ratio_gift_low
+            + self.chat.ratio_danmaku
+            <= 0.0
+        {
+            return bad("chat.ratio_danmaku", "the four ratios cannot all be 0");
+        }
         if self.chat.user_rate_per_s <= 0.0 || self.chat.user_burst == 0 {
             return bad("chat.user_rate_per_s", "rate and burst must be positive");
+        }
+        if self.chat.conn_rate_per_s <= 0.0 || self.chat.conn_burst == 0 {
+            return bad("chat.conn_rate_per_s", "rate and burst must be positive");
+        }
+        if self.chat.priority_queue_max == 0 {
+            return bad("chat.priority_queue_max", "must be at least 1");
         }
         if self.chat.room_rate_per_s == 0 || self.chat.node_rate_per_s == 0 {
             return bad("chat.room_rate_per_s", "must be at least 1");

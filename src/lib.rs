@@ -7,6 +7,7 @@ pub mod bench;
 pub mod broadcast;
 pub mod catalog;
 pub mod cdn;
+pub mod chat;
 pub mod config;
 pub mod conn_limits;
 pub mod db;

@@ -1,0 +1,271 @@
+//! `ChatEngine`: the rooms of this node by id, created lazily for open rooms, and the public
+//! methods the WebSocket and API layers call. It owns the node-wide limits and each room's
+//! moderation state (which outlives a room's task, and is what the database layer loads and
+//! persists through [`ChatEngine::moderate`] and [`ChatEngine::load_moderation`]).
+//!
+//! Nothing here is global: several engines (several servers) can live in one process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::history::Resume;
+use super::limits::{LimitsConfig, NodeLimits};
+use super::lock;
+use super::moderation::{normalize_words, ModerationChange, ModerationSnapshot, RoomModeration};
+use super::protocol::{Ack, Gift, Priority, SendDanmaku};
+use super::room::{self, DeliveredBatch, Identity, Room, RoomStats};
+use crate::config::ChatConfig;
+use crate::live::LiveRegistry;
+use crate::rooms::RoomDirectory;
+
+/// How long [`ChatEngine::stop`] waits for rooms and sockets to finish.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often idle users are dropped from the per-user limiter.
+const FORGET_USERS_EVERY: Duration = Duration::from_secs(60);
+
+/// Why an engine call could not be done; each names the room.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    #[error("room {0} does not exist or is closed")]
+    RoomNotFound(String),
+    #[error("room {room}: the {queue} queue is full; try again later")]
+    QueueFull { room: String, queue: &'static str },
+    #[error("room {room}: seq {seq} has not been delivered")]
+    NotDelivered { room: String, seq: u64 },
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+/// The chat rooms of one server.
+#[derive(Debug)]
+pub struct ChatEngine {
+    config: Arc<ChatConfig>,
+    directory: Arc<RoomDirectory>,
+    live: Arc<LiveRegistry>,
+    limits: NodeLimits,
+    /// `chat.blocked_words`, normalised once.
+    global_words: Vec<String>,
+    rooms: Shared<HashMap<String, Arc<Room>>>,
+    moderation: Mutex<HashMap<String, Shared<RoomModeration>>>,
+    /// The last seq of rooms whose task ended, so a reopened room continues its numbering.
+    last_seqs: Shared<HashMap<String, u64>>,
+    /// Cancelled on stop; every room's close token is a child of it.
+    shutdown: CancellationToken,
+    /// Room tasks and sockets, so stop can wait for them.
+    tasks: TaskTracker,
+}
+
+impl ChatEngine {
+    /// An engine for the rooms in `directory`, stopping when `shutdown` is cancelled. Must be
+    /// called inside a tokio runtime (it starts a small upkeep task).
+    pub fn new(
+        config: Arc<ChatConfig>,
+        directory: Arc<RoomDirectory>,
+        live: Arc<LiveRegistry>,
+        shutdown: CancellationToken,
+    ) -> Arc<ChatEngine> {
+        let engine = Arc::new(ChatEngine {
+            limits: NodeLimits::new(LimitsConfig::from_chat(&config)),
+            global_words: normalize_words(&config.blocked_words),
+            config,
+            directory,
+            live,
+            rooms: Default::default(),
+            moderation: Default::default(),
+            last_seqs: Default::default(),
+            shutdown,
+            tasks: TaskTracker::new(),
+        });
+        let weak = Arc::downgrade(&engine);
+        let stop = engine.shutdown.clone();
+        engine.tasks.spawn(async move {
+            let mut every = tokio::time::interval(FORGET_USERS_EVERY);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                match weak.upgrade() {
+                    Some(engine) => engine.limits.forget_idle_users(),
+                    None => return,
+                }
+            }
+        });
+        engine
+    }
+
+    /// The `[chat]` settings in force.
+    pub fn config(&self) -> &ChatConfig {
+        &self.config
+    }
+
+    /// The open room `id`, starting its task on first use.
+    pub fn room(&self, id: &str) -> Result<Arc<Room>, ChatError> {
+        if !self.directory.is_open(id) || self.shutdown.is_cancelled() {
+            return Err(ChatError::RoomNotFound(id.to_string()));
+        }
+        let mut rooms = lock(&self.rooms);
+        if let Some(room) = rooms.get(id).filter(|r| !r.is_closed()) {
+            return Ok(room.clone());
+        }
+        let last_seq = lock(&self.last_seqs).get(id).copied().unwrap_or(0);
+        let room = Arc::new(Room::new(
+            id,
+            self.config.clone(),
+            self.live.clone(),
+            &self.limits,
+            self.moderation_of(id),
+            last_seq,
+            self.shutdown.child_token(),
+        ));
+        rooms.insert(id.to_string(), room.clone());
+        drop(rooms);
+
+        let directory = self.directory.clone();
+        let rooms = self.rooms.clone();
+        let last_seqs = self.last_seqs.clone();
+        let task_room = room.clone();
+        let span = tracing::info_span!("room", room = %id);
+        self.tasks.spawn(
+            async move {
+                tracing::debug!("room task started");
+                room::run(task_room.clone(), |id| directory.is_open(id)).await;
+                task_room.close();
+                lock(&last_seqs).insert(task_room.id.to_string(), task_room.last_seq());
+                let mut rooms = lock(&rooms);
+                if rooms
+                    .get(&*task_room.id)
+                    .is_some_and(|r| Arc::ptr_eq(r, &task_room))
+                {
+                    rooms.remove(&*task_room.id);
+                }
+                tracing::debug!("room task ended");
+            }
+            .instrument(span),
+        );
+        Ok(room)
+    }
+
+    /// A room's moderation state, created empty on first use.
+    fn moderation_of(&self, id: &str) -> Shared<RoomModeration> {
+        lock(&self.moderation)
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn known(&self, id: &str) -> Result<(), ChatError> {
+        match self.directory.get(id) {
+            Some(_) => Ok(()),
+            None => Err(ChatError::RoomNotFound(id.to_string())),
+        }
+    }
+
+    /// A socket's danmaku (see [`Room::submit`]).
+    pub fn submit(&self, room: &Room, who: Option<&Identity>, send: &SendDanmaku) -> Ack {
+        room.submit(&self.limits, &self.global_words, who, send)
+    }
+
+    /// The per-connection limiter for a new socket.
+    pub fn connection_limiter(&self) -> super::limits::LayerLimiter {
+        self.limits.connection_limiter()
+    }
+
+    /// A gift from the business server; returns the queue its value chose.
+    pub fn post_gift(&self, room: &str, gift: Gift) -> Result<Priority, ChatError> {
+        self.room(room)?.post_gift(gift)
+    }
+
+    /// A system broadcast.
+    pub fn post_system(&self, room: &str, text: String) -> Result<(), ChatError> {
+        self.room(room)?.post_system(text)
+    }
+
+    /// Broadcasts the deletion of delivered event `seq`.
+    pub fn delete_message(&self, room: &str, seq: u64) -> Result<(), ChatError> {
+        self.room(room)?.delete(seq)
+    }
+
+    /// The one entry point for moderation writes (the database layer persists the same change).
+    pub fn moderate(&self, room: &str, change: &ModerationChange) -> Result<(), ChatError> {
+        self.known(room)?;
+        lock(&self.moderation_of(room)).apply(change);
+        tracing::info!(room, ?change, "moderation change");
+        Ok(())
+    }
+
+    /// Replaces a room's moderation state in one step (loading from the database at start).
+    pub fn load_moderation(&self, room: &str, snapshot: ModerationSnapshot) {
+        *lock(&self.moderation_of(room)) = RoomModeration::from_snapshot(snapshot);
+    }
+
+    /// A room's moderation state as it stands.
+    pub fn moderation_snapshot(&self, room: &str) -> Result<ModerationSnapshot, ChatError> {
+        self.known(room)?;
+        let now = chrono::Utc::now().timestamp_millis();
+        Ok(lock(&self.moderation_of(room)).snapshot(now))
+    }
+
+    /// A room's numbers for dashboards.
+    pub fn stats(&self, room: &str) -> Result<RoomStats, ChatError> {
+        Ok(self.room(room)?.stats())
+    }
+
+    /// Every batch the room delivers from now on, each with its events and encoded bytes (the
+    /// CDN writer's feed). A receiver that lags refills from [`ChatEngine::history_after`].
+    pub fn subscribe_batches(
+        &self,
+        room: &str,
+    ) -> Result<broadcast::Receiver<Arc<DeliveredBatch>>, ChatError> {
+        Ok(self.room(room)?.subscribe_batches())
+    }
+
+    /// Delivered events after `seq` that history still holds.
+    pub fn history_after(&self, room: &str, seq: u64) -> Result<Resume, ChatError> {
+        Ok(self.room(room)?.history_after(seq))
+    }
+
+    /// Viewers connected to a room now (0 when it has no task).
+    pub fn online(&self, room: &str) -> u64 {
+        lock(&self.rooms).get(room).map_or(0, |r| r.online())
+    }
+
+    /// Closes a room now: its sockets are told and closed (the directory decides reopening).
+    pub fn close_room(&self, room: &str) {
+        if let Some(r) = lock(&self.rooms).get(room) {
+            r.close();
+        }
+    }
+
+    /// Registers a socket so [`ChatEngine::stop`] waits for it.
+    pub fn track_socket(&self) -> TaskTrackerToken {
+        self.tasks.token()
+    }
+
+    /// Whether the engine is stopping (sockets close with "going away").
+    pub fn is_stopping(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Stops every room and waits (a few seconds at most) for rooms and sockets to end.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(STOP_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.tasks.len(),
+                "chat tasks still running after the stop grace period"
+            );
+        }
+    }
+}

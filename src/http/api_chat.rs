@@ -1,0 +1,389 @@
+//! The chat JSON API under `/api/rooms/{room}/...`: gifts and system messages from the business
+//! server, moderation, stats, and guest tokens for demo pages. Writes need the admin key
+//! (`AdminAuth`); every error is an [`ApiError`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::chat::moderation::{
+    normalize_words, ModerationChange, MAX_SLOW_MODE_S, MAX_WORDS, MAX_WORD_CHARS,
+};
+use crate::chat::protocol::Gift;
+use crate::chat::ChatError;
+use crate::http::api_error::{AdminAuth, ApiError, ApiJson};
+
+/// Longest system message in characters.
+pub const MAX_SYSTEM_CHARS: usize = 500;
+/// Longest mute: ten years (a longer one is a ban, or no expiry).
+const MAX_MUTE_S: u64 = 10 * 365 * 24 * 3600;
+
+/// The chat API routes (all under `/api/rooms/{room}/`; the lead's room routes use the same
+/// `{room}` parameter name, which the router requires).
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/rooms/{room}/gifts", post(post_gift))
+        .route("/api/rooms/{room}/system", post(post_system))
+        .route("/api/rooms/{room}/mutes/{user}", post(mute).delete(unmute))
+        .route("/api/rooms/{room}/bans/{user}", post(ban).delete(unban))
+        .route(
+            "/api/rooms/{room}/messages/{seq}/delete",
+            post(delete_message),
+        )
+        .route(
+            "/api/rooms/{room}/blocked-words",
+            get(get_blocked_words).put(put_blocked_words),
+        )
+        .route("/api/rooms/{room}/slow-mode", put(put_slow_mode))
+        .route("/api/rooms/{room}/moderation", get(get_moderation))
+        .route("/api/rooms/{room}/stats", get(stats))
+        .route("/api/rooms/{room}/guest-token", post(guest_token))
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> ApiError {
+        match &e {
+            ChatError::RoomNotFound(_) => ApiError::not_found(e.to_string()),
+            ChatError::QueueFull { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", e.to_string())
+            }
+            ChatError::NotDelivered { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_delivered", e.to_string())
+            }
+        }
+    }
+}
+
+fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let n = value.chars().count();
+    if n < min || n > max || value.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "bad_field",
+            format!("{field}: {min} to {max} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_user(user: &str) -> Result<(), ApiError> {
+    check_text("user", user, 1, 128)
+}
+
+/// A body that may be absent; when present it must be JSON of `T`.
+fn optional_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GiftBody {
+    user: String,
+    #[serde(default)]
+    name: String,
+    gift_id: String,
+    #[serde(default)]
+    gift_name: String,
+    #[serde(default = "one")]
+    count: u32,
+    value: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+async fn post_gift(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    ApiJson(body): ApiJson<GiftBody>,
+) -> Result<Response, ApiError> {
+    check_user(&body.user)?;
+    check_text("name", &body.name, 0, 64)?;
+    check_text("gift_id", &body.gift_id, 1, 64)?;
+    check_text("gift_name", &body.gift_name, 0, 64)?;
+    if body.count == 0 {
+        return Err(ApiError::bad_request("bad_field", "count: at least 1"));
+    }
+    let priority = state.chat.post_gift(
+        &room,
+        Gift {
+            name: if body.name.is_empty() {
+                body.user.clone()
+            } else {
+                body.name
+            },
+            user: body.user,
+            gift_id: body.gift_id,
+            gift_name: body.gift_name,
+            count: body.count,
+            value: body.value,
+        },
+    )?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"queued": true, "priority": priority.as_str()})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemBody {
+    text: String,
+}
+
+async fn post_system(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    ApiJson(body): ApiJson<SystemBody>,
+) -> Result<Response, ApiError> {
+    if body.text.trim().is_empty() || body.text.chars().count() > MAX_SYSTEM_CHARS {
+        return Err(ApiError::bad_request(
+            "bad_field",
+            format!("text: 1 to {MAX_SYSTEM_CHARS} characters"),
+        ));
+    }
+    state.chat.post_system(&room, body.text)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"queued": true}))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MuteBody {
+    seconds: Option<u64>,
+}
+
+async fn mute(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path((room, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_user(&user)?;
+    let seconds = optional_json::<MuteBody>(&body)?.and_then(|b| b.seconds);
+    if seconds.is_some_and(|s| s == 0 || s > MAX_MUTE_S) {
+        return Err(ApiError::bad_request(
+            "bad_field",
+            format!("seconds: 1 to {MAX_MUTE_S}, or leave it out for no expiry"),
+        ));
+    }
+    let until_ms = seconds.map(|s| chrono::Utc::now().timestamp_millis() + (s as i64) * 1000);
+    state.chat.moderate(
+        &room,
+        &ModerationChange::Mute {
+            user: user.clone(),
+            until_ms,
+        },
+    )?;
+    Ok(Json(
+        json!({"room": room, "user": user, "muted": true, "until_ms": until_ms}),
+    ))
+}
+
+/// Applies a per-user change and answers with the user's new state in `field`.
+fn user_change(
+    state: &AppState,
+    room: String,
+    user: String,
+    change: fn(String) -> ModerationChange,
+    field: &str,
+    value: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_user(&user)?;
+    state.chat.moderate(&room, &change(user.clone()))?;
+    let mut body = serde_json::Map::new();
+    body.insert("room".into(), room.into());
+    body.insert("user".into(), user.into());
+    body.insert(field.into(), value.into());
+    Ok(Json(body.into()))
+}
+
+async fn unmute(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path((room, user)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let unmute = |user| ModerationChange::Unmute { user };
+    user_change(&state, room, user, unmute, "muted", false)
+}
+
+async fn ban(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path((room, user)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ban = |user| ModerationChange::Ban { user };
+    user_change(&state, room, user, ban, "banned", true)
+}
+
+async fn unban(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path((room, user)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let unban = |user| ModerationChange::Unban { user };
+    user_change(&state, room, user, unban, "banned", false)
+}
+
+async fn delete_message(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path((room, seq)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_field", "seq: a whole number"))?;
+    state.chat.delete_message(&room, seq)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"queued": true, "delete_seq": seq})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WordsBody {
+    words: Vec<String>,
+}
+
+async fn get_blocked_words(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let snapshot = state.chat.moderation_snapshot(&room)?;
+    Ok(Json(json!({"room": room, "words": snapshot.blocked_words})))
+}
+
+async fn put_blocked_words(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    ApiJson(body): ApiJson<WordsBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if body.words.len() > MAX_WORDS {
+        return Err(ApiError::bad_request(
+            "bad_field",
+            format!("words: at most {MAX_WORDS}"),
+        ));
+    }
+    for w in &body.words {
+        check_text("words[]", w.trim(), 1, MAX_WORD_CHARS)?;
+    }
+    let words = normalize_words(&body.words);
+    state.chat.moderate(
+        &room,
+        &ModerationChange::SetBlockedWords {
+            words: words.clone(),
+        },
+    )?;
+    Ok(Json(json!({"room": room, "words": words})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlowModeBody {
+    seconds: u32,
+}
+
+async fn put_slow_mode(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    ApiJson(body): ApiJson<SlowModeBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if body.seconds > MAX_SLOW_MODE_S {
+        return Err(ApiError::bad_request(
+            "bad_field",
+            format!("seconds: 0 (off) to {MAX_SLOW_MODE_S}"),
+        ));
+    }
+    state.chat.moderate(
+        &room,
+        &ModerationChange::SetSlowMode {
+            seconds: body.seconds,
+        },
+    )?;
+    Ok(Json(json!({"room": room, "seconds": body.seconds})))
+}
+
+async fn get_moderation(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+) -> Result<Json<crate::chat::moderation::ModerationSnapshot>, ApiError> {
+    Ok(Json(state.chat.moderation_snapshot(&room)?))
+}
+
+async fn stats(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+) -> Result<Json<crate::chat::room::RoomStats>, ApiError> {
+    Ok(Json(state.chat.stats(&room)?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuestBody {
+    #[serde(default)]
+    name: String,
+}
+
+async fn guest_token(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !state.config.auth.guest_tokens {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "guest_tokens_off",
+            "guest tokens are switched off (auth.guest_tokens)",
+        ));
+    }
+    if !state.rooms.is_open(&room) {
+        return Err(ApiError::not_found(format!(
+            "room {room} does not exist or is closed"
+        )));
+    }
+    let body = optional_json::<GuestBody>(&body)?.unwrap_or_default();
+    let name = body.name.trim();
+    check_text("name", name, 0, 64)?;
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..8)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    let user = format!("guest-{suffix}");
+    let name = if name.is_empty() { user.as_str() } else { name };
+    let ttl = state.config.auth.guest_token_ttl_s;
+    let token = state.tokens.mint(
+        &user,
+        name,
+        Role::Viewer,
+        Some(&room),
+        Duration::from_secs(ttl),
+    );
+    Ok(Json(
+        json!({"token": token, "user": user, "name": name, "room": room, "expires_in_s": ttl}),
+    ))
+}

@@ -1,0 +1,598 @@
+//! `/ws/{room}?token=JWT&format=json|proto`: one viewer socket (the `Viewer` below).
+//!
+//! The socket is admitted before the upgrade (room open, token valid for the room, token
+//! present when the room needs one) but refusals are told over the socket as an error frame
+//! and a close code, because browsers cannot read an HTTP error on a WebSocket handshake. The
+//! first client frame may be `hello` (with `resume_from`); then the viewer joins the room,
+//! gets `welcome`, what it missed, and one batch per tick. It never makes the room wait: past
+//! the backlog it skips to the newest batch and is told the gap (or is closed, by policy).
+
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::SinkExt;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::chat::codec::{
+    decode_client_binary, decode_client_text, encode_server, Encoded, Format,
+};
+use crate::chat::history::Resume;
+use crate::chat::limits::LayerLimiter;
+use crate::chat::protocol::{Ack, AckStatus, CdnBase, ClientFrame, ServerFrame, Welcome};
+use crate::chat::room::{DeliveredBatch, Identity, Membership, Room};
+use crate::config::SlowPolicy;
+use crate::http::api_error::ApiError;
+
+/// WebSocket close codes barrage uses (the error frame before the close says why in words).
+pub mod close_code {
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
+    /// Bad, expired, wrong-room or missing token.
+    pub const POLICY: u16 = 1008;
+    /// A frame larger than `chat.max_frame_bytes`.
+    pub const TOO_BIG: u16 = 1009;
+    /// The socket fell behind its backlog and `chat.slow_policy` is "close".
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The room does not exist or is closed.
+    pub const NOT_FOUND: u16 = 4404;
+    /// Nothing from the client for `chat.idle_timeout_s`.
+    pub const IDLE: u16 = 4408;
+    /// The room closed while the socket was in it.
+    pub const ROOM_CLOSED: u16 = 4410;
+}
+
+/// Per-socket read buffer: small, because every idle socket holds one (CRATE-NOTES).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// How long the server waits for `hello` before joining the socket without resume.
+const HELLO_WAIT: Duration = Duration::from_secs(5);
+/// A send to a socket that does not finish in this long (at least) ends the socket.
+const MIN_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The viewer socket route, merged into the main router.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/ws/{room}", get(upgrade))
+}
+
+#[derive(Debug, Deserialize)]
+struct WsParams {
+    token: Option<String>,
+    format: Option<String>,
+}
+
+/// A refusal told over the socket before closing it.
+#[derive(Debug)]
+struct Refused {
+    code: &'static str,
+    message: String,
+    close: u16,
+}
+
+async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    Query(params): Query<WsParams>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let format = match params.format.as_deref().map(str::parse::<Format>) {
+        None => Format::Json,
+        Some(Ok(f)) => f,
+        Some(Err(message)) => return ApiError::bad_request("bad_format", message).into_response(),
+    };
+    let admission = admit(&state, &room, params.token.as_deref());
+    let base = public_base(&state, &headers);
+    let max = state.config.chat.max_frame_bytes;
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| session(state, room, format, admission, base, socket))
+}
+
+/// Decides whether the socket may join, and as whom.
+fn admit(
+    state: &AppState,
+    room: &str,
+    token: Option<&str>,
+) -> Result<(Arc<Room>, Option<Identity>), Refused> {
+    let room_handle = state.chat.room(room).map_err(|e| Refused {
+        code: "room_not_found",
+        message: e.to_string(),
+        close: close_code::NOT_FOUND,
+    })?;
+    let who = match token.filter(|t| !t.is_empty()) {
+        Some(token) => {
+            let claims = state
+                .tokens
+                .verify(token, Some(room))
+                .map_err(|e| Refused {
+                    code: e.code(),
+                    message: e.to_string(),
+                    close: close_code::POLICY,
+                })?;
+            Some(Identity {
+                name: if claims.name.is_empty() {
+                    claims.sub.clone()
+                } else {
+                    claims.name
+                },
+                user: claims.sub,
+                role: claims.role,
+            })
+        }
+        None if state.config.chat.read_needs_token => {
+            return Err(Refused {
+                code: "token_required",
+                message: format!("room {room} needs a token to read: add ?token=JWT"),
+                close: close_code::POLICY,
+            })
+        }
+        None => None,
+    };
+    Ok((room_handle, who))
+}
+
+/// The base URL clients use for `/hls` and `/danmaku`: `http.public_url`, else the Host the
+/// client used.
+fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+    let configured = state.config.http.public_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+async fn session(
+    state: Arc<AppState>,
+    room: String,
+    format: Format,
+    admission: Result<(Arc<Room>, Option<Identity>), Refused>,
+    base: String,
+    socket: WebSocket,
+) {
+    let _tracked = state.chat.track_socket();
+    let user = match &admission {
+        Ok((_, Some(who))) => who.user.clone(),
+        _ => String::new(),
+    };
+    let span = tracing::info_span!("ws", room = %room, user = %user, format = format.as_str());
+    async move {
+        let (room, who) = match admission {
+            Ok(ok) => ok,
+            Err(refused) => {
+                tracing::info!(code = refused.code, reason = %refused.message, "socket refused");
+                let mut viewer = Outbox::new(socket, format, &state);
+                viewer
+                    .close_with(refused.code, &refused.message, refused.close)
+                    .await;
+                return;
+            }
+        };
+        metrics::counter!("barrage_chat_connections_total", "format" => format.as_str())
+            .increment(1);
+        let open = metrics::gauge!("barrage_chat_connections");
+        open.increment(1.0);
+        let mut viewer = Viewer {
+            conn_limit: state.chat.connection_limiter(),
+            out: Outbox::new(socket, format, &state),
+            state,
+            room,
+            who,
+            base,
+            last_seq: 0,
+        };
+        let end = viewer.run().await;
+        if matches!(end, End::PeerClosed) {
+            // Send the close reply tungstenite queued, so the client sees a clean close.
+            let _ = tokio::time::timeout(Duration::from_secs(1), viewer.out.socket.close()).await;
+        }
+        tracing::debug!(%end, "socket ended");
+        open.decrement(1.0);
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Why a socket ended (logged).
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("the client closed the socket")]
+    PeerClosed,
+    #[error("read failed: {0}")]
+    ReadError(String),
+    #[error("send failed: {0}")]
+    SendFailed(String),
+    #[error("a send did not finish in time (the client stopped reading)")]
+    SendTimedOut,
+    /// The server closed it with an error frame and close code.
+    #[error("closed by the server: {0}")]
+    Closed(&'static str),
+}
+
+/// The write half: encodes frames for the socket's format and sends without waiting forever.
+struct Outbox {
+    socket: WebSocket,
+    format: Format,
+    send_timeout: Duration,
+}
+
+impl Outbox {
+    fn new(socket: WebSocket, format: Format, state: &AppState) -> Outbox {
+        Outbox {
+            socket,
+            format,
+            send_timeout: Duration::from_secs(state.config.chat.idle_timeout_s)
+                .max(MIN_SEND_TIMEOUT),
+        }
+    }
+
+    /// Sends one message. The usual case completes on the first poll (no timer); a socket
+    /// whose peer stopped reading gets `send_timeout` before it is given up.
+    async fn send(&mut self, msg: Message) -> Result<(), End> {
+        let mut fut = std::pin::pin!(self.socket.send(msg));
+        let result = match futures::poll!(fut.as_mut()) {
+            Poll::Ready(r) => r,
+            Poll::Pending => match tokio::time::timeout(self.send_timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => return Err(End::SendTimedOut),
+            },
+        };
+        result.map_err(|e| End::SendFailed(e.to_string()))
+    }
+
+    async fn frame(&mut self, frame: &ServerFrame) -> Result<(), End> {
+        let msg = match encode_server(frame, self.format) {
+            Encoded::Text(t) => Message::Text(t.into()),
+            Encoded::Binary(b) => Message::Binary(b),
+        };
+        self.send(msg).await
+    }
+
+    async fn error(&mut self, code: &str, message: &str) -> Result<(), End> {
+        self.frame(&ServerFrame::Error {
+            code: code.to_string(),
+            message: message.to_string(),
+        })
+        .await
+    }
+
+    /// An error frame, then a close frame with `close`, then the close handshake (bounded).
+    async fn close_with(&mut self, code: &str, message: &str, close: u16) {
+        if self.error(code, message).await.is_ok() {
+            let frame = CloseFrame {
+                code: close,
+                reason: code.into(),
+            };
+            let _ = self.send(Message::Close(Some(frame))).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close()).await;
+    }
+}
+
+/// Why a read failed, as far as the client is told.
+enum ReadError {
+    TooBig(String),
+    NotUtf8(String),
+    Other(String),
+}
+
+fn classify(e: axum::Error) -> ReadError {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(c)) => ReadError::TooBig(c.to_string()),
+        Some(tungstenite::Error::Utf8(m)) => ReadError::NotUtf8(m.clone()),
+        _ => ReadError::Other(inner.to_string()),
+    }
+}
+
+/// One joined (or joining) viewer.
+struct Viewer {
+    state: Arc<AppState>,
+    room: Arc<Room>,
+    who: Option<Identity>,
+    out: Outbox,
+    /// Every client frame passes this layer first (floods of any frame kind).
+    conn_limit: LayerLimiter,
+    base: String,
+    /// The newest seq this socket has been sent (or told it missed).
+    last_seq: u64,
+}
+
+impl Viewer {
+    async fn run(&mut self) -> End {
+        let (resume_from, pending) = match self.await_hello().await {
+            Ok(first) => first,
+            Err(end) => return end,
+        };
+        let mut membership = self.room.join(self.out.format, resume_from);
+        if let Err(end) = self.welcome(&mut membership).await {
+            return end;
+        }
+        if let Some(frame) = pending {
+            if let Err(end) = self.handle(frame).await {
+                return end;
+            }
+        }
+        let idle = Duration::from_secs(self.state.config.chat.idle_timeout_s.max(1));
+        let deadline = tokio::time::sleep(idle);
+        tokio::pin!(deadline);
+        let room = self.room.clone();
+        loop {
+            let step = tokio::select! {
+                _ = room.closed() => return self.room_gone().await,
+                _ = &mut deadline => {
+                    return self.end("idle_timeout", "no frame from the client in chat.idle_timeout_s; send a heartbeat every 30 s", close_code::IDLE).await;
+                }
+                msg = self.out.socket.recv() => {
+                    deadline.as_mut().reset(Instant::now() + idle);
+                    match msg {
+                        None => Err(End::PeerClosed),
+                        Some(Err(e)) => Err(self.read_failed(e).await),
+                        Some(Ok(msg)) => match self.decode(msg).await {
+                            Ok(Some(frame)) => self.handle(frame).await,
+                            Ok(None) => Ok(()),
+                            Err(end) => Err(end),
+                        },
+                    }
+                }
+                batch = membership.batches.recv() => match batch {
+                    Ok(batch) => self.deliver(&batch).await,
+                    Err(RecvError::Lagged(missed)) => self.lagged(&mut membership, missed).await,
+                    Err(RecvError::Closed) => Err(End::PeerClosed),
+                },
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Waits for the first frame: `hello` gives the resume point; any other frame joins live
+    /// and is handled after the welcome; silence joins live after [`HELLO_WAIT`].
+    async fn await_hello(&mut self) -> Result<(Option<u64>, Option<ClientFrame>), End> {
+        let deadline = Instant::now() + HELLO_WAIT;
+        loop {
+            let room = self.room.clone();
+            let read = tokio::select! {
+                _ = room.closed() => return Err(self.room_gone().await),
+                read = tokio::time::timeout_at(deadline, self.out.socket.recv()) => read,
+            };
+            let msg = match read {
+                Err(_) => return Ok((None, None)),
+                Ok(None) => return Err(End::PeerClosed),
+                Ok(Some(Err(e))) => return Err(self.read_failed(e).await),
+                Ok(Some(Ok(msg))) => msg,
+            };
+            match self.decode(msg).await? {
+                Some(ClientFrame::Hello { resume_from }) => return Ok((resume_from, None)),
+                Some(other) => return Ok((None, Some(other))),
+                None => {}
+            }
+        }
+    }
+
+    async fn welcome(&mut self, membership: &mut Membership) -> Result<(), End> {
+        let cdn_bases: Vec<CdnBase> = if self.state.config.cdn.bases.is_empty() {
+            vec![CdnBase {
+                url: self.base.clone(),
+                weight: 1,
+            }]
+        } else {
+            self.state
+                .config
+                .cdn
+                .bases
+                .iter()
+                .map(|b| CdnBase {
+                    url: b.url.trim_end_matches('/').to_string(),
+                    weight: b.weight,
+                })
+                .collect()
+        };
+        let hls_base = cdn_bases
+            .first()
+            .map_or(self.base.as_str(), |b| b.url.as_str());
+        let hls_url = format!("{hls_base}/hls/{}/live.m3u8", self.room.id);
+        let welcome = Welcome {
+            room: self.room.id.to_string(),
+            user: self
+                .who
+                .as_ref()
+                .map(|w| w.user.clone())
+                .unwrap_or_default(),
+            seq: membership.seq,
+            online: self.room.online(),
+            limits: self.room.limits_for(self.who.as_ref()),
+            hls_url,
+            cdn_bases,
+        };
+        self.out.frame(&ServerFrame::Welcome(welcome)).await?;
+        self.last_seq = membership.seq;
+        if let Resume::Missed { gap, events } =
+            std::mem::replace(&mut membership.resume, Resume::UpToDate)
+        {
+            if let Some((from_seq, to_seq)) = gap {
+                self.out
+                    .frame(&ServerFrame::Gap { from_seq, to_seq })
+                    .await?;
+            }
+            if !events.is_empty() {
+                self.out.frame(&ServerFrame::Batch { events }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a WebSocket message into a client frame, answering garbage and floods itself.
+    async fn decode(&mut self, msg: Message) -> Result<Option<ClientFrame>, End> {
+        let decoded = match &msg {
+            Message::Text(t) => decode_client_text(t.as_str()),
+            Message::Binary(b) => decode_client_binary(b),
+            Message::Close(_) => return Err(End::PeerClosed),
+            Message::Ping(_) | Message::Pong(_) => return Ok(None),
+        };
+        let limited = self.conn_limit.check();
+        match (decoded, limited) {
+            (Ok(ClientFrame::Send(send)), Err(refusal)) => {
+                self.room.count_refusal(refusal.layer.as_str());
+                let ack = Ack {
+                    client_id: send.client_id,
+                    status: AckStatus::RateLimited,
+                    retry_after_ms: Some(refusal.retry_after.as_millis().max(1) as u64),
+                };
+                self.out.frame(&ServerFrame::Ack(ack)).await?;
+                Ok(None)
+            }
+            (_, Err(_)) => {
+                self.out
+                    .error(
+                        "rate_limited",
+                        "too many frames on this connection; slow down",
+                    )
+                    .await?;
+                Ok(None)
+            }
+            (Ok(frame), Ok(())) => Ok(Some(frame)),
+            (Err(e), Ok(())) => {
+                tracing::debug!(error = %e, "bad client frame");
+                metrics::counter!("barrage_chat_bad_frames_total").increment(1);
+                self.out.error("bad_frame", &e.to_string()).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: ClientFrame) -> Result<(), End> {
+        match frame {
+            ClientFrame::Hello { .. } => {
+                self.out
+                    .error("bad_frame", "hello is only valid as the first frame")
+                    .await
+            }
+            ClientFrame::Send(send) => {
+                let ack = self.state.chat.submit(&self.room, self.who.as_ref(), &send);
+                self.out.frame(&ServerFrame::Ack(ack)).await
+            }
+            ClientFrame::Heartbeat => {
+                let online = self.room.online();
+                self.out.frame(&ServerFrame::Heartbeat { online }).await
+            }
+        }
+    }
+
+    /// Sends a shared batch, first telling the client about any seqs it will not get.
+    async fn deliver(&mut self, batch: &DeliveredBatch) -> Result<(), End> {
+        if batch.last_seq <= self.last_seq {
+            return Ok(());
+        }
+        if batch.first_seq > self.last_seq + 1 {
+            self.out
+                .frame(&ServerFrame::Gap {
+                    from_seq: self.last_seq + 1,
+                    to_seq: batch.first_seq - 1,
+                })
+                .await?;
+        }
+        self.out.send(batch.message(self.out.format)).await?;
+        self.last_seq = batch.last_seq;
+        Ok(())
+    }
+
+    /// The socket fell more than the backlog behind: skip to the newest batch (the gap is
+    /// told by `deliver`), or close, by `chat.slow_policy`.
+    async fn lagged(&mut self, membership: &mut Membership, missed: u64) -> Result<(), End> {
+        match self.state.config.chat.slow_policy {
+            SlowPolicy::Close => {
+                self.room.count_slow_socket(true);
+                Err(self
+                    .end(
+                        "too_slow",
+                        &format!("the socket fell {missed} batches behind; reconnect and resume"),
+                        close_code::TRY_AGAIN_LATER,
+                    )
+                    .await)
+            }
+            SlowPolicy::Skip => {
+                self.room.count_slow_socket(false);
+                let mut newest = None;
+                loop {
+                    match membership.batches.try_recv() {
+                        Ok(b) => newest = Some(b),
+                        Err(TryRecvError::Lagged(_)) => {}
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    }
+                }
+                match newest {
+                    Some(b) => self.deliver(&b).await,
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn read_failed(&mut self, e: axum::Error) -> End {
+        match classify(e) {
+            ReadError::TooBig(m) => {
+                let limit = self.state.config.chat.max_frame_bytes;
+                tracing::info!(reason = %m, "frame too large; closing");
+                self.end(
+                    "too_large",
+                    &format!("frame over {limit} bytes ({m})"),
+                    close_code::TOO_BIG,
+                )
+                .await
+            }
+            ReadError::NotUtf8(m) => {
+                self.end(
+                    "bad_frame",
+                    &format!("text frame is not UTF-8: {m}"),
+                    close_code::INVALID_DATA,
+                )
+                .await
+            }
+            ReadError::Other(m) => End::ReadError(m),
+        }
+    }
+
+    /// The room closed or the server is stopping: say which, and close.
+    async fn room_gone(&mut self) -> End {
+        if self.state.chat.is_stopping() {
+            self.end(
+                "going_away",
+                "the server is shutting down; reconnect and resume",
+                close_code::GOING_AWAY,
+            )
+            .await
+        } else {
+            self.end(
+                "room_closed",
+                "the room was closed",
+                close_code::ROOM_CLOSED,
+            )
+            .await
+        }
+    }
+
+    async fn end(&mut self, code: &'static str, message: &str, close: u16) -> End {
+        self.out.close_with(code, message, close).await;
+        End::Closed(code)
+    }
+}
