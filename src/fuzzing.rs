@@ -6,10 +6,12 @@
 //! finding) only when the service would crash, hang or break one of the invariants it checks.
 //! See docs/RELIABILITY.md.
 
+mod chat;
 mod media;
 mod memory_peer;
 mod rtmp;
 
+pub use chat::{api_body, chat_frame, API_BODY_ROUTES};
 pub use media::{encode_media_record, media_tags, MediaRecordKind};
 pub use rtmp::{
     amf0_message, plain_handshake, rtmp_session, run_session, split_messages, SessionReport,
@@ -25,6 +27,8 @@ pub const TARGETS: &[Target] = &[
     ("rtmp_session", rtmp_session),
     ("amf0_message", amf0_message),
     ("media_tags", media_tags),
+    ("chat_frame", chat_frame),
+    ("api_body", api_body),
 ];
 
 /// The harness of the target called `name`.

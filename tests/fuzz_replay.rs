@@ -12,8 +12,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use barrage::chat::codec::{decode_client_text, encode_client, Encoded, Format};
 use barrage::fuzzing::{
-    encode_media_record, plain_handshake, split_messages, MediaRecordKind, REFUSED_KEY, TARGETS,
+    encode_media_record, plain_handshake, split_messages, MediaRecordKind, API_BODY_ROUTES,
+    REFUSED_KEY, TARGETS,
 };
 use barrage::media::flv::AvcConfig;
 use barrage::media::flv_file::{read_flv, FlvTagKind};
@@ -114,6 +116,8 @@ fn seed_corpus() -> Seeds {
     seeds.insert("rtmp_session", rtmp_seeds());
     seeds.insert("amf0_message", amf0_seeds());
     seeds.insert("media_tags", media_seeds());
+    seeds.insert("chat_frame", chat_seeds());
+    seeds.insert("api_body", api_seeds());
     seeds
 }
 
@@ -274,6 +278,73 @@ fn media_seeds() -> Vec<(String, Vec<u8>)> {
         }
     }
     out.push(("ffmpeg_codec_configs.bin".into(), configs));
+    out
+}
+
+/// The client frames of the wire protocol (docs/DESIGN.md), each as a JSON text frame (first
+/// byte 0) and as the protobuf binary frame the same client would send (first byte 1).
+fn chat_seeds() -> Vec<(String, Vec<u8>)> {
+    let frames = [
+        ("hello", r#"{"type":"hello"}"#),
+        ("hello_resume", r#"{"type":"hello","resume_from":105}"#),
+        (
+            "send",
+            r#"{"type":"send","client_id":7,"text":"666","color":16777215,"mode":"scroll"}"#,
+        ),
+        (
+            "send_top_with_position",
+            r#"{"type":"send","client_id":8,"text":"前方高能","color":16711680,"mode":"top","stream_ms":53210}"#,
+        ),
+        (
+            "send_defaults",
+            r#"{"type":"send","client_id":9,"text":"hi"}"#,
+        ),
+        ("heartbeat", r#"{"type":"heartbeat"}"#),
+    ];
+    let mut out = Vec::new();
+    for (name, json) in frames {
+        let mut text = vec![0u8];
+        text.extend_from_slice(json.as_bytes());
+        out.push((format!("{name}.json.bin"), text));
+        let frame = decode_client_text(json).expect("a protocol frame");
+        let Encoded::Binary(proto) = encode_client(&frame, Format::Proto) else {
+            panic!("protobuf frames are binary")
+        };
+        let mut binary = vec![1u8];
+        binary.extend_from_slice(&proto);
+        out.push((format!("{name}.proto.bin"), binary));
+    }
+    out
+}
+
+/// Real bodies of every API route that takes one (README examples), first byte = route index.
+fn api_seeds() -> Vec<(String, Vec<u8>)> {
+    let bodies: &[(&str, &str)] = &[
+        ("create_room", r#"{"id":"concert","title":"Concert"}"#),
+        ("create_room", r#"{"title":"No id given"}"#),
+        (
+            "gift",
+            r#"{"user":"u2","name":"Bo","gift_id":"rocket","gift_name":"Rocket","count":1,"value":500}"#,
+        ),
+        ("gift", r#"{"user":"u3","gift_id":"heart","value":1}"#),
+        ("system", r#"{"text":"Welcome!"}"#),
+        ("mute", r#"{"seconds":600}"#),
+        ("mute", ""),
+        ("blocked_words", r#"{"words":["spam","Bad Word"]}"#),
+        ("slow_mode", r#"{"seconds":5}"#),
+        ("guest_token", r#"{"name":"Ann"}"#),
+        ("guest_token", ""),
+    ];
+    let mut out = Vec::new();
+    for (i, (route, body)) in bodies.iter().enumerate() {
+        let index = API_BODY_ROUTES
+            .iter()
+            .position(|r| r == route)
+            .expect("a route of the harness");
+        let mut seed = vec![index as u8];
+        seed.extend_from_slice(body.as_bytes());
+        out.push((format!("{route}_{i:02}.bin"), seed));
+    }
     out
 }
 

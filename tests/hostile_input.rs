@@ -98,7 +98,12 @@ async fn hostile_connection(addr: SocketAddr, source: String, payload: Vec<u8>, 
     let _ = stream.write_all(&payload).await; // the server may close before reading it all
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        match timeout(CLOSE_WITHIN.saturating_sub(start.elapsed()), stream.read(&mut buf)).await {
+        match timeout(
+            CLOSE_WITHIN.saturating_sub(start.elapsed()),
+            stream.read(&mut buf),
+        )
+        .await
+        {
             Err(_) => panic!("a hostile connection was still open after {CLOSE_WITHIN:?}"),
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Ok(Ok(_)) => {}
@@ -155,7 +160,14 @@ async fn hostile_input_leaves_a_good_push_and_memory_alone() {
 
     // The good push: the captured 6 s FLV, in real time.
     let push = tokio::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+        ])
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/ffmpeg_push_6s.flv"))
         .args(["-c", "copy", "-f", "flv"])
         .arg(format!("rtmp://{}/live/{key}", server.rtmp_addr))
@@ -243,7 +255,11 @@ async fn hostile_input_leaves_a_good_push_and_memory_alone() {
     );
     // Other addresses are not affected.
     assert_eq!(
-        http.get(format!("{base}/healthz")).send().await.unwrap().status(),
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         200
     );
     drop(held.pop());
@@ -268,20 +284,30 @@ async fn hostile_input_leaves_a_good_push_and_memory_alone() {
         String::from_utf8_lossy(&output.stderr)
     );
     let vod_url = format!("{base}/hls/demo/{session}/index.m3u8");
-    let vod = poll(Duration::from_secs(20), "the VOD playlist (EXT-X-ENDLIST)", || {
-        let http = http.clone();
-        let vod_url = vod_url.clone();
-        async move {
-            let body = get_ok(&http, &vod_url).await?;
-            let text = String::from_utf8_lossy(&body).into_owned();
-            text.contains("#EXT-X-ENDLIST").then_some(text)
-        }
-    })
+    let vod = poll(
+        Duration::from_secs(20),
+        "the VOD playlist (EXT-X-ENDLIST)",
+        || {
+            let http = http.clone();
+            let vod_url = vod_url.clone();
+            async move {
+                let body = get_ok(&http, &vod_url).await?;
+                let text = String::from_utf8_lossy(&body).into_owned();
+                text.contains("#EXT-X-ENDLIST").then_some(text)
+            }
+        },
+    )
     .await;
     let seconds: f64 = vod
         .lines()
         .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|v| v.trim_end_matches(',').split(',').next()?.parse::<f64>().ok())
+        .filter_map(|v| {
+            v.trim_end_matches(',')
+                .split(',')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
         .sum();
     assert!(
         (seconds - 6.0).abs() < 0.5,
