@@ -2,7 +2,8 @@
 //! ffmpeg push goes on: the known abort payloads of the `rtmp` crate (70-byte `connect` with a
 //! huge AMF0 count, 20,000 nested AMF0 objects, interleaved chunk streams, `play` with no name)
 //! and the other hostile RTMP inputs under tests/data, repeated many times; and the HTTP side
-//! (oversized bodies, garbage JSON, too many connections from one address). Checks: every bad
+//! (oversized bodies, garbage JSON, WebSocket frames over the limit, too many connections from
+//! one address). Checks: every bad
 //! connection is closed, the push is unaffected (its session ends as a complete VOD), and the
 //! process's resident memory stays bounded across the repetitions (an unbounded allocation per
 //! bad connection would show as growth far past the fixed bound).
@@ -130,6 +131,34 @@ async fn hostile_round(addr: SocketAddr, round: usize) {
     }
 }
 
+/// A WebSocket viewer that sends one text frame over `chat.max_frame_bytes`: the server must
+/// close with 1009 (message too big).
+async fn oversized_ws_frame(http_addr: SocketAddr, max_frame_bytes: usize) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://{http_addr}/ws/demo?format=json");
+    let (mut ws, _) = timeout(CLOSE_WITHIN, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("websocket connect in time")
+        .expect("websocket handshake");
+    let _ = ws
+        .send(Message::Text("x".repeat(max_frame_bytes + 1).into()))
+        .await;
+    let close = timeout(CLOSE_WITHIN, async {
+        while let Some(message) = ws.next().await {
+            match message {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("the oversized WebSocket was closed in time");
+    assert_eq!(close, Some(1009), "close code for an oversized frame");
+}
+
 /// A raw HTTP/1.1 GET on `stream`; returns the status line and body text.
 async fn raw_get(stream: &mut TcpStream, path: &str) -> String {
     let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
@@ -217,11 +246,17 @@ async fn hostile_input_leaves_a_good_push_and_memory_alone() {
         let body: serde_json::Value = r.json().await.expect("a JSON error body");
         assert_eq!(body["error"]["code"], "bad_json");
     }
+    // And WebSocket frames over the limit.
+    for _ in 0..MEASURED_ROUNDS / 4 {
+        oversized_ws_frame(server.http_addr, server.state.config.chat.max_frame_bytes).await;
+    }
     let rss_after = rss_kib();
     let connections = MEASURED_ROUNDS * payloads().len();
     eprintln!(
-        "{connections} hostile RTMP connections and {} bad HTTP requests in {:?}: VmRSS {} -> {} KiB",
+        "{connections} hostile RTMP connections, {} bad HTTP requests and {} oversized WebSocket \
+         frames in {:?}: VmRSS {} -> {} KiB",
         2 * MEASURED_ROUNDS,
+        MEASURED_ROUNDS / 4,
         started.elapsed(),
         rss_before,
         rss_after

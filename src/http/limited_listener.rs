@@ -200,3 +200,63 @@ impl AsyncWrite for LimitedStream {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::ListenerExt;
+
+    async fn get_from(source: &str, addr: SocketAddr) -> (TcpStream, String) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 1024];
+        let n = timeout(Duration::from_secs(3), stream.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        (stream, String::from_utf8_lossy(&answer[..n]).into_owned())
+    }
+
+    #[tokio::test]
+    async fn refuses_past_the_global_and_per_address_limits_with_503() {
+        let mut config = crate::config::Config::from_toml_str("").unwrap().http;
+        config.max_connections = 3;
+        config.max_connections_per_ip = 2;
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let listener = LimitedListener::new(inner, &config).tap_io(|_| {});
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let (a1, answer) = get_from("127.0.0.1", addr).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let (_a2, _) = get_from("127.0.0.1", addr).await;
+        let (_, answer) = get_from("127.0.0.1", addr).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("http.max_connections_per_ip"), "{answer}");
+        let (_b1, answer) = get_from("127.0.0.2", addr).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let (_, answer) = get_from("127.0.0.3", addr).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("(http.max_connections)"), "{answer}");
+        // A closed connection gives its place back.
+        drop(a1);
+        let start = tokio::time::Instant::now();
+        loop {
+            let (_, answer) = get_from("127.0.0.3", addr).await;
+            if answer.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "place not given back"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
