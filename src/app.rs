@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenSigner;
 use crate::broadcast::Broadcaster;
 use crate::catalog::{CatalogError, RoomCatalog};
+use crate::cdn::publisher::{CdnPublisher, NextSeq, PublisherSettings};
+use crate::cdn::weights::WeightedBases;
 use crate::chat::ChatEngine;
 use crate::config::Config;
 use crate::db::{Database, DbError};
@@ -59,6 +61,8 @@ pub struct AppState {
     pub broadcaster: Arc<Broadcaster>,
     /// Chat rooms: WebSocket danmaku, gifts, system messages, moderation.
     pub chat: Arc<ChatEngine>,
+    /// Writes every room's delivered danmaku as per-period files for a CDN.
+    pub cdn: Arc<CdnPublisher>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Cancelled once on shutdown; every listener and session watches it.
@@ -121,7 +125,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     let rooms = catalog.rooms.clone();
     let live = Arc::new(LiveRegistry::new());
-    crate::catalog::record_sessions(db, &live);
+    crate::catalog::record_sessions(db.clone(), &live);
     let broadcaster = Broadcaster::new(
         rooms.clone(),
         live.clone(),
@@ -137,6 +141,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         live.clone(),
         shutdown.child_token(),
     );
+    crate::catalog::load_moderation(&db, &chat).await?;
+    let cdn = CdnPublisher::start(
+        storage.clone(),
+        db.clone(),
+        live.clone(),
+        PublisherSettings {
+            period: std::time::Duration::from_millis(config.cdn.period_ms),
+            max_pending: config.cdn.max_pending,
+            bases: Arc::new(WeightedBases::new(config.cdn.bases.clone())),
+            hls_base: (!config.http.public_url.is_empty())
+                .then(|| config.http.public_url.trim_end_matches('/').to_string()),
+        },
+        next_seq_of(&chat),
+    );
+    chat.set_batch_sink(cdn.clone());
     let state = Arc::new(AppState {
         tokens: TokenSigner::new(&secrets.token_secret),
         secrets,
@@ -146,6 +165,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         live,
         broadcaster,
         chat,
+        cdn,
         metrics: metrics_handle(),
         shutdown,
         config: config.clone(),
@@ -251,10 +271,21 @@ impl RunningServer {
         let _ = self.rtmp_task.await;
         self.state.broadcaster.wait_idle().await;
         self.state.chat.stop().await;
+        // After chat has delivered its last batches: cut, write what is pending, bounded.
+        self.state
+            .cdn
+            .shutdown(std::time::Duration::from_secs(10))
+            .await;
         let _ = self.http_task.await;
         self.state.catalog.db.close().await;
         tracing::info!("stopped");
     }
+}
+
+/// The CDN writer asks the engine for a room's next seq without keeping the engine alive.
+fn next_seq_of(chat: &Arc<ChatEngine>) -> NextSeq {
+    let weak = Arc::downgrade(chat);
+    Arc::new(move |room: &str| weak.upgrade().map_or(1, |c| c.next_seq(room)))
 }
 
 /// Runs until SIGTERM or ctrl-c, then stops gracefully.

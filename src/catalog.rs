@@ -171,6 +171,40 @@ impl RoomCatalog {
     }
 }
 
+/// Loads every room's stored moderation into the chat engine (at start, before any socket).
+pub async fn load_moderation(
+    db: &Database,
+    chat: &crate::chat::ChatEngine,
+) -> Result<(), CatalogError> {
+    for (room, row) in db.load_moderation().await? {
+        let snapshot = crate::chat::moderation::ModerationSnapshot {
+            mutes: row.mutes.into_iter().collect(),
+            bans: row.bans.into_iter().collect(),
+            blocked_words: row.blocked_words,
+            slow_mode_s: u32::try_from(row.slow_mode_s.max(0)).unwrap_or(u32::MAX),
+        };
+        chat.load_moderation(&room, snapshot);
+    }
+    Ok(())
+}
+
+/// Writes one moderation change to the database (the API then applies it to the engine).
+pub async fn persist_moderation(
+    db: &Database,
+    room: &str,
+    change: &crate::chat::moderation::ModerationChange,
+) -> Result<(), DbError> {
+    use crate::chat::moderation::ModerationChange as C;
+    match change {
+        C::Mute { user, until_ms } => db.set_mute(room, user, *until_ms).await,
+        C::Unmute { user } => db.remove_mute(room, user).await,
+        C::Ban { user } => db.set_ban(room, user, now_ms()).await,
+        C::Unban { user } => db.remove_ban(room, user).await,
+        C::SetBlockedWords { words } => db.set_blocked_words(room, words).await,
+        C::SetSlowMode { seconds } => db.set_slow_mode(room, i64::from(*seconds)).await,
+    }
+}
+
 /// Records broadcast sessions as they start and end, so replays can be listed. Runs until the
 /// registry is dropped; a failed write is logged and the next change is still recorded.
 pub fn record_sessions(db: Database, live: &LiveRegistry) -> tokio::task::JoinHandle<()> {

@@ -397,3 +397,21 @@ impl Uploader {
         Ok(())
     }
 }
+
+/// The chat engine hands every delivered batch here; events go to the room's file stream in
+/// their JSON wire form (the same JSON the WebSocket batch carries).
+impl crate::chat::engine::BatchSink for CdnPublisher {
+    fn deliver(&self, batch: &Arc<crate::chat::DeliveredBatch>) {
+        let events = batch
+            .events
+            .iter()
+            .map(|e| CdnEvent {
+                seq: e.seq,
+                ts_ms: e.ts_ms,
+                stream_ms: e.stream_ms,
+                json: serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
+            })
+            .collect();
+        CdnPublisher::deliver(self, &batch.room, events);
+    }
+}

@@ -43,6 +43,12 @@ pub enum ChatError {
 
 type Shared<T> = Arc<Mutex<T>>;
 
+/// Receives every batch any room delivers, inline in the room's tick (so it never lags or
+/// misses one): the CDN file writer. It must only hand the batch on, never wait.
+pub trait BatchSink: Send + Sync + std::fmt::Debug {
+    fn deliver(&self, batch: &Arc<DeliveredBatch>);
+}
+
 /// The chat rooms of one server.
 #[derive(Debug)]
 pub struct ChatEngine {
@@ -60,6 +66,8 @@ pub struct ChatEngine {
     shutdown: CancellationToken,
     /// Room tasks and sockets, so stop can wait for them.
     tasks: TaskTracker,
+    /// Set once at start (before rooms deliver) when danmaku files are written.
+    batch_sink: std::sync::OnceLock<Arc<dyn BatchSink>>,
 }
 
 impl ChatEngine {
@@ -82,6 +90,7 @@ impl ChatEngine {
             last_seqs: Default::default(),
             shutdown,
             tasks: TaskTracker::new(),
+            batch_sink: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&engine);
         let stop = engine.shutdown.clone();
@@ -99,6 +108,19 @@ impl ChatEngine {
             }
         });
         engine
+    }
+
+    /// Installs the sink that sees every delivered batch; only the first call counts.
+    pub fn set_batch_sink(&self, sink: Arc<dyn BatchSink>) {
+        let _ = self.batch_sink.set(sink);
+    }
+
+    /// The seq the room will give its next event (after a restart of its task too).
+    pub fn next_seq(&self, room: &str) -> u64 {
+        if let Some(r) = lock(&self.rooms).get(room) {
+            return r.last_seq() + 1;
+        }
+        lock(&self.last_seqs).get(room).copied().unwrap_or(0) + 1
     }
 
     /// The `[chat]` settings in force.
@@ -125,6 +147,9 @@ impl ChatEngine {
             last_seq,
             self.shutdown.child_token(),
         ));
+        if let Some(sink) = self.batch_sink.get() {
+            room.set_sink(sink.clone());
+        }
         rooms.insert(id.to_string(), room.clone());
         drop(rooms);
 

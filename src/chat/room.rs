@@ -165,6 +165,8 @@ pub struct Room {
     /// Members per format (json, proto), for delivered-bytes accounting.
     members: [AtomicU64; 2],
     accounting: RoomAccounting,
+    /// Sees every delivered batch (the CDN file writer), inline in the tick.
+    sink: std::sync::OnceLock<Arc<dyn super::engine::BatchSink>>,
 }
 
 impl Room {
@@ -194,7 +196,13 @@ impl Room {
             moderation,
             live,
             config,
+            sink: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Installs the sink that sees every batch (set before the room's task starts).
+    pub(crate) fn set_sink(&self, sink: Arc<dyn super::engine::BatchSink>) {
+        let _ = self.sink.set(sink);
     }
 
     fn clock_ms(&self) -> u64 {
@@ -445,6 +453,9 @@ impl Room {
             // No receiver is fine: an empty room still keeps history and seqs.
             let _ = self.fanout.send(batch.clone());
             let _ = self.feed.send(batch.clone());
+        }
+        if let Some(sink) = self.sink.get() {
+            sink.deliver(&batch);
         }
         let members = self.members.each_ref().map(|m| m.load(Ordering::Relaxed));
         self.accounting.delivered(&batch, members);

@@ -202,20 +202,22 @@ async fn mute(
     check_user(&user)?;
     let seconds = mute_seconds(&body)?;
     let until_ms = seconds.map(|s| chrono::Utc::now().timestamp_millis() + (s as i64) * 1000);
-    state.chat.moderate(
+    moderate(
+        &state,
         &room,
         &ModerationChange::Mute {
             user: user.clone(),
             until_ms,
         },
-    )?;
+    )
+    .await?;
     Ok(Json(
         json!({"room": room, "user": user, "muted": true, "until_ms": until_ms}),
     ))
 }
 
 /// Applies a per-user change and answers with the user's new state in `field`.
-fn user_change(
+async fn user_change(
     state: &AppState,
     room: String,
     user: String,
@@ -224,7 +226,7 @@ fn user_change(
     value: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_user(&user)?;
-    state.chat.moderate(&room, &change(user.clone()))?;
+    moderate(state, &room, &change(user.clone())).await?;
     let mut body = serde_json::Map::new();
     body.insert("room".into(), room.into());
     body.insert("user".into(), user.into());
@@ -238,7 +240,7 @@ async fn unmute(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let unmute = |user| ModerationChange::Unmute { user };
-    user_change(&state, room, user, unmute, "muted", false)
+    user_change(&state, room, user, unmute, "muted", false).await
 }
 
 async fn ban(
@@ -247,7 +249,7 @@ async fn ban(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ban = |user| ModerationChange::Ban { user };
-    user_change(&state, room, user, ban, "banned", true)
+    user_change(&state, room, user, ban, "banned", true).await
 }
 
 async fn unban(
@@ -256,7 +258,7 @@ async fn unban(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let unban = |user| ModerationChange::Unban { user };
-    user_change(&state, room, user, unban, "banned", false)
+    user_change(&state, room, user, unban, "banned", false).await
 }
 
 async fn delete_message(
@@ -313,12 +315,14 @@ async fn put_blocked_words(
     ApiJson(body): ApiJson<WordsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let words = body.validate()?;
-    state.chat.moderate(
+    moderate(
+        &state,
         &room,
         &ModerationChange::SetBlockedWords {
             words: words.clone(),
         },
-    )?;
+    )
+    .await?;
     Ok(Json(json!({"room": room, "words": words})))
 }
 
@@ -347,9 +351,7 @@ async fn put_slow_mode(
     ApiJson(body): ApiJson<SlowModeBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let seconds = body.validate()?;
-    state
-        .chat
-        .moderate(&room, &ModerationChange::SetSlowMode { seconds })?;
+    moderate(&state, &room, &ModerationChange::SetSlowMode { seconds }).await?;
     Ok(Json(json!({"room": room, "seconds": seconds})))
 }
 
@@ -423,6 +425,21 @@ async fn guest_token(
     Ok(Json(
         json!({"token": token, "user": user, "name": name, "room": room, "expires_in_s": ttl}),
     ))
+}
+
+/// Applies a moderation change database-first: a change that cannot be stored is refused and
+/// changes nothing, and one that was stored survives a restart.
+async fn moderate(state: &AppState, room: &str, change: &ModerationChange) -> Result<(), ApiError> {
+    if state.rooms.get(room).is_none() {
+        return Err(ChatError::RoomNotFound(room.to_string()).into());
+    }
+    if let Err(e) = crate::catalog::persist_moderation(&state.catalog.db, room, change).await {
+        tracing::error!(room, error = %e, "moderation change not stored");
+        return Err(ApiError::internal(
+            "database unavailable; nothing was changed",
+        ));
+    }
+    Ok(state.chat.moderate(room, change)?)
 }
 
 /// The body checks of every chat API route that takes one, by name, for the fuzz harness and

@@ -57,6 +57,8 @@ pub struct RoomView {
     pub created_ms: i64,
     /// Present while the room is on air.
     pub live: Option<LiveInfo>,
+    /// Viewers connected over WebSocket on this node.
+    pub online: u64,
     pub hls_url: String,
 }
 
@@ -64,6 +66,7 @@ fn view(room: Room, state: &AppState, base: &str) -> RoomView {
     RoomView {
         hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
         live: state.live.get(&room.id),
+        online: state.chat.online(&room.id),
         id: room.id,
         title: room.title,
         closed: room.closed,
@@ -244,6 +247,8 @@ async fn close_room(
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, ApiError> {
     state.catalog.set_closed(&id, true).await?;
+    // Viewers are told and disconnected; new publishes are refused by the directory.
+    state.chat.close_room(&id);
     let base = public_base(&state, &headers);
     Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
 }

@@ -53,6 +53,20 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
     }
 }
 
+/// Starts a server on exactly `config` (its own data folder, kept by the caller).
+pub async fn start_config(config: Config) -> TestServer {
+    let server = barrage::app::start(config).await.expect("server starts");
+    let addr = server.http_addr;
+    TestServer {
+        admin_key: server.state.secrets.admin_key.clone(),
+        http: format!("http://{addr}"),
+        ws: format!("ws://{addr}"),
+        api: reqwest::Client::new(),
+        server,
+        _dir: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
 impl TestServer {
     /// A token for `user` in `room`, signed with the server's secret.
     pub fn token(&self, user: &str, room: &str) -> String {
