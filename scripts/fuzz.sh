@@ -35,6 +35,8 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
 export RUSTC_BOOTSTRAP=1
+# The instrumented build must not land in a shared target dir (it would rebuild everything there).
+unset CARGO_TARGET_DIR
 
 echo "==> building the fuzz targets (instrumented, once; reused when nothing changed)"
 cargo fuzz build

@@ -12,6 +12,7 @@ use crate::chat::history::{History, Resume};
 use crate::chat::moderation::{normalize_words, Author, Content, ModerationChange, RoomModeration};
 use crate::chat::protocol::{Body, ClientFrame, Event, Priority, SystemMessage};
 use crate::config::{ChatConfig, Config};
+use crate::http::api_chat::BodyCheck;
 
 /// Events the fuzz room's history holds (seqs `HISTORY_FIRST..=HISTORY_LAST`), so a resume can
 /// land before, inside and after it.
@@ -108,8 +109,6 @@ pub const API_BODY_ROUTES: &[&str] = &[
 ];
 
 /// Checks for every route with a body: `POST /api/rooms`, then the chat API's.
-type BodyCheck = fn(&[u8]) -> Result<(), crate::http::api_error::ApiError>;
-
 fn api_body_checks() -> &'static [(&'static str, BodyCheck)] {
     static CHECKS: OnceLock<Vec<(&'static str, BodyCheck)>> = OnceLock::new();
     CHECKS.get_or_init(|| {

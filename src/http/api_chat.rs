@@ -442,10 +442,13 @@ async fn moderate(state: &AppState, room: &str, change: &ModerationChange) -> Re
     Ok(state.chat.moderate(room, change)?)
 }
 
+/// Deserialises and validates one route's body from raw bytes.
+pub(crate) type BodyCheck = fn(&[u8]) -> Result<(), ApiError>;
+
 /// The body checks of every chat API route that takes one, by name, for the fuzz harness and
 /// its seeds: the same deserialisation and validation the handlers run, on any bytes. On
 /// success, what the handler would act on is checked against the limits it promises.
-pub(crate) const BODY_CHECKS: &[(&str, fn(&[u8]) -> Result<(), ApiError>)] = &[
+pub(crate) const BODY_CHECKS: &[(&str, BodyCheck)] = &[
     ("gift", |b| {
         let gift = json_body::<GiftBody>(b)?.validate()?;
         assert!(gift.count >= 1 && !gift.user.is_empty() && !gift.name.is_empty());
