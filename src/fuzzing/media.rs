@@ -140,12 +140,14 @@ impl MuxCheck {
                     assert!(!self.init_seen, "a second init segment");
                     assert!(!init.bytes.is_empty(), "an empty init segment");
                     assert!(init.has_video || init.has_audio, "an init with no track");
+                    check_boxes("init segment", &init.bytes);
                     self.init_seen = true;
                 }
                 MuxEvent::Segment(segment) => {
                     assert!(self.init_seen, "a segment before the init segment");
                     assert_eq!(segment.sequence, self.next_sequence, "segment numbering");
                     assert!(!segment.bytes.is_empty(), "an empty segment");
+                    check_boxes("media segment", &segment.bytes);
                     assert!(
                         segment.duration.is_finite() && segment.duration >= 0.0,
                         "segment duration {}",
@@ -162,6 +164,36 @@ impl MuxCheck {
                     self.next_sequence += 1;
                 }
                 MuxEvent::VideoConfig(_) | MuxEvent::AudioConfig(_) | MuxEvent::Dropped(_) => {}
+            }
+        }
+    }
+}
+
+/// What we write, a player can read: every box of `bytes` decodes (with the same `mp4-atom`
+/// types a reader would use), and each `trun`'s samples lie inside the segment.
+fn check_boxes(what: &str, bytes: &[u8]) {
+    use mp4_atom::{Any, Decode};
+    let mut buf = bytes;
+    while !buf.is_empty() {
+        let start = bytes.len() - buf.len();
+        let atom = Any::decode(&mut buf)
+            .unwrap_or_else(|e| panic!("{what}: the box at byte {start} does not decode: {e}"));
+        if let Any::Moof(moof) = atom {
+            for traf in &moof.traf {
+                for run in &traf.trun {
+                    let offset = run.data_offset.unwrap_or(0);
+                    let size: u64 = run
+                        .samples
+                        .iter()
+                        .map(|s| u64::from(s.size.unwrap_or(0)))
+                        .sum();
+                    let end = start as u64 + u64::try_from(offset).unwrap_or(u64::MAX) + size;
+                    assert!(
+                        offset > 0 && end <= bytes.len() as u64,
+                        "{what}: samples at {offset}+{size} from byte {start} outside {} bytes",
+                        bytes.len()
+                    );
+                }
             }
         }
     }

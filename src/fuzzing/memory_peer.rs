@@ -1,6 +1,6 @@
 //! A peer made of bytes: what it "sends" is the fuzz input, handed out in reads of varying
 //! sizes (so framing that straddles reads is exercised), and what the server writes back is
-//! counted and dropped. It never waits: at the end of the input it reads as closed, so a
+//! kept (up to a bound) for checks. It never waits: at the end of the input it reads as closed, so a
 //! session driven by it ends without touching a timeout.
 
 use std::io;
@@ -19,9 +19,14 @@ pub struct MemoryPeer<'a> {
     pos: usize,
     /// xorshift state choosing the next read size; deterministic for one input.
     rng: u64,
-    /// Bytes the server wrote (answers are not checked, only that writing them works).
+    /// Bytes the server wrote.
     pub written: usize,
+    /// The first [`KEPT_OUTPUT`] bytes the server wrote, for checks on its answers.
+    pub output: Vec<u8>,
 }
+
+/// How much of the server's answer is kept (a session's answers are a few KiB).
+pub const KEPT_OUTPUT: usize = 1 << 20;
 
 impl<'a> MemoryPeer<'a> {
     /// A peer that sends `input`, then closes.
@@ -31,6 +36,7 @@ impl<'a> MemoryPeer<'a> {
             pos: 0,
             rng: (input.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             written: 0,
+            output: Vec::new(),
         }
     }
 
@@ -64,6 +70,8 @@ impl AsyncWrite for MemoryPeer<'_> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.written += buf.len();
+        let room = KEPT_OUTPUT.saturating_sub(self.output.len());
+        self.output.extend_from_slice(&buf[..buf.len().min(room)]);
         Poll::Ready(Ok(buf.len()))
     }
 

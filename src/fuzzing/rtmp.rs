@@ -13,11 +13,11 @@ use tokio::task::JoinHandle;
 use xflv::amf0::amf0_reader::Amf0Reader;
 
 use super::media::feed_publication;
-use super::memory_peer::MemoryPeer;
+use super::memory_peer::{MemoryPeer, KEPT_OUTPUT};
 use crate::config::{Config, RtmpConfig};
 use crate::ingest::amf0_guard::check_values;
 use crate::ingest::chunk_guard::ChunkLimits;
-use crate::ingest::message::parse_message;
+use crate::ingest::message::{parse_message, IncomingMessage};
 use crate::ingest::reader::MessageReader;
 use crate::ingest::{
     serve_connection, IngestError, Publication, PublishGate, PublishRefusal, PublishRequest,
@@ -76,12 +76,51 @@ pub fn run_session(data: &[u8]) -> SessionReport {
                 Err(_) => {}
             }
         }
+        if peer.written <= KEPT_OUTPUT {
+            check_server_output(&peer.output);
+        }
         SessionReport {
             end,
             media_messages,
             written: peer.written,
         }
     })
+}
+
+/// Our answers are well-formed RTMP whatever the peer sent: S0+S1+S2 (version 3), then whole
+/// chunked messages that our own reader and parser accept, with nothing left over.
+fn check_server_output(output: &[u8]) {
+    const S0S1S2: usize = 1 + 2 * 1536;
+    if output.is_empty() {
+        return;
+    }
+    assert!(output.len() >= S0S1S2, "a partial handshake answer");
+    assert_eq!(output[0], 3, "S0 version");
+    let mut reader = MessageReader::new(ChunkLimits {
+        max_chunk_size: 1 << 16,
+        max_message_bytes: 1 << 20,
+        max_chunk_streams: 16,
+    });
+    reader.input_mut().extend_from_slice(&output[S0S1S2..]);
+    loop {
+        match reader.next_message() {
+            Ok(Some(message)) => match parse_message(message) {
+                Ok(IncomingMessage::SetChunkSize(size)) => {
+                    if let Err(e) = reader.set_chunk_size(size) {
+                        panic!("our SetChunkSize {size} is refused: {e}");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("our answer does not parse: {e}"),
+            },
+            Ok(None) => break,
+            Err(e) => panic!("our answer is not a valid chunk stream: {e}"),
+        }
+    }
+    assert!(
+        reader.input_mut().is_empty(),
+        "our answer ends in a partial chunk"
+    );
 }
 
 /// One message through `parse_message`: the first byte is the RTMP message type id, the rest
