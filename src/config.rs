@@ -69,6 +69,8 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub request_timeout_s: u64,
+    pub idle_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,6 +261,12 @@ impl Config {
         }
         if self.http.max_connections_per_ip == 0 {
             return bad("http.max_connections_per_ip", "must be at least 1");
+        }
+        if self.http.request_timeout_s == 0 || self.http.idle_timeout_s == 0 {
+            return bad(
+                "http.request_timeout_s",
+                "request_timeout_s and idle_timeout_s must be at least 1",
+            );
         }
         if self.http.max_body_bytes == 0 {
             return bad("http.max_body_bytes", "must be at least 1");

@@ -3,7 +3,7 @@
 //! huge AMF0 count, 20,000 nested AMF0 objects, interleaved chunk streams, `play` with no name)
 //! and the other hostile RTMP inputs under tests/data, repeated many times; and the HTTP side
 //! (oversized bodies, garbage JSON, WebSocket frames over the limit, too many connections from
-//! one address). Checks: every bad
+//! one address, a request trickled byte by byte). Checks: every bad
 //! connection is closed, the push is unaffected (its session ends as a complete VOD), and the
 //! process's resident memory stays bounded across the repetitions (an unbounded allocation per
 //! bad connection would show as growth far past the fixed bound).
@@ -34,6 +34,8 @@ const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 /// Per-address HTTP limit for this server; the flood comes from 127.0.0.9.
 const HTTP_PER_IP: usize = 4;
+/// `http.request_timeout_s` for this server: a trickled request is cut after it.
+const HTTP_REQUEST_TIMEOUT_S: u64 = 2;
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -182,6 +184,7 @@ async fn hostile_input_leaves_a_good_push_and_memory_alone() {
     let mut config = test_config(dir.path());
     config.log = "warn".into();
     config.http.max_connections_per_ip = HTTP_PER_IP;
+    config.http.request_timeout_s = HTTP_REQUEST_TIMEOUT_S;
     let server = barrage::app::start(config).await.unwrap();
     let base = format!("http://{}", server.http_addr);
     let http = reqwest::Client::new();
@@ -307,6 +310,25 @@ async fn hostile_input_leaves_a_good_push_and_memory_alone() {
     })
     .await;
     drop(held);
+
+    // A peer that trickles its request head (slowloris) is closed at http.request_timeout_s.
+    let mut slow = connect_from("127.0.0.10", server.http_addr).await;
+    let start = Instant::now();
+    let _ = slow.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+    let closed = loop {
+        let _ = slow.write_all(b"x-slow: 1\r\n").await;
+        match timeout(Duration::from_millis(300), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break start.elapsed(),
+            _ => assert!(
+                start.elapsed() < Duration::from_secs(HTTP_REQUEST_TIMEOUT_S + 5),
+                "a trickled request was never cut"
+            ),
+        }
+    };
+    assert!(
+        closed >= Duration::from_secs(HTTP_REQUEST_TIMEOUT_S - 1),
+        "cut after {closed:?}"
+    );
 
     // The push was unaffected: ffmpeg succeeded and its session is a complete VOD.
     let output = timeout(Duration::from_secs(40), push.wait_with_output())

@@ -6,7 +6,8 @@
 //! descriptors and memory. A connection past a limit gets a short `503` with a JSON error
 //! (what a browser, a player or a WebSocket client shows as a refusal) and is closed, with a log
 //! line and `barrage_http_connections_refused_total{reason}`; admitted connections hold a permit
-//! until they close (gauge `barrage_http_connections`).
+//! until they close (gauge `barrage_http_connections`), and time bounds
+//! ([`super::deadline_stream`]: `http.request_timeout_s`, `http.idle_timeout_s`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
+use super::deadline_stream::{DeadlineStream, Deadlines};
 use crate::config::HttpConfig;
 use crate::conn_limits::{ConnectionLimits, ConnectionPermit, LimitRefusal, LimitScope};
 
@@ -47,6 +49,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct LimitedListener {
     inner: TcpListener,
     limits: Arc<ConnectionLimits>,
+    /// Time bounds every admitted connection gets.
+    deadlines: Deadlines,
     /// Places for refusal answers in flight.
     refusals: Arc<Semaphore>,
 }
@@ -61,6 +65,10 @@ impl LimitedListener {
                 config.max_connections_per_ip,
                 SCOPE,
             ),
+            deadlines: Deadlines {
+                request: Duration::from_secs(config.request_timeout_s),
+                idle: Duration::from_secs(config.idle_timeout_s),
+            },
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT)),
         }
     }
@@ -103,7 +111,7 @@ impl axum::serve::Listener for LimitedListener {
                     }
                     return (
                         LimitedStream {
-                            stream,
+                            stream: DeadlineStream::new(stream, self.deadlines),
                             _permit: permit,
                         },
                         peer,
@@ -155,9 +163,10 @@ async fn answer_refusal(
     .await;
 }
 
-/// An admitted connection: the socket and its place in the limits (given back on close).
+/// An admitted connection: the socket with its time bounds, and its place in the limits
+/// (given back on close).
 pub struct LimitedStream {
-    stream: TcpStream,
+    stream: DeadlineStream<TcpStream>,
     _permit: ConnectionPermit,
 }
 
