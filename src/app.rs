@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -206,6 +207,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let _ = state.rtmp_bound.set(rtmp_addr);
     let router = crate::http::router(state.clone());
     let http_shutdown = state.shutdown.clone();
+    // `tap_io` (a no-op here) is what lets axum hand handlers the peer's SocketAddr from a
+    // listener of ours.
+    let http_listener =
+        crate::http::limited_listener::LimitedListener::new(http_listener, &config.http)
+            .tap_io(|_| {});
     let http_task = tokio::spawn(async move {
         let result = axum::serve(
             http_listener,

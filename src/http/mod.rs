@@ -4,6 +4,8 @@
 pub mod api_chat;
 pub mod api_error;
 pub mod api_rooms;
+pub mod deadline_stream;
+pub mod limited_listener;
 pub mod objects;
 pub mod pages;
 pub mod ws;
