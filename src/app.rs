@@ -15,6 +15,7 @@ use crate::catalog::{CatalogError, RoomCatalog};
 use crate::cdn::publisher::{CdnPublisher, NextSeq, PublisherSettings};
 use crate::cdn::weights::WeightedBases;
 use crate::chat::ChatEngine;
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::live::LiveRegistry;
@@ -38,6 +39,8 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error("cannot load rooms: {0}")]
     Rooms(#[from] CatalogError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("cannot listen on {what} {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -62,6 +65,8 @@ pub struct AppState {
     pub chat: Arc<ChatEngine>,
     /// Writes every room's delivered danmaku as per-period files for a CDN.
     pub cdn: Arc<CdnPublisher>,
+    /// The other nodes sharing the rooms (None: this node alone, `cluster.redis_url` empty).
+    pub cluster: Option<Arc<Cluster>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Cancelled once on shutdown; every listener and session watches it.
@@ -155,6 +160,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         next_seq_of(&chat),
     );
     chat.set_batch_sink(cdn.clone());
+    let cluster = Cluster::from_config(&config, &chat, &cdn, &storage)?;
     let state = Arc::new(AppState {
         tokens: TokenSigner::new(&secrets.token_secret),
         secrets,
@@ -165,6 +171,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         broadcaster,
         chat,
         cdn,
+        cluster,
         metrics: metrics_handle(),
         shutdown,
         config: config.clone(),
@@ -199,6 +206,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source,
         })?;
 
+    if let Some(cluster) = &state.cluster {
+        cluster.start(http_addr).await;
+    }
     let router = crate::http::router(state.clone());
     let http_shutdown = state.shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -270,6 +280,10 @@ impl RunningServer {
             .cdn
             .shutdown(std::time::Duration::from_secs(10))
             .await;
+        // After the last files: give the leases back so another node takes over at once.
+        if let Some(cluster) = &self.state.cluster {
+            cluster.stop().await;
+        }
         let _ = self.http_task.await;
         self.state.catalog.db.close().await;
         tracing::info!("stopped");

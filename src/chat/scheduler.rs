@@ -212,6 +212,11 @@ impl RoomScheduler {
         self.last_seq
     }
 
+    /// Numbers the next event after `seq` when that is ahead (the room went on elsewhere).
+    pub fn continue_after(&mut self, seq: u64) {
+        self.last_seq = self.last_seq.max(seq);
+    }
+
     /// Drops so far, per queue in [`Priority::ALL`] order.
     pub fn drops(&self) -> [DropCounts; 4] {
         self.drops

@@ -57,7 +57,7 @@ pub struct RoomView {
     pub created_ms: i64,
     /// Present while the room is on air.
     pub live: Option<LiveInfo>,
-    /// Viewers connected over WebSocket on this node.
+    /// Viewers connected over WebSocket (on every node of a cluster).
     pub online: u64,
     pub hls_url: String,
 }
@@ -66,7 +66,10 @@ fn view(room: Room, state: &AppState, base: &str) -> RoomView {
     RoomView {
         hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
         live: state.live.get(&room.id),
-        online: state.chat.online(&room.id),
+        online: match &state.cluster {
+            Some(cluster) => cluster.online(&room.id),
+            None => state.chat.online(&room.id),
+        },
         id: room.id,
         title: room.title,
         closed: room.closed,

@@ -4,6 +4,7 @@
 pub mod api_chat;
 pub mod api_error;
 pub mod api_rooms;
+pub mod connect;
 pub mod objects;
 pub mod ws;
 
@@ -27,6 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(api_rooms::routes())
         .merge(ws::routes())
         .merge(api_chat::routes())
+        .merge(connect::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.http.max_body_bytes,
         ))

@@ -1,0 +1,102 @@
+//! The Lua scripts that make each multi-key step atomic in Redis. `redis::Script` runs them
+//! with EVALSHA and loads them again after a Redis restart (NOSCRIPT).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Takes a free lease: `SET owner token NX PX lease`. KEYS: owner; ARGV: token, lease_ms.
+/// Returns 1 when taken.
+pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+",
+    )
+});
+
+/// Extends a lease only while it is still ours. KEYS: owner; ARGV: token, lease_ms.
+/// Returns 1 when renewed, 0 when another node (or nobody) holds it.
+pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+",
+    )
+});
+
+/// Gives a lease back only if it is still ours. KEYS: owner; ARGV: token.
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
+/// The fenced publish of a batch. KEYS: owner, seq, events. ARGV: token, first, last,
+/// maxlen, then the entry's field/value pairs. Only the lease holder may append, and only
+/// after the stored seq: the stored seq and the entry are written together.
+/// Returns {1, id} when appended, {0, 0} when the lease is not ours, {2, seq} when the batch
+/// starts at or below the stored seq (another node went further; continue after it).
+pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 0} end
+local stored = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) <= stored then return {2, stored} end
+redis.call('SET', KEYS[2], ARGV[3])
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
+return {1, id}
+",
+    )
+});
+
+/// Raises the stored seq to at least ARGV[1] (a node rejoining after an outage numbered
+/// events on its own; the room continues after the highest). KEYS: seq. Returns the seq.
+pub(crate) static RAISE_SEQ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[1])
+if wanted > stored then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return wanted
+end
+return stored
+",
+    )
+});
+
+/// GCRA over several limiters at once, on Redis's clock (nodes' clocks may differ).
+/// KEYS: the limiters; ARGV: per key its emission interval and burst, in microseconds and
+/// cells. Keys are checked in order and a cell taken by an earlier key stays taken (as the
+/// local layers do). Returns {0, 0} when every key allows, else {i, wait_us} for the first
+/// key that refuses.
+pub(crate) static GCRA: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - burst * interval
+  if now < allow_at then return {i, math.ceil(allow_at - now)} end
+  redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+end
+return {0, 0}
+",
+    )
+});
