@@ -16,13 +16,15 @@ pub struct NodeLoad {
 }
 
 impl NodeLoad {
-    /// Sort key: CPU in steps of 10% first (a busy node is avoided whatever its count), then
-    /// connections, then id (a stable order between nodes that tie).
-    fn rank(&self) -> (u64, u64) {
-        let cpu_step = (self.cpu.clamp(0.0, 1.0) * 10.0).floor() as u64;
-        (cpu_step, self.connections)
+    /// Sort key: a node past [`HOT_CPU`] goes behind every other (whatever its count), then
+    /// fewest connections first.
+    fn rank(&self) -> (bool, u64) {
+        (self.cpu >= HOT_CPU, self.connections)
     }
 }
+
+/// CPU share (of the machine) past which a node is avoided while others are cooler.
+pub const HOT_CPU: f64 = 0.85;
 
 /// Walks the load-sorted list with a fixed number of assignments per address.
 #[derive(Debug, Clone)]
@@ -125,7 +127,12 @@ mod tests {
     #[test]
     fn a_busy_cpu_outranks_a_low_count_and_a_new_table_restarts_the_walk() {
         let mut a = Allocator::new(1);
-        a.set_nodes(vec![node("hot", 1, 0.95), node("cool", 5000, 0.2)]);
+        a.set_nodes(vec![
+            node("hot", 1, 0.95),
+            node("cool", 5000, 0.2),
+            node("warm", 4000, 0.6),
+        ]);
+        assert_eq!(a.pick(1)[0].id, "warm");
         assert_eq!(a.pick(1)[0].id, "cool");
         assert_eq!(a.pick(1)[0].id, "hot");
         a.set_nodes(vec![node("hot", 1, 0.95), node("cool", 5000, 0.2)]);

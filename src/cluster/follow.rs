@@ -94,6 +94,7 @@ impl Cluster {
             .block(BLOCK.as_millis() as usize)
             .count(COUNT);
         let reply: Option<StreamReadReply> = conn.xread_options(&keys, &ids, &options).await?;
+        tracing::trace!(node = %self.node_id, ?keys, ?ids, entries = reply.as_ref().map_or(0, |r| r.keys.iter().map(|k| k.ids.len()).sum::<usize>()), "cluster: read");
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             for entry in stream.ids {
                 positions.insert(stream.key.clone(), entry.id.clone());

@@ -66,6 +66,9 @@ impl SharedRoom {
             _ => None,
         };
         *role = Role::Local { files_until };
+        drop(role);
+        // A follower's scheduler numbered nothing yet: number after what it delivered.
+        self.room.continue_after(self.room.last_seq());
     }
 }
 
@@ -196,7 +199,7 @@ impl Cluster {
     ) {
         loop {
             tokio::select! {
-                _ = shared.gone.cancelled() => return,
+                _ = shared.gone.cancelled() => break,
                 _ = self.cancel.cancelled() => return,
                 batch = rx.recv() => match batch {
                     Some(batch) => self.handle_batch(&shared, batch).await,
@@ -204,6 +207,23 @@ impl Cluster {
                 },
             }
         }
+        // The room ended here. What it had scheduled but not shared, and what still waits in
+        // its queues, goes back to the room's list for the next owner.
+        if !self.is_up() || matches!(shared.role(), Role::Local { .. }) {
+            return;
+        }
+        let mut items = Vec::new();
+        while let Ok(batch) = rx.try_recv() {
+            items.extend(batch.events.iter().map(UplinkItem::from_event));
+        }
+        items.extend(
+            shared
+                .room
+                .drain_queued()
+                .into_iter()
+                .map(|(p, pending)| UplinkItem::new(p, pending)),
+        );
+        self.push_back(&shared.room.id, items).await;
     }
 }
 

@@ -139,6 +139,23 @@ impl Cluster {
         else {
             return;
         };
+        let stopping = self.chat().is_none_or(|c| c.is_stopping());
+        if shared.room.is_closed() || stopping {
+            // The room is ending here: the items go back to the front for the next owner.
+            let key = key.to_string();
+            let mut conn = self.link.conn();
+            self.tasks.spawn(async move {
+                let back: redis::RedisResult<()> = redis::cmd("LPUSH")
+                    .arg(&key)
+                    .arg(items.into_iter().rev().collect::<Vec<_>>())
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = back {
+                    tracing::warn!(key, error = %e, "cluster: popped items could not go back to the list; they are lost");
+                }
+            });
+            return;
+        }
         for raw in items {
             match UplinkItem::from_json(&raw) {
                 Ok(item) => {
@@ -149,6 +166,39 @@ impl Cluster {
                     metrics::counter!("barrage_cluster_bad_entries_total").increment(1);
                     tracing::warn!(room = %shared.room.id, error = %e, "cluster: skipped an uplink item that does not read");
                 }
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Puts content this node had queued for a room back at the front of the room's list
+    /// (the node stops scheduling it; the next owner delivers it, oldest first).
+    pub(crate) async fn push_back(&self, room: &str, items: Vec<UplinkItem>) {
+        if items.is_empty() {
+            return;
+        }
+        let n = items.len();
+        let mut conn = self.link.conn();
+        let back: redis::RedisResult<()> = redis::cmd("LPUSH")
+            .arg(self.keys.uplink(room))
+            .arg(
+                items
+                    .iter()
+                    .rev()
+                    .map(UplinkItem::to_json)
+                    .collect::<Vec<_>>(),
+            )
+            .query_async(&mut conn)
+            .await;
+        match back {
+            Ok(()) => tracing::info!(
+                room,
+                items = n,
+                "cluster: queued content handed to the next owner"
+            ),
+            Err(e) => {
+                tracing::warn!(room, items = n, error = %e, "cluster: queued content could not be handed on; it is lost")
             }
         }
     }

@@ -116,6 +116,11 @@ impl Room {
         lock(&self.scheduler).last_seq()
     }
 
+    /// Takes what waits in the scheduler (this node stops scheduling the room).
+    pub fn drain_queued(&self) -> Vec<(Priority, Pending)> {
+        lock(&self.scheduler).drain()
+    }
+
     /// Viewers of this room on this node only.
     pub fn local_online(&self) -> u64 {
         self.online.load(Ordering::Relaxed)
