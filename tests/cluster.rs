@@ -546,3 +546,206 @@ async fn connect_hands_out_the_least_loaded_nodes_or_the_node_itself() {
     }
     redis_cleanup(&redis, &prefix).await;
 }
+
+/// Where a child node writes its HTTP address (set only for the child process).
+/// (Not BARRAGE_*: the config loader refuses names it does not know.)
+const CHILD_ADDR_FILE: &str = "CLUSTER_TEST_CHILD_ADDR_FILE";
+
+/// Not a test of its own: the node process that `a_killed_owner_is_taken_over_*` starts (this
+/// test binary again, running only this function) and kills with SIGKILL. Its config comes
+/// from BARRAGE_* variables; without them it returns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper: the node process the crash test starts and kills"]
+async fn crash_test_child_node() {
+    let Ok(addr_file) = std::env::var(CHILD_ADDR_FILE) else {
+        return;
+    };
+    let config = barrage::config::Config::load(None).expect("child config from BARRAGE_*");
+    let server = barrage::app::start(config)
+        .await
+        .expect("child node starts");
+    std::fs::write(&addr_file, server.http_addr.to_string()).expect("write the address");
+    // Killed by the test long before this; bounded so an orphan ends by itself.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+/// Kills its child on drop, so a failing test leaves no node behind.
+struct ChildNode(std::process::Child);
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_owner_is_taken_over_without_a_gap_or_a_duplicate() {
+    let redis = redis_url();
+    require_redis(&redis).await;
+    let prefix = redis_prefix("crash");
+    let shared = tempfile::tempdir().expect("tempdir");
+    let store = format!("file://{}", shared.path().display());
+    let child_dir = tempfile::tempdir().expect("tempdir");
+    let addr_file = child_dir.path().join("addr");
+    let exe = std::env::current_exe().expect("this test binary");
+    let child = std::process::Command::new(exe)
+        .args([
+            "crash_test_child_node",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ADDR_FILE, &addr_file)
+        .env("BARRAGE_DATA_DIR", child_dir.path().join("data"))
+        .env("BARRAGE_HTTP__LISTEN", "127.0.0.1:0")
+        .env("BARRAGE_RTMP__LISTEN", "127.0.0.1:0")
+        .env(
+            "BARRAGE_AUTH__TOKEN_SECRET",
+            barrage::testutil::TEST_TOKEN_SECRET,
+        )
+        .env("BARRAGE_AUTH__ADMIN_KEY", barrage::testutil::TEST_ADMIN_KEY)
+        .env("BARRAGE_STORAGE__URL", &store)
+        .env("BARRAGE_CLUSTER__REDIS_URL", &redis)
+        .env("BARRAGE_CLUSTER__KEY_PREFIX", &prefix)
+        .env("BARRAGE_CLUSTER__LEASE_MS", "1500")
+        .env("BARRAGE_CLUSTER__REPORT_MS", "200")
+        .env("BARRAGE_CHAT__USER_RATE_PER_S", "100.0")
+        .env("BARRAGE_CHAT__USER_BURST", "100")
+        .env("BARRAGE_CHAT__CONN_BURST", "100")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the child node");
+    let mut child = ChildNode(child);
+    let started = Instant::now();
+    let child_addr = loop {
+        if let Ok(a) = std::fs::read_to_string(&addr_file) {
+            if !a.is_empty() {
+                break a;
+            }
+        }
+        assert!(started.elapsed() < WAIT, "the child node did not start");
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("the child node exited at start: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The child activates the room first, so it is the owner.
+    let child_ws = format!("ws://{child_addr}/ws/demo");
+    let (_child_viewer, _) = tokio_tungstenite::connect_async(&child_ws)
+        .await
+        .expect("a viewer on the child");
+    let api = reqwest::Client::new();
+    chat_common_poll(WAIT, "the child owning the room", || async {
+        let view: serde_json::Value = api
+            .get(format!("http://{child_addr}/api/cluster"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let mine = view["node_id"].clone();
+        view["nodes"]
+            .as_array()?
+            .iter()
+            .any(|n| n["id"] == mine && n["rooms"]["demo"]["owner"] == true)
+            .then_some(())
+    })
+    .await;
+
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let store = store.clone();
+        nodes.push(
+            node(&redis, &prefix, move |c| {
+                generous_limits(c);
+                c.storage.url = store;
+                c.cluster.lease_ms = 1500;
+            })
+            .await,
+        );
+    }
+    let (mut v0, _) = Client::join(&nodes[0], "demo", None, Format::Json).await;
+    let (mut v1, _) = Client::join(&nodes[1], "demo", None, Format::Proto).await;
+    let token = nodes[0].token("kim", "demo");
+    let (mut sender, _) = Client::join(&nodes[0], "demo", Some(&token), Format::Json).await;
+    let mut want = Vec::new();
+    for i in 0..10u64 {
+        let text = format!("before {i}");
+        assert_eq!(
+            sender.say_and_ack(i + 1, &text).await.status,
+            AckStatus::Accepted
+        );
+        want.push(text);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    let (mut got0, _) = collect(&mut v0, &want).await;
+    let (mut got1, _) = collect(&mut v1, &want).await;
+    assert!(
+        !nodes.iter().any(|n| cluster(n).owns("demo")),
+        "the child owns the room"
+    );
+
+    // SIGKILL: no lease given back, no last files; the lease has to run out.
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    for i in 0..5u64 {
+        let text = format!("during {i}");
+        assert_eq!(
+            sender.say_and_ack(100 + i, &text).await.status,
+            AckStatus::Accepted
+        );
+        want.push(text);
+    }
+    let new_owner = owner_of(&nodes, "demo").await;
+    for i in 0..10u64 {
+        let text = format!("after {i}");
+        assert_eq!(
+            sender.say_and_ack(200 + i, &text).await.status,
+            AckStatus::Accepted
+        );
+        want.push(text);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let (more0, gaps0) = collect(&mut v0, &want[10..]).await;
+    let (more1, gaps1) = collect(&mut v1, &want[10..]).await;
+    assert!(gaps0.is_empty() && gaps1.is_empty(), "{gaps0:?} {gaps1:?}");
+    got0.extend(more0);
+    got1.extend(more1);
+    assert_contiguous(&got0, "viewer 0");
+    assert_once(&got0, &want, "viewer 0");
+    assert_eq!(
+        got0, got1,
+        "both viewers got the same events with the same seqs"
+    );
+
+    let reader = &nodes[new_owner];
+    let last = got0.last().expect("events").seq;
+    let index: IndexFile = chat_common_poll(WAIT, "the index covering the last seq", || async {
+        let index: IndexFile = get_json(reader, "/danmaku/demo/index.json").await?;
+        let newest: BatchFile = get_json(
+            reader,
+            &format!("/danmaku/demo/{}/{}.json", index.session, index.latest),
+        )
+        .await?;
+        (newest.to_seq >= last).then_some(index)
+    })
+    .await;
+    let in_files = file_seqs(reader, "demo", &index).await;
+    let from_sockets: Vec<(u64, String)> = got0.iter().map(|e| (e.seq, label(e))).collect();
+    let files_part: Vec<(u64, String)> = in_files
+        .into_iter()
+        .filter(|(s, _)| *s >= got0[0].seq && *s <= last)
+        .collect();
+    assert_eq!(
+        files_part, from_sockets,
+        "the files continue the dead owner's"
+    );
+
+    drop((sender, v0, v1));
+    for n in nodes {
+        n.stop().await;
+    }
+    redis_cleanup(&redis, &prefix).await;
+}
