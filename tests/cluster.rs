@@ -749,3 +749,59 @@ async fn a_killed_owner_is_taken_over_without_a_gap_or_a_duplicate() {
     }
     redis_cleanup(&redis, &prefix).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rooms_made_and_closed_on_one_node_reach_the_others_through_postgres() {
+    let redis = redis_url();
+    require_redis(&redis).await;
+    let prefix = redis_prefix("rooms");
+    let pg = barrage::testutil::ScratchPostgres::create().await;
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let url = pg.url.clone();
+        nodes.push(
+            node(&redis, &prefix, move |c| {
+                generous_limits(c);
+                c.db.url = url;
+            })
+            .await,
+        );
+    }
+    let (status, body) = nodes[0]
+        .admin(
+            reqwest::Method::POST,
+            "/api/rooms",
+            Some(serde_json::json!({"id": "fresh", "title": "Made on node 0"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    until("node 1 knowing the new room", || {
+        nodes[1].server.state.rooms.is_open("fresh")
+    })
+    .await;
+    let (mut viewer, _) = Client::join(&nodes[1], "fresh", None, Format::Json).await;
+    let token = nodes[0].token("ola", "fresh");
+    let (mut sender, _) = Client::join(&nodes[0], "fresh", Some(&token), Format::Json).await;
+    assert_eq!(
+        sender.say_and_ack(1, "hello fresh").await.status,
+        AckStatus::Accepted
+    );
+    collect(&mut viewer, &["hello fresh".to_string()]).await;
+
+    let (status, body) = nodes[0]
+        .admin(reqwest::Method::POST, "/api/rooms/fresh/close", None)
+        .await;
+    assert!(status < 300, "{body}");
+    let (code, close) = viewer.error_and_close().await;
+    assert_eq!(
+        (code.as_str(), close),
+        ("room_closed", 4410),
+        "closed on node 1 too"
+    );
+    drop(sender);
+    for n in nodes {
+        n.stop().await;
+    }
+    pg.drop_database().await;
+    redis_cleanup(&redis, &prefix).await;
+}

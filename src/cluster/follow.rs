@@ -151,6 +151,15 @@ impl Cluster {
                     }
                 }
             }
+            Ok((_, Control::RoomsChanged)) => {
+                let catalog = self.catalog.clone();
+                self.tasks.spawn(async move {
+                    match catalog.reload().await {
+                        Ok(n) => tracing::info!(rooms = n, "cluster: rooms reloaded after a change on another node"),
+                        Err(e) => tracing::warn!(error = %e, "cluster: could not reload rooms after a change on another node"),
+                    }
+                });
+            }
             Err(e) => {
                 metrics::counter!("barrage_cluster_bad_entries_total").increment(1);
                 tracing::warn!(error = %e, "cluster: skipped a control entry that does not read");
@@ -165,15 +174,28 @@ impl Cluster {
         room: &str,
         change: &crate::chat::moderation::ModerationChange,
     ) {
-        if !self.is_up() {
-            tracing::warn!(room, "cluster: Redis is down; other nodes learn this moderation change when they restart");
-            return;
-        }
-        let body = serde_json::to_vec(&Control::Moderation {
+        let control = Control::Moderation {
             room: room.to_string(),
             change: change.clone(),
-        })
-        .unwrap_or_default();
+        };
+        self.announce(control, "a moderation change");
+    }
+
+    /// Tells the other nodes that rooms changed in the database.
+    pub fn announce_rooms_changed(&self) {
+        self.announce(Control::RoomsChanged, "a room change");
+    }
+
+    /// Appends a change to the control stream (fire and forget; logged when it fails).
+    fn announce(&self, control: Control, what: &'static str) {
+        if !self.is_up() {
+            tracing::warn!(
+                what,
+                "cluster: Redis is down; other nodes learn of this when they restart"
+            );
+            return;
+        }
+        let body = serde_json::to_vec(&control).unwrap_or_default();
         let key = self.keys.control();
         let origin = self.node_id.clone();
         let mut conn = self.link.conn();
@@ -191,7 +213,7 @@ impl Cluster {
                 .query_async(&mut conn)
                 .await;
             if let Err(e) = added {
-                tracing::warn!(error = %e, "cluster: could not announce a moderation change");
+                tracing::warn!(what, error = %e, "cluster: could not announce a change to the other nodes");
             }
         });
     }

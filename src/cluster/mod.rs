@@ -47,6 +47,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::catalog::RoomCatalog;
 use crate::cdn::publisher::CdnPublisher;
 use crate::chat::ChatEngine;
 use crate::config::Config;
@@ -145,6 +146,8 @@ pub struct Cluster {
     /// the node stops, so the last CDN files are written before another node takes over.
     leases: Mutex<HashMap<String, String>>,
     chat: Weak<ChatEngine>,
+    /// Rooms are reloaded from the shared database when another node changes one.
+    catalog: RoomCatalog,
     cdn: Arc<CdnPublisher>,
     storage: Storage,
     /// Content on its way to the owners (one task pushes it, batched).
@@ -197,6 +200,7 @@ impl Cluster {
     pub fn from_config(
         config: &Config,
         chat: &Arc<ChatEngine>,
+        catalog: &RoomCatalog,
         cdn: &Arc<CdnPublisher>,
         storage: &Storage,
     ) -> Result<Option<Arc<Cluster>>, ClusterError> {
@@ -217,6 +221,7 @@ impl Cluster {
             rooms: Mutex::default(),
             leases: Mutex::default(),
             chat: Arc::downgrade(chat),
+            catalog: catalog.clone(),
             cdn: cdn.clone(),
             storage: storage.clone(),
             forward,

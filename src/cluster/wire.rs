@@ -175,6 +175,8 @@ pub(crate) enum Control {
         room: String,
         change: ModerationChange,
     },
+    /// A room was made, closed, reopened or re-keyed: reload rooms from the database.
+    RoomsChanged,
 }
 
 /// Reads a control entry: its origin node and the change.

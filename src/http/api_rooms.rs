@@ -128,6 +128,7 @@ async fn create_room(
         )
     });
     let created = state.catalog.create(&id, &body.title).await?;
+    rooms_changed(&state);
     let base = public_base(&state, &headers);
     let answer = KeyAnswer {
         obs: obs(&state, &headers, created.stream_key.clone()),
@@ -201,6 +202,13 @@ async fn list_rooms(
     }))
 }
 
+/// Tells the other nodes of a cluster to reload the rooms (they read the shared database).
+fn rooms_changed(state: &AppState) {
+    if let Some(cluster) = &state.cluster {
+        cluster.announce_rooms_changed();
+    }
+}
+
 fn room_or_404(state: &AppState, id: &str) -> Result<Room, ApiError> {
     state
         .rooms
@@ -225,6 +233,7 @@ async fn rotate_key(
     Path(id): Path<String>,
 ) -> Result<Json<KeyAnswer>, ApiError> {
     let key = state.catalog.rotate_key(&id).await?;
+    rooms_changed(&state);
     let room = room_or_404(&state, &id)?;
     let base = public_base(&state, &headers);
     Ok(Json(KeyAnswer {
@@ -241,6 +250,7 @@ async fn close_room(
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, ApiError> {
     state.catalog.set_closed(&id, true).await?;
+    rooms_changed(&state);
     // Viewers are told and disconnected; new publishes are refused by the directory.
     state.chat.close_room(&id);
     let base = public_base(&state, &headers);
@@ -254,6 +264,7 @@ async fn open_room(
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, ApiError> {
     state.catalog.set_closed(&id, false).await?;
+    rooms_changed(&state);
     let base = public_base(&state, &headers);
     Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
 }
