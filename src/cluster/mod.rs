@@ -46,6 +46,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::catalog::RoomCatalog;
 use crate::cdn::publisher::CdnPublisher;
@@ -254,17 +255,23 @@ impl Cluster {
             Err(_) => self.redis_failed_msg("start", "no answer in 2 s"),
         }
         let forward_rx = lock(&self.forward_rx).take();
+        let span = |task: &'static str| tracing::info_span!("cluster", node = %self.node_id, task);
         let this = self.clone();
-        self.tasks.spawn(async move { this.election_loop().await });
+        self.tasks
+            .spawn(this.election_loop().instrument(span("election")));
         let this = self.clone();
-        self.tasks.spawn(async move { this.follow_loop().await });
+        self.tasks
+            .spawn(this.follow_loop().instrument(span("follow")));
         let this = self.clone();
-        self.tasks.spawn(async move { this.consume_loop().await });
+        self.tasks
+            .spawn(this.consume_loop().instrument(span("uplink")));
         let this = self.clone();
-        self.tasks.spawn(async move { this.report_loop().await });
+        self.tasks
+            .spawn(this.report_loop().instrument(span("report")));
         if let Some(rx) = forward_rx {
             let this = self.clone();
-            self.tasks.spawn(async move { this.forward_loop(rx).await });
+            self.tasks
+                .spawn(this.forward_loop(rx).instrument(span("forward")));
         }
     }
 

@@ -100,3 +100,125 @@ return {0, 0}
 ",
     )
 });
+
+#[cfg(test)]
+mod tests {
+    //! The scripts against the machine's Redis (`BARRAGE_TEST_REDIS`), under a prefix of
+    //! their own: the fence that stops a stale owner, seq raising, and the shared GCRA.
+
+    use super::*;
+    use crate::testutil::{redis_cleanup, redis_prefix, redis_url, require_redis};
+
+    async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_the_lease_holder_publishes_and_only_after_the_stored_seq() {
+        let url = redis_url();
+        require_redis(&url).await;
+        let p = redis_prefix("scripts");
+        let mut c = conn(&url).await;
+        let (owner, seq, events) = (format!("{p}:o"), format!("{p}:s"), format!("{p}:e"));
+        let publish = |token: &'static str, first: u64, last: u64| {
+            let mut inv = PUBLISH.prepare_invoke();
+            inv.key(&owner).key(&seq).key(&events);
+            inv.arg(token)
+                .arg(first)
+                .arg(last)
+                .arg(100)
+                .arg("f")
+                .arg("v");
+            inv
+        };
+        let taken: i64 = ACQUIRE
+            .key(&owner)
+            .arg("a")
+            .arg(5000)
+            .invoke_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(taken, 1);
+        let again: i64 = ACQUIRE
+            .key(&owner)
+            .arg("b")
+            .arg(5000)
+            .invoke_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(again, 0, "a held lease is not taken");
+        let (code, _): (i64, redis::Value) = publish("a", 1, 3).invoke_async(&mut c).await.unwrap();
+        assert_eq!(code, 1, "the holder appends");
+        let (code, stored): (i64, u64) = publish("a", 2, 4).invoke_async(&mut c).await.unwrap();
+        assert_eq!(
+            (code, stored),
+            (2, 3),
+            "a batch at or below the stored seq is refused"
+        );
+        let (code, _): (i64, i64) = publish("b", 4, 4).invoke_async(&mut c).await.unwrap();
+        assert_eq!(code, 0, "a stale owner is fenced off");
+        let renewed: i64 = RENEW
+            .key(&owner)
+            .arg("b")
+            .arg(5000)
+            .invoke_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(renewed, 0, "only the holder renews");
+        let released: i64 = RELEASE
+            .key(&owner)
+            .arg("b")
+            .invoke_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(released, 0, "only the holder releases");
+        let raised: u64 = RAISE_SEQ
+            .key(&seq)
+            .arg(10)
+            .invoke_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(raised, 10);
+        let kept: u64 = RAISE_SEQ
+            .key(&seq)
+            .arg(7)
+            .invoke_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(kept, 10, "the seq never goes down");
+        let len: u64 = redis::cmd("XLEN")
+            .arg(&events)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(len, 1, "one entry: only the accepted publish");
+        redis_cleanup(&url, &p).await;
+    }
+
+    #[tokio::test]
+    async fn the_shared_gcra_allows_the_burst_then_refuses_with_a_wait() {
+        let url = redis_url();
+        require_redis(&url).await;
+        let p = redis_prefix("gcra");
+        let mut c = conn(&url).await;
+        let check = || {
+            let mut inv = GCRA.prepare_invoke();
+            // User: 1 per second, burst 2. Room: 1 per 10 ms, burst 100.
+            inv.key(format!("{p}:u")).key(format!("{p}:r"));
+            inv.arg(1_000_000).arg(2).arg(10_000).arg(100);
+            inv
+        };
+        for _ in 0..2 {
+            let v: (i64, i64) = check().invoke_async(&mut c).await.unwrap();
+            assert_eq!(v, (0, 0));
+        }
+        let (which, wait_us): (i64, i64) = check().invoke_async(&mut c).await.unwrap();
+        assert_eq!(which, 1, "the user layer refuses");
+        assert!(wait_us > 0 && wait_us <= 1_000_000, "{wait_us}");
+        redis_cleanup(&url, &p).await;
+    }
+}

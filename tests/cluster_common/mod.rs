@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use barrage::cdn::{BatchFile, IndexFile};
 use barrage::chat::protocol::{Body, Event, ServerFrame};
 use barrage::cluster::Cluster;
 use barrage::config::Config;
@@ -127,4 +128,77 @@ pub fn assert_once(events: &[Event], labels: &[String], who: &str) {
         let n = events.iter().filter(|e| &label(e) == l).count();
         assert_eq!(n, 1, "{who}: {l:?} delivered {n} times");
     }
+}
+
+/// A JSON document from a node's HTTP (None unless 200 with JSON).
+pub async fn get_json<T: serde::de::DeserializeOwned>(s: &TestServer, path: &str) -> Option<T> {
+    let r = s.api.get(format!("{}{path}", s.http)).send().await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// Limits that never refuse these tests' senders.
+pub fn generous_limits(c: &mut barrage::config::Config) {
+    c.chat.user_rate_per_s = 100.0;
+    c.chat.user_burst = 100;
+    c.chat.conn_rate_per_s = 100.0;
+    c.chat.conn_burst = 100;
+}
+
+/// Reads a room's files under one index from `s` and returns their events' seqs, checking
+/// that file numbers and seq ranges are contiguous.
+pub async fn file_seqs(s: &TestServer, room: &str, index: &IndexFile) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut next_from = None;
+    for n in 1..=index.latest {
+        let path = format!("/danmaku/{room}/{}/{n}.json", index.session);
+        let file: BatchFile = get_json(s, &path).await.unwrap_or_else(|| panic!("{path}"));
+        assert_eq!(file.n, n);
+        if let Some(expected) = next_from {
+            assert_eq!(file.from_seq, expected, "file {n} continues file {}", n - 1);
+        }
+        next_from = Some(file.to_seq + 1);
+        assert_eq!(
+            file.to_seq + 1 - file.from_seq,
+            file.events.len() as u64,
+            "{path}"
+        );
+        for e in file.events {
+            let e: Event = serde_json::from_value(e).expect("an event in a file");
+            out.push((e.seq, label(&e)));
+        }
+    }
+    out
+}
+
+/// Polls every 100 ms until `f` gives a value, failing with `what` after `limit`.
+pub async fn poll_for<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the room's index (read from `s`) covers `last`, and returns it.
+pub async fn index_covering(s: &TestServer, room: &str, last: u64) -> IndexFile {
+    poll_for(WAIT, "the index covering the last seq", || async {
+        let index: IndexFile = get_json(s, &format!("/danmaku/{room}/index.json")).await?;
+        let newest: BatchFile = get_json(
+            s,
+            &format!("/danmaku/{room}/{}/{}.json", index.session, index.latest),
+        )
+        .await?;
+        (newest.to_seq >= last).then_some(index)
+    })
+    .await
 }
