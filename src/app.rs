@@ -160,7 +160,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         next_seq_of(&chat),
     );
     chat.set_batch_sink(cdn.clone());
-    let cluster = Cluster::from_config(&config, &chat, &catalog, &cdn, &storage)?;
+    let cluster = Cluster::from_config(&config, &chat, &live, &catalog, &cdn, &storage)?;
     let state = Arc::new(AppState {
         tokens: TokenSigner::new(&secrets.token_secret),
         secrets,

@@ -6,6 +6,7 @@
 
 mod chat_common;
 mod cluster_common;
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -319,5 +320,67 @@ async fn rooms_made_and_closed_on_one_node_reach_the_others_through_postgres() {
         n.stop().await;
     }
     pg.drop_database().await;
+    redis_cleanup(&redis, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn danmaku_sent_off_the_ingest_node_carry_the_stream_time() {
+    let redis = redis_url();
+    require_redis(&redis).await;
+    let prefix = redis_prefix("live");
+    let nodes = vec![
+        node(&redis, &prefix, generous_limits).await,
+        node(&redis, &prefix, generous_limits).await,
+    ];
+    let key = nodes[0].server.state.secrets.stream_keys["demo"].clone();
+    let mut pusher = common::push_generated(
+        &format!("rtmp://{}/live/{key}", nodes[0].server.rtmp_addr),
+        15,
+    );
+    until("the push reaching its first frame on node 0", || {
+        nodes[0]
+            .server
+            .state
+            .live
+            .get("demo")
+            .is_some_and(|l| l.first_frame_at.is_some())
+    })
+    .await;
+    until("node 1 learning of the broadcast", || {
+        cluster(&nodes[1]).reports().iter().any(|r| {
+            r.live
+                .get("demo")
+                .is_some_and(|l| l.first_frame_ms.is_some())
+        })
+    })
+    .await;
+    assert!(
+        nodes[1].server.state.live.get("demo").is_none(),
+        "node 1 takes no push"
+    );
+    let (mut viewer, _) = Client::join(&nodes[1], "demo", None, Format::Json).await;
+    let token = nodes[1].token("tia", "demo");
+    let (mut sender, _) = Client::join(&nodes[1], "demo", Some(&token), Format::Json).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sender.say_and_ack(1, "on time").await.status,
+        AckStatus::Accepted
+    );
+    let (events, _) = collect(&mut viewer, &["on time".to_string()]).await;
+    let event = events
+        .iter()
+        .find(|e| label(e) == "on time")
+        .expect("the event");
+    assert!(
+        event.stream_ms >= 400,
+        "stream time of the other node's broadcast: {}",
+        event.stream_ms
+    );
+    let _ = pusher.kill();
+    let _ = pusher.wait();
+    drop((viewer, sender));
+    for n in nodes {
+        n.stop().await;
+    }
     redis_cleanup(&redis, &prefix).await;
 }

@@ -42,4 +42,8 @@ pub trait RoomRelay: Send + Sync + std::fmt::Debug {
 
     /// A moderation change made on this node, for the other nodes to apply too.
     fn moderated(&self, room: &str, change: &ModerationChange);
+
+    /// Stream time (ms since the first frame) of the room's broadcast when another node takes
+    /// its RTMP push in, so events accepted here line up with the video too.
+    fn stream_ms(&self, room: &str) -> Option<u64>;
 }

@@ -370,7 +370,10 @@ impl Room {
 
     /// The sender's stream position when plausible, else live stream time (0 when not live).
     fn stream_position(&self, claimed: Option<u64>) -> u64 {
-        let live = self.live.get(&self.id).map(|l| l.stream_ms()).unwrap_or(0);
+        let live = match self.live.get(&self.id) {
+            Some(l) => l.stream_ms(),
+            None => self.remote_stream_ms().unwrap_or(0),
+        };
         match claimed {
             Some(p) if p <= live && live - p <= self.config.max_position_lag_ms => p,
             _ => live,

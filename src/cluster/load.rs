@@ -26,6 +26,17 @@ pub struct NodeReport {
     pub cpu: f64,
     pub at_ms: i64,
     pub rooms: BTreeMap<String, RoomReport>,
+    /// Broadcasts this node takes in: room -> session and wall time of the first frame.
+    #[serde(default)]
+    pub live: BTreeMap<String, LiveReport>,
+}
+
+/// A broadcast one node takes in, as the others need it (stream time of their events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveReport {
+    pub session: String,
+    /// Wall-clock ms of the first frame (None until it came).
+    pub first_frame_ms: Option<i64>,
 }
 
 /// One room's numbers on one node.
@@ -132,6 +143,20 @@ impl Cluster {
                 },
             );
         }
+        let live = self
+            .live
+            .list()
+            .into_iter()
+            .map(|l| {
+                (
+                    l.room,
+                    LiveReport {
+                        session: l.session,
+                        first_frame_ms: l.first_frame_ms,
+                    },
+                )
+            })
+            .collect();
         NodeReport {
             id: self.node_id.clone(),
             url: self.advertise_url(),
@@ -139,6 +164,7 @@ impl Cluster {
             cpu,
             at_ms: now_ms(),
             rooms,
+            live,
         }
     }
 
@@ -208,6 +234,19 @@ impl Cluster {
         let mut table = lock(&self.table);
         table.allocator.set_nodes(loads);
         table.reports = reports;
+    }
+
+    /// Stream time of a room's broadcast taken in by another node, from its report (wall
+    /// clocks of the nodes agree to NTP accuracy, far below a danmaku's timing needs).
+    pub(crate) fn remote_stream_ms(&self, room: &str) -> Option<u64> {
+        let table = lock(&self.table);
+        let live = table
+            .reports
+            .iter()
+            .filter(|r| r.id != self.node_id)
+            .find_map(|r| r.live.get(room))?;
+        let first = live.first_frame_ms?;
+        Some(u64::try_from(now_ms() - first).unwrap_or(0))
     }
 
     /// A room's viewers on every node.

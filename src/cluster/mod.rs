@@ -52,6 +52,7 @@ use crate::catalog::RoomCatalog;
 use crate::cdn::publisher::CdnPublisher;
 use crate::chat::ChatEngine;
 use crate::config::Config;
+use crate::live::LiveRegistry;
 use crate::storage::Storage;
 
 pub use load::{NodeReport, RoomReport};
@@ -147,6 +148,8 @@ pub struct Cluster {
     /// the node stops, so the last CDN files are written before another node takes over.
     leases: Mutex<HashMap<String, String>>,
     chat: Weak<ChatEngine>,
+    /// This node's broadcasts, reported so other nodes know the stream time.
+    live: Arc<LiveRegistry>,
     /// Rooms are reloaded from the shared database when another node changes one.
     catalog: RoomCatalog,
     cdn: Arc<CdnPublisher>,
@@ -201,6 +204,7 @@ impl Cluster {
     pub fn from_config(
         config: &Config,
         chat: &Arc<ChatEngine>,
+        live: &Arc<LiveRegistry>,
         catalog: &RoomCatalog,
         cdn: &Arc<CdnPublisher>,
         storage: &Storage,
@@ -222,6 +226,7 @@ impl Cluster {
             rooms: Mutex::default(),
             leases: Mutex::default(),
             chat: Arc::downgrade(chat),
+            live: live.clone(),
             catalog: catalog.clone(),
             cdn: cdn.clone(),
             storage: storage.clone(),

@@ -317,4 +317,8 @@ impl RoomRelay for Cluster {
     fn moderated(&self, room: &str, change: &ModerationChange) {
         self.announce_moderation(room, change);
     }
+
+    fn stream_ms(&self, room: &str) -> Option<u64> {
+        self.remote_stream_ms(room)
+    }
 }

@@ -121,6 +121,11 @@ impl Room {
         lock(&self.scheduler).drain()
     }
 
+    /// Stream time of a broadcast another node takes in (None: not live anywhere).
+    pub(super) fn remote_stream_ms(&self) -> Option<u64> {
+        self.relay.get()?.stream_ms(&self.id)
+    }
+
     /// Viewers of this room on this node only.
     pub fn local_online(&self) -> u64 {
         self.online.load(Ordering::Relaxed)
