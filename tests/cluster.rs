@@ -324,7 +324,7 @@ async fn rooms_made_and_closed_on_one_node_reach_the_others_through_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn danmaku_sent_off_the_ingest_node_carry_the_stream_time() {
+async fn the_ingest_node_owns_the_room_and_danmaku_from_any_node_carry_the_stream_time() {
     let redis = redis_url();
     require_redis(&redis).await;
     let prefix = redis_prefix("live");
@@ -332,6 +332,9 @@ async fn danmaku_sent_off_the_ingest_node_carry_the_stream_time() {
         node(&redis, &prefix, generous_limits).await,
         node(&redis, &prefix, generous_limits).await,
     ];
+    // A viewer on node 1 first: node 1 owns the room until node 0 takes the broadcast in.
+    let (mut viewer, _) = Client::join(&nodes[1], "demo", None, Format::Json).await;
+    owner_of(&nodes, "demo").await;
     let key = nodes[0].server.state.secrets.stream_keys["demo"].clone();
     let mut pusher = common::push_generated(
         &format!("rtmp://{}/live/{key}", nodes[0].server.rtmp_addr),
@@ -358,7 +361,10 @@ async fn danmaku_sent_off_the_ingest_node_carry_the_stream_time() {
         nodes[1].server.state.live.get("demo").is_none(),
         "node 1 takes no push"
     );
-    let (mut viewer, _) = Client::join(&nodes[1], "demo", None, Format::Json).await;
+    until("the ingest node owning the room", || {
+        cluster(&nodes[0]).owns("demo") && !cluster(&nodes[1]).owns("demo")
+    })
+    .await;
     let token = nodes[1].token("tia", "demo");
     let (mut sender, _) = Client::join(&nodes[1], "demo", Some(&token), Format::Json).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -376,6 +382,17 @@ async fn danmaku_sent_off_the_ingest_node_carry_the_stream_time() {
         "stream time of the other node's broadcast: {}",
         event.stream_ms
     );
+    // The files follow the broadcast's session, written by the ingest node.
+    let session = nodes[0]
+        .server
+        .state
+        .live
+        .get("demo")
+        .expect("still live")
+        .session;
+    let index = index_covering(&nodes[0], "demo", event.seq).await;
+    assert_eq!(index.session, session);
+    assert!(index.live, "{index:?}");
     let _ = pusher.kill();
     let _ = pusher.wait();
     drop((viewer, sender));

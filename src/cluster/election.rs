@@ -195,6 +195,71 @@ impl Cluster {
         }
     }
 
+    /// Follows this node's broadcasts: the node that takes a room's RTMP push in claims the
+    /// room, so the room's CDN files are written under the broadcast's session (replay and the
+    /// XML export find them) by the node that knows it.
+    pub(crate) async fn live_loop(self: Arc<Self>) {
+        let mut changes = self.live.subscribe();
+        loop {
+            let change = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                change = changes.recv() => change,
+            };
+            match change {
+                Ok(crate::live::LiveChange::Started(info)) => self.claim(&info.room).await,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn claim(self: &Arc<Self>, room: &str) {
+        if !self.is_up() {
+            return;
+        }
+        let shared = match self.shared(room) {
+            Some(s) => s,
+            None => {
+                // Nobody watches here yet: start the room so this node can schedule it.
+                let started = self.chat().map(|c| c.room(room));
+                match (started, self.shared(room)) {
+                    (Some(Ok(_)), Some(s)) => s,
+                    _ => return,
+                }
+            }
+        };
+        if matches!(shared.role(), Role::Owner { .. } | Role::Acquiring { .. }) {
+            return;
+        }
+        let token = self.new_token();
+        let sent = Instant::now();
+        let mut conn = self.link.conn();
+        let claimed = scripts::CLAIM
+            .key(self.keys.owner(room))
+            .arg(&token)
+            .arg(self.settings.lease.as_millis() as u64)
+            .invoke_async::<i64>(&mut conn)
+            .await;
+        match claimed {
+            Ok(_) => {
+                tracing::info!(
+                    room,
+                    "cluster: this node takes the room's broadcast in; claiming the room"
+                );
+                shared.set_role(Role::Acquiring {
+                    token: token.clone(),
+                    until: sent + self.settings.lease - self.settings.margin(),
+                });
+                lock(&self.leases).insert(room.to_string(), token.clone());
+                let this = self.clone();
+                self.tasks
+                    .spawn(async move { this.take_over(shared, token).await });
+            }
+            Err(e) => self.redis_failed("claim", &e),
+        }
+    }
+
     /// While Redis is down, an owner's files stop when its lease would have run out.
     fn expire_local_files(&self) {
         for shared in self.rooms_snapshot() {

@@ -273,6 +273,8 @@ impl Cluster {
         let this = self.clone();
         self.tasks
             .spawn(this.report_loop().instrument(span("report")));
+        let this = self.clone();
+        self.tasks.spawn(this.live_loop().instrument(span("live")));
         if let Some(rx) = forward_rx {
             let this = self.clone();
             self.tasks

@@ -30,6 +30,18 @@ return 0
     )
 });
 
+/// Takes a lease whoever holds it (the node taking a room's broadcast in becomes its owner, so
+/// the CDN files follow the broadcast's session). KEYS: owner; ARGV: token, lease_ms. The old
+/// holder is fenced off at its next publish or renewal.
+pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+",
+    )
+});
+
 /// Gives a lease back only if it is still ours. KEYS: owner; ARGV: token.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
