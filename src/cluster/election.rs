@@ -68,23 +68,16 @@ impl Cluster {
             match result {
                 Ok(1) => {
                     if let Some(shared) = self.shared(&room) {
-                        let mut role = shared.role();
-                        match &mut role {
-                            Role::Owner { token: t, until: u }
-                            | Role::Acquiring { token: t, until: u }
-                                if *t == token =>
-                            {
-                                *u = until;
-                                shared.set_role(role);
-                            }
-                            _ => {}
-                        }
+                        shared.extend(&token, until);
                     }
                 }
                 Ok(_) => match self.shared(&room) {
-                    Some(shared) => self.demote(&shared, "lease_lost"),
-                    None => {
-                        lock(&self.leases).remove(&room);
+                    Some(shared) if shared.holds(&token) => self.demote(&shared, "lease_lost"),
+                    _ => {
+                        let mut leases = lock(&self.leases);
+                        if leases.get(&room) == Some(&token) {
+                            leases.remove(&room);
+                        }
                     }
                 },
                 Err(e) => {
@@ -181,17 +174,9 @@ impl Cluster {
             }
         }
         room.continue_after(stored.max(room.last_seq()));
-        let mut role = shared.role();
-        if let Role::Acquiring { token: t, until } = &role {
-            if *t == token {
-                role = Role::Owner {
-                    token,
-                    until: *until,
-                };
-                shared.set_role(role);
-                metrics::counter!("barrage_cluster_takeovers_total").increment(1);
-                tracing::info!(room = %room.id, after_seq = stored, node = %self.node_id, "cluster: this node now schedules the room");
-            }
+        if shared.promote(&token) {
+            metrics::counter!("barrage_cluster_takeovers_total").increment(1);
+            tracing::info!(room = %room.id, after_seq = stored, node = %self.node_id, "cluster: this node now schedules the room");
         }
     }
 

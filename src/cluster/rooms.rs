@@ -53,6 +53,40 @@ impl SharedRoom {
         *lock(&self.role) = role;
     }
 
+    /// A renewal of lease `token` landed: hold the role until `until` (only if the role is
+    /// still that lease's; a demotion that raced the renewal stands).
+    pub(crate) fn extend(&self, token: &str, until: Instant) {
+        let mut role = lock(&self.role);
+        match &mut *role {
+            Role::Owner { token: t, until: u } | Role::Acquiring { token: t, until: u }
+                if t == token =>
+            {
+                *u = until;
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the room's role is under lease `token` (acquiring or owning).
+    pub(crate) fn holds(&self, token: &str) -> bool {
+        matches!(&*lock(&self.role), Role::Owner { token: t, .. } | Role::Acquiring { token: t, .. } if t == token)
+    }
+
+    /// The takeover under lease `token` is done: schedule (only if still acquiring with it).
+    pub(crate) fn promote(&self, token: &str) -> bool {
+        let mut role = lock(&self.role);
+        match &*role {
+            Role::Acquiring { token: t, until } if t == token => {
+                *role = Role::Owner {
+                    token: token.to_string(),
+                    until: *until,
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn is_owner(&self) -> bool {
         matches!(*lock(&self.role), Role::Owner { .. })
     }
