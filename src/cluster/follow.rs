@@ -21,12 +21,26 @@ const BLOCK: Duration = Duration::from_millis(250);
 const COUNT: usize = 256;
 
 impl Cluster {
-    /// The reader loop (see the module doc); reconnects after errors.
-    pub(crate) async fn follow_loop(self: Arc<Self>) {
+    /// The control stream's newest id now: changes after it are for this node (read once at
+    /// start, before the node serves, so none made meanwhile is missed).
+    pub(crate) async fn control_tail(&self) -> redis::RedisResult<String> {
+        let mut conn = self.link.conn();
+        let tail: StreamRangeReply = conn
+            .xrevrange_count(self.keys.control(), "+", "-", 1)
+            .await?;
+        Ok(tail.ids.first().map_or("0-0".to_string(), |e| e.id.clone()))
+    }
+
+    /// The reader loop (see the module doc); reconnects after errors. `control_from` is where
+    /// the control stream is read from (None: its tail when the loop first reaches Redis).
+    pub(crate) async fn follow_loop(self: Arc<Self>, control_from: Option<String>) {
         let mut conn: Option<MultiplexedConnection> = None;
+        let control = self.keys.control();
         // Stream key -> last id read.
         let mut positions: HashMap<String, String> = HashMap::new();
-        let control = self.keys.control();
+        if let Some(id) = control_from {
+            positions.insert(control.clone(), id);
+        }
         loop {
             if self.cancel.is_cancelled() {
                 return;

@@ -250,8 +250,11 @@ impl Cluster {
             self.settings.advertise.clone()
         };
         let _ = self.advertise.set(url);
-        match tokio::time::timeout(Duration::from_secs(2), self.ping()).await {
-            Ok(Ok(())) => {
+        // Reading the control stream's tail is the reachability check too.
+        let mut control_from = None;
+        match tokio::time::timeout(Duration::from_secs(2), self.control_tail()).await {
+            Ok(Ok(tail)) => {
+                control_from = Some(tail);
                 self.up.store(true, Ordering::SeqCst);
                 metrics::gauge!("barrage_cluster_redis_up").set(1.0);
                 tracing::info!(node = %self.node_id, "cluster: Redis reachable; sharing rooms");
@@ -266,7 +269,7 @@ impl Cluster {
             .spawn(this.election_loop().instrument(span("election")));
         let this = self.clone();
         self.tasks
-            .spawn(this.follow_loop().instrument(span("follow")));
+            .spawn(this.follow_loop(control_from).instrument(span("follow")));
         let this = self.clone();
         self.tasks
             .spawn(this.consume_loop().instrument(span("uplink")));
