@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub cluster: Option<Arc<Cluster>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The RTMP address actually bound (the configured port may be 0), for OBS settings.
+    pub rtmp_bound: OnceLock<SocketAddr>,
     /// Cancelled once on shutdown; every listener and session watches it.
     pub shutdown: CancellationToken,
 }
@@ -156,6 +159,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             bases: Arc::new(WeightedBases::new(config.cdn.bases.clone())),
             hls_base: (!config.http.public_url.is_empty())
                 .then(|| config.http.public_url.trim_end_matches('/').to_string()),
+            written: None,
         },
         next_seq_of(&chat),
     );
@@ -173,6 +177,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         cdn,
         cluster,
         metrics: metrics_handle(),
+        rtmp_bound: OnceLock::new(),
         shutdown,
         config: config.clone(),
     });
@@ -206,11 +211,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source,
         })?;
 
+    let _ = state.rtmp_bound.set(rtmp_addr);
     if let Some(cluster) = &state.cluster {
         cluster.start(http_addr).await;
     }
     let router = crate::http::router(state.clone());
     let http_shutdown = state.shutdown.clone();
+    // `tap_io` (a no-op here) is what lets axum hand handlers the peer's SocketAddr from a
+    // listener of ours.
+    let http_listener =
+        crate::http::limited_listener::LimitedListener::new(http_listener, &config.http)
+            .tap_io(|_| {});
     let http_task = tokio::spawn(async move {
         let result = axum::serve(
             http_listener,

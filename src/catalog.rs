@@ -49,6 +49,21 @@ fn to_room(row: RoomRow) -> Room {
     }
 }
 
+/// Longest room title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// Checks a new room's id and title; returns the title as stored (trimmed).
+pub fn check_new_room<'a>(id: &str, title: &'a str) -> Result<&'a str, CatalogError> {
+    if !valid_room_id(id) {
+        return Err(CatalogError::BadId(id.to_string()));
+    }
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(CatalogError::BadTitle);
+    }
+    Ok(title)
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -108,13 +123,7 @@ impl RoomCatalog {
 
     /// Makes a room with a fresh stream key.
     pub async fn create(&self, id: &str, title: &str) -> Result<CreatedRoom, CatalogError> {
-        if !valid_room_id(id) {
-            return Err(CatalogError::BadId(id.to_string()));
-        }
-        let title = title.trim();
-        if title.is_empty() || title.chars().count() > 200 {
-            return Err(CatalogError::BadTitle);
-        }
+        let title = check_new_room(id, title)?;
         let stream_key = generate_key();
         let row = RoomRow {
             id: id.to_string(),

@@ -67,6 +67,10 @@ pub struct HttpConfig {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub request_timeout_s: u64,
+    pub idle_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,7 +83,6 @@ pub struct StorageConfig {
     pub secret_key: String,
     pub allow_http: bool,
     pub request_timeout_s: u64,
-    pub retain_sessions: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,7 +148,6 @@ pub struct CdnConfig {
     pub period_ms: u64,
     pub bases: Vec<CdnBase>,
     pub max_pending: usize,
-    pub write_protobuf: bool,
 }
 
 /// One CDN (or origin) base URL and its share of clients in weighted round robin.
@@ -254,6 +256,24 @@ impl Config {
         }
         if self.rtmp.max_connections == 0 || self.rtmp.max_chunk_streams == 0 {
             return bad("rtmp.max_connections", "limits must be at least 1");
+        }
+        if self.rtmp.max_connections_per_ip == 0 {
+            return bad("rtmp.max_connections_per_ip", "must be at least 1");
+        }
+        if self.http.max_connections == 0 {
+            return bad("http.max_connections", "must be at least 1");
+        }
+        if self.http.max_connections_per_ip == 0 {
+            return bad("http.max_connections_per_ip", "must be at least 1");
+        }
+        if self.http.request_timeout_s == 0 || self.http.idle_timeout_s == 0 {
+            return bad(
+                "http.request_timeout_s",
+                "request_timeout_s and idle_timeout_s must be at least 1",
+            );
+        }
+        if self.http.max_body_bytes == 0 {
+            return bad("http.max_body_bytes", "must be at least 1");
         }
         if !(self.hls.target_segment_s >= 0.5 && self.hls.target_segment_s <= 60.0) {
             return bad("hls.target_segment_s", "must be between 0.5 and 60");

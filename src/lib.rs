@@ -10,7 +10,11 @@ pub mod cdn;
 pub mod chat;
 pub mod cluster;
 pub mod config;
+pub mod conn_limits;
 pub mod db;
+/// Fuzz harnesses (used by `fuzz/` and the corpus replay test); not part of the service API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod ingest;

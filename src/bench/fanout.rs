@@ -217,6 +217,9 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
     config.chat.user_burst = opts.uplink_per_s.max(1);
     config.chat.room_rate_per_s = opts.uplink_per_s.max(1) * 2;
     config.chat.node_rate_per_s = opts.uplink_per_s.max(1) * 2;
+    // Viewer processes each connect thousands of sockets from one loopback address.
+    config.http.max_connections = opts.viewers + opts.senders + 100;
+    config.http.max_connections_per_ip = config.http.max_connections;
     let tick = Duration::from_millis(config.chat.tick_ms);
     let server = crate::app::start(config).await.map_err(|e| e.to_string())?;
     let addr = server.http_addr;

@@ -47,14 +47,28 @@ type ResumePoints = Arc<Mutex<HashMap<String, ResumePoint>>>;
 /// Gives the seq a room will assign next (so an empty file before any event is still right).
 pub type NextSeq = Arc<dyn Fn(&str) -> u64 + Send + Sync>;
 
+/// A file the uploader stored, with how long after its period was cut (benchmarks and tests
+/// follow these; production reads the `barrage_cdn_publish_delay_seconds` histogram).
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    pub room: String,
+    pub session: String,
+    pub n: u64,
+    pub bytes: usize,
+    /// From the period's cut to the file being stored (includes retries while the store was down).
+    pub delay: Duration,
+}
+
 /// Settings of the publisher.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct PublisherSettings {
     pub period: Duration,
     pub max_pending: usize,
     pub bases: Arc<WeightedBases>,
     /// The public base for HLS URLs in the index (a CDN base if any, else barrage's own).
     pub hls_base: Option<String>,
+    /// Told of every stored file, when set.
+    pub written: Option<tokio::sync::mpsc::UnboundedSender<WrittenFile>>,
 }
 
 /// Writes danmaku files for every active room.
@@ -419,6 +433,17 @@ impl Uploader {
         let len = body.len();
         self.storage.put(&file.object_key(), body).await?;
         metrics::histogram!("barrage_cdn_write_seconds").record(started.elapsed().as_secs_f64());
+        let delay = Duration::from_millis(now_ms().saturating_sub(file.end_ms).max(0) as u64);
+        metrics::histogram!("barrage_cdn_publish_delay_seconds").record(delay.as_secs_f64());
+        if let Some(tx) = &self.settings.written {
+            let _ = tx.send(WrittenFile {
+                room: file.room.clone(),
+                session: file.session.clone(),
+                n: file.n,
+                bytes: len,
+                delay,
+            });
+        }
         metrics::counter!("barrage_cdn_files_total").increment(1);
         metrics::counter!("barrage_cdn_bytes_total").increment(len as u64);
         // The session still cuts files, or this is not its last pending one.

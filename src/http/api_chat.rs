@@ -81,7 +81,7 @@ fn check_user(user: &str) -> Result<(), ApiError> {
 }
 
 /// A body that may be absent; when present it must be JSON of `T`.
-fn optional_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<Option<T>, ApiError> {
+fn optional_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -108,34 +108,38 @@ fn one() -> u32 {
     1
 }
 
+impl GiftBody {
+    /// The gift as the engine takes it, or why the body is refused.
+    fn validate(self) -> Result<Gift, ApiError> {
+        check_user(&self.user)?;
+        check_text("name", &self.name, 0, 64)?;
+        check_text("gift_id", &self.gift_id, 1, 64)?;
+        check_text("gift_name", &self.gift_name, 0, 64)?;
+        if self.count == 0 {
+            return Err(ApiError::bad_request("bad_field", "count: at least 1"));
+        }
+        Ok(Gift {
+            name: if self.name.is_empty() {
+                self.user.clone()
+            } else {
+                self.name
+            },
+            user: self.user,
+            gift_id: self.gift_id,
+            gift_name: self.gift_name,
+            count: self.count,
+            value: self.value,
+        })
+    }
+}
+
 async fn post_gift(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<GiftBody>,
 ) -> Result<Response, ApiError> {
-    check_user(&body.user)?;
-    check_text("name", &body.name, 0, 64)?;
-    check_text("gift_id", &body.gift_id, 1, 64)?;
-    check_text("gift_name", &body.gift_name, 0, 64)?;
-    if body.count == 0 {
-        return Err(ApiError::bad_request("bad_field", "count: at least 1"));
-    }
-    let priority = state.chat.post_gift(
-        &room,
-        Gift {
-            name: if body.name.is_empty() {
-                body.user.clone()
-            } else {
-                body.name
-            },
-            user: body.user,
-            gift_id: body.gift_id,
-            gift_name: body.gift_name,
-            count: body.count,
-            value: body.value,
-        },
-    )?;
+    let priority = state.chat.post_gift(&room, body.validate()?)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"queued": true, "priority": priority.as_str()})),
@@ -149,19 +153,25 @@ struct SystemBody {
     text: String,
 }
 
+impl SystemBody {
+    fn validate(self) -> Result<String, ApiError> {
+        if self.text.trim().is_empty() || self.text.chars().count() > MAX_SYSTEM_CHARS {
+            return Err(ApiError::bad_request(
+                "bad_field",
+                format!("text: 1 to {MAX_SYSTEM_CHARS} characters"),
+            ));
+        }
+        Ok(self.text)
+    }
+}
+
 async fn post_system(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<SystemBody>,
 ) -> Result<Response, ApiError> {
-    if body.text.trim().is_empty() || body.text.chars().count() > MAX_SYSTEM_CHARS {
-        return Err(ApiError::bad_request(
-            "bad_field",
-            format!("text: 1 to {MAX_SYSTEM_CHARS} characters"),
-        ));
-    }
-    state.chat.post_system(&room, body.text)?;
+    state.chat.post_system(&room, body.validate()?)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"queued": true}))).into_response())
 }
 
@@ -171,6 +181,18 @@ struct MuteBody {
     seconds: Option<u64>,
 }
 
+/// A mute's length from its optional body: `None` for no expiry.
+fn mute_seconds(body: &[u8]) -> Result<Option<u64>, ApiError> {
+    let seconds = optional_json::<MuteBody>(body)?.and_then(|b| b.seconds);
+    if seconds.is_some_and(|s| s == 0 || s > MAX_MUTE_S) {
+        return Err(ApiError::bad_request(
+            "bad_field",
+            format!("seconds: 1 to {MAX_MUTE_S}, or leave it out for no expiry"),
+        ));
+    }
+    Ok(seconds)
+}
+
 async fn mute(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
@@ -178,13 +200,7 @@ async fn mute(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_user(&user)?;
-    let seconds = optional_json::<MuteBody>(&body)?.and_then(|b| b.seconds);
-    if seconds.is_some_and(|s| s == 0 || s > MAX_MUTE_S) {
-        return Err(ApiError::bad_request(
-            "bad_field",
-            format!("seconds: 1 to {MAX_MUTE_S}, or leave it out for no expiry"),
-        ));
-    }
+    let seconds = mute_seconds(&body)?;
     let until_ms = seconds.map(|s| chrono::Utc::now().timestamp_millis() + (s as i64) * 1000);
     moderate(
         &state,
@@ -267,6 +283,22 @@ struct WordsBody {
     words: Vec<String>,
 }
 
+impl WordsBody {
+    /// The normalised list, or why it is refused.
+    fn validate(self) -> Result<Vec<String>, ApiError> {
+        if self.words.len() > MAX_WORDS {
+            return Err(ApiError::bad_request(
+                "bad_field",
+                format!("words: at most {MAX_WORDS}"),
+            ));
+        }
+        for w in &self.words {
+            check_text("words[]", w.trim(), 1, MAX_WORD_CHARS)?;
+        }
+        Ok(normalize_words(&self.words))
+    }
+}
+
 async fn get_blocked_words(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
@@ -282,16 +314,7 @@ async fn put_blocked_words(
     Path(room): Path<String>,
     ApiJson(body): ApiJson<WordsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if body.words.len() > MAX_WORDS {
-        return Err(ApiError::bad_request(
-            "bad_field",
-            format!("words: at most {MAX_WORDS}"),
-        ));
-    }
-    for w in &body.words {
-        check_text("words[]", w.trim(), 1, MAX_WORD_CHARS)?;
-    }
-    let words = normalize_words(&body.words);
+    let words = body.validate()?;
     moderate(
         &state,
         &room,
@@ -309,27 +332,27 @@ struct SlowModeBody {
     seconds: u32,
 }
 
+impl SlowModeBody {
+    fn validate(self) -> Result<u32, ApiError> {
+        if self.seconds > MAX_SLOW_MODE_S {
+            return Err(ApiError::bad_request(
+                "bad_field",
+                format!("seconds: 0 (off) to {MAX_SLOW_MODE_S}"),
+            ));
+        }
+        Ok(self.seconds)
+    }
+}
+
 async fn put_slow_mode(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<SlowModeBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if body.seconds > MAX_SLOW_MODE_S {
-        return Err(ApiError::bad_request(
-            "bad_field",
-            format!("seconds: 0 (off) to {MAX_SLOW_MODE_S}"),
-        ));
-    }
-    moderate(
-        &state,
-        &room,
-        &ModerationChange::SetSlowMode {
-            seconds: body.seconds,
-        },
-    )
-    .await?;
-    Ok(Json(json!({"room": room, "seconds": body.seconds})))
+    let seconds = body.validate()?;
+    moderate(&state, &room, &ModerationChange::SetSlowMode { seconds }).await?;
+    Ok(Json(json!({"room": room, "seconds": seconds})))
 }
 
 async fn get_moderation(
@@ -358,6 +381,14 @@ struct GuestBody {
     name: String,
 }
 
+/// The display name asked for in an optional guest-token body (may be empty).
+fn guest_name(body: &[u8]) -> Result<String, ApiError> {
+    let body = optional_json::<GuestBody>(body)?.unwrap_or_default();
+    let name = body.name.trim();
+    check_text("name", name, 0, 64)?;
+    Ok(name.to_string())
+}
+
 async fn guest_token(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
@@ -375,16 +406,18 @@ async fn guest_token(
             "room {room} does not exist or is closed"
         )));
     }
-    let body = optional_json::<GuestBody>(&body)?.unwrap_or_default();
-    let name = body.name.trim();
-    check_text("name", name, 0, 64)?;
+    let name = guest_name(&body)?;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rng();
     let suffix: String = (0..8)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     let user = format!("guest-{suffix}");
-    let name = if name.is_empty() { user.as_str() } else { name };
+    let name = if name.is_empty() {
+        user.as_str()
+    } else {
+        &name
+    };
     let ttl = state.config.auth.guest_token_ttl_s;
     let token = state.tokens.mint(
         &user,
@@ -411,4 +444,51 @@ async fn moderate(state: &AppState, room: &str, change: &ModerationChange) -> Re
         ));
     }
     Ok(state.chat.moderate(room, change)?)
+}
+
+/// Deserialises and validates one route's body from raw bytes.
+pub(crate) type BodyCheck = fn(&[u8]) -> Result<(), ApiError>;
+
+/// The body checks of every chat API route that takes one, by name, for the fuzz harness and
+/// its seeds: the same deserialisation and validation the handlers run, on any bytes. On
+/// success, what the handler would act on is checked against the limits it promises.
+pub(crate) const BODY_CHECKS: &[(&str, BodyCheck)] = &[
+    ("gift", |b| {
+        let gift = json_body::<GiftBody>(b)?.validate()?;
+        assert!(gift.count >= 1 && !gift.user.is_empty() && !gift.name.is_empty());
+        Ok(())
+    }),
+    ("system", |b| {
+        let text = json_body::<SystemBody>(b)?.validate()?;
+        assert!(!text.trim().is_empty() && text.chars().count() <= MAX_SYSTEM_CHARS);
+        Ok(())
+    }),
+    ("mute", |b| {
+        let seconds = mute_seconds(b)?;
+        assert!(seconds.is_none_or(|s| (1..=MAX_MUTE_S).contains(&s)));
+        Ok(())
+    }),
+    ("blocked_words", |b| {
+        let words = json_body::<WordsBody>(b)?.validate()?;
+        assert!(words.len() <= MAX_WORDS);
+        assert!(words
+            .iter()
+            .all(|w| !w.is_empty() && w.chars().count() <= MAX_WORD_CHARS));
+        Ok(())
+    }),
+    ("slow_mode", |b| {
+        let seconds = json_body::<SlowModeBody>(b)?.validate()?;
+        assert!(seconds <= MAX_SLOW_MODE_S);
+        Ok(())
+    }),
+    ("guest_token", |b| {
+        let name = guest_name(b)?;
+        assert!(name.chars().count() <= 64);
+        Ok(())
+    }),
+];
+
+/// A required JSON body, as `ApiJson` reads it (same `Deserialize`, same error code).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("bad_json", e.to_string()))
 }

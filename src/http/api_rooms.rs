@@ -93,7 +93,10 @@ fn obs(state: &AppState, headers: &HeaderMap, key: String) -> ObsSettings {
     ObsSettings {
         server: format!(
             "rtmp://{host}:{}/{}",
-            state.config.rtmp.listen.port(),
+            state
+                .rtmp_bound
+                .get()
+                .map_or(state.config.rtmp.listen.port(), |a| a.port()),
             state.config.rtmp.app
         ),
         stream_key: key,
@@ -106,6 +109,15 @@ struct CreateRoom {
     #[serde(default)]
     id: Option<String>,
     title: String,
+}
+
+/// `POST /api/rooms` body checks, without the database: what the fuzz harness runs on any bytes.
+pub(crate) fn check_create_room(body: &[u8]) -> Result<(), ApiError> {
+    let body: CreateRoom = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
+    let id = body.id.unwrap_or_else(|| "room-fuzz".to_string());
+    crate::catalog::check_new_room(&id, &body.title)?;
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]

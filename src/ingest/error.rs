@@ -113,12 +113,42 @@ impl IngestError {
 /// The crate's parsers index and subtract on wire data; a panic there must end this connection
 /// only. (Allocation failures and stack overflows abort instead: the guards prevent those.)
 pub fn catch_crate_panic<T>(step: &'static str, f: impl FnOnce() -> T) -> Result<T, IngestError> {
+    let _contained = CrateStep::enter();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
         IngestError::CratePanic {
             step,
             message: panic_message(payload.as_ref()),
         }
     })
+}
+
+thread_local! {
+    /// How many crate steps run under `catch_unwind` on this thread right now.
+    static CRATE_STEPS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks this thread as inside a crate step whose panics are caught, until dropped. A panic
+/// hook reads it ([`in_contained_crate_step`]): the fuzz harness stays quiet about panics
+/// that end one connection by design, and still reports every other panic.
+pub struct CrateStep(());
+
+impl CrateStep {
+    /// Enters a crate step on this thread (left when the marker is dropped).
+    pub fn enter() -> CrateStep {
+        CRATE_STEPS.with(|n| n.set(n.get() + 1));
+        CrateStep(())
+    }
+}
+
+impl Drop for CrateStep {
+    fn drop(&mut self) {
+        CRATE_STEPS.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// Whether a panic on this thread now would be caught at a crate step boundary.
+pub fn in_contained_crate_step() -> bool {
+    CRATE_STEPS.with(|n| n.get() > 0)
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.

@@ -10,7 +10,7 @@ use futures::FutureExt;
 use rtmp::handshake::define::{ServerHandshakeState, RTMP_HANDSHAKE_SIZE};
 use rtmp::handshake::handshake_server::HandshakeServer;
 
-use super::error::{panic_message, IngestError, ProtocolError};
+use super::error::{panic_message, CrateStep, IngestError, ProtocolError};
 use super::outbox::Outbox;
 
 /// The only C0 version we accept (3: plain RTMP; 6 would be RTMPE).
@@ -77,10 +77,14 @@ impl Handshake {
     /// waits), panics caught.
     async fn step(&mut self, bytes: &[u8]) -> Result<(), IngestError> {
         self.server.extend_data(bytes);
-        match std::panic::AssertUnwindSafe(self.server.handshake())
+        // The crate's step never waits (its writes land in the outbox), so the marker is not
+        // held across a real suspension.
+        let contained = CrateStep::enter();
+        let outcome = std::panic::AssertUnwindSafe(self.server.handshake())
             .catch_unwind()
-            .await
-        {
+            .await;
+        drop(contained);
+        match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(IngestError::crate_error("handshake", e)),
             Err(payload) => Err(IngestError::CratePanic {

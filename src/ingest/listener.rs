@@ -11,11 +11,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-use super::limits::{ConnectionLimits, ConnectionPermit};
 use super::publish::PublishGate;
 use super::session::Session;
 use super::telemetry;
 use crate::config::RtmpConfig;
+use crate::conn_limits::{ConnectionLimits, ConnectionPermit};
 
 /// How long shutdown waits for sessions to end after telling them to.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -46,7 +46,11 @@ impl Listener {
         shutdown: CancellationToken,
     ) -> Listener {
         Listener {
-            limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
+            limits: ConnectionLimits::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+                telemetry::CONNECTION_SCOPE,
+            ),
             listener,
             config,
             gate,

@@ -13,22 +13,24 @@ pub mod chunk_guard;
 mod commands;
 mod error;
 mod handshake;
-mod limits;
 mod listener;
-mod message;
+pub(crate) mod message;
 mod metadata;
 mod outbox;
 pub mod publish;
-mod reader;
+pub(crate) mod reader;
 mod replies;
 mod session;
 mod telemetry;
 
-pub use error::{IngestError, ProtocolError};
+pub use error::{in_contained_crate_step, IngestError, ProtocolError};
 pub use publish::*;
+pub use session::SessionEnd;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +45,20 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     listener::Listener::new(listener, config, gate, shutdown)
+        .run()
+        .await
+}
+
+/// Serves one already-connected peer over any byte stream, exactly as the listener would (no
+/// connection limits: those are the listener's). Fuzz targets and tests use it to run the
+/// whole session loop, handshake included, from memory.
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: SocketAddr,
+    config: Arc<RtmpConfig>,
+    gate: Arc<dyn PublishGate>,
+) -> Result<SessionEnd, IngestError> {
+    session::Session::new(stream, peer, config, gate)
         .run()
         .await
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info, trace, warn, Span};
@@ -60,9 +60,10 @@ enum Flow {
     Close(SessionEnd),
 }
 
-/// One connection's state.
-pub struct Session {
-    stream: TcpStream,
+/// One connection's state. Generic over the byte stream so that tests and fuzz targets drive
+/// the very same loop from memory; the listener uses a `TcpStream`.
+pub struct Session<S = TcpStream> {
+    stream: S,
     peer: SocketAddr,
     config: Arc<RtmpConfig>,
     gate: Arc<dyn PublishGate>,
@@ -85,14 +86,14 @@ pub struct Session {
     ack_window: u32,
 }
 
-impl Session {
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A session for an accepted socket; the setup deadline starts now.
     pub fn new(
-        stream: TcpStream,
+        stream: S,
         peer: SocketAddr,
         config: Arc<RtmpConfig>,
         gate: Arc<dyn PublishGate>,
-    ) -> Session {
+    ) -> Session<S> {
         let outbox = Outbox::new();
         let limits = ChunkLimits {
             max_chunk_size: config.max_chunk_size,
@@ -327,12 +328,6 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    fn end_publish(&mut self, why: &str) {
-        if let Some(publication) = self.publication.take() {
-            info!(room = %publication.room, session = %publication.session, "publish ended: {why}");
-        }
-    }
-
     /// Reads more bytes into the reader's input; 0 means the peer closed.
     async fn read_more(&mut self) -> Result<usize, IngestError> {
         let idle = Duration::from_secs(self.config.idle_timeout_s);
@@ -404,7 +399,15 @@ impl Session {
     }
 }
 
-impl Drop for Session {
+impl<S> Session<S> {
+    fn end_publish(&mut self, why: &str) {
+        if let Some(publication) = self.publication.take() {
+            info!(room = %publication.room, session = %publication.session, "publish ended: {why}");
+        }
+    }
+}
+
+impl<S> Drop for Session<S> {
     fn drop(&mut self) {
         self.end_publish("the connection closed");
     }

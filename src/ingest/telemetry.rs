@@ -1,14 +1,11 @@
 //! The ingest metrics, in one place so names and labels stay consistent.
 
-/// A connection was admitted (gauge up); [`connection_closed`] brings it down.
-pub fn connection_opened() {
-    metrics::gauge!("barrage_rtmp_connections").increment(1.0);
-}
-
-/// A connection's permit was released (gauge down).
-pub fn connection_closed() {
-    metrics::gauge!("barrage_rtmp_connections").decrement(1.0);
-}
+/// Where the connection limits count open RTMP connections (`[rtmp]` keys, gauge
+/// `barrage_rtmp_connections`).
+pub const CONNECTION_SCOPE: crate::conn_limits::LimitScope = crate::conn_limits::LimitScope {
+    section: "rtmp",
+    gauge: "barrage_rtmp_connections",
+};
 
 /// A connection closed at accept (`max_connections`, `max_connections_per_ip`).
 pub fn connection_refused(reason: &'static str) {

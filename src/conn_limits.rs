@@ -1,6 +1,8 @@
-//! Connection limits checked at accept: at most `max_connections` open at once, and at most
-//! `max_connections_per_ip` from one address. A [`ConnectionPermit`] holds a place in both
-//! until it is dropped, so a session that ends in any way (even a panic) gives it back.
+//! Connection limits checked at accept, for RTMP ingest and for HTTP/WebSocket alike: at most
+//! `max_connections` open at once, and at most `max_connections_per_ip` from one address. A
+//! [`ConnectionPermit`] holds a place in both until it is dropped, so a connection that ends in
+//! any way (even a panic) gives it back. Together with each protocol's per-connection bounds
+//! this is what keeps the memory of a node bounded however many peers arrive.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,15 +10,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::telemetry;
+/// Which listener the limits belong to: the config section that sets them (for messages) and
+/// the gauge of open connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitScope {
+    /// `rtmp` or `http`: the section holding `max_connections` and `max_connections_per_ip`.
+    pub section: &'static str,
+    /// Gauge of connections open now, e.g. `barrage_rtmp_connections`.
+    pub gauge: &'static str,
+}
 
 /// Why a connection was closed at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LimitRefusal {
-    #[error("{limit} connections are open (rtmp.max_connections)")]
-    Global { limit: usize },
-    #[error("{limit} connections are open from this address (rtmp.max_connections_per_ip)")]
-    PerIp { limit: usize },
+    #[error("{limit} connections are open ({section}.max_connections)")]
+    Global { limit: usize, section: &'static str },
+    #[error("{limit} connections are open from this address ({section}.max_connections_per_ip)")]
+    PerIp { limit: usize, section: &'static str },
 }
 
 impl LimitRefusal {
@@ -38,16 +48,22 @@ pub struct ConnectionLimits {
     /// Open connections per address; an address leaves the map at zero.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     max_per_ip: usize,
+    scope: LimitScope,
 }
 
 impl ConnectionLimits {
     /// Limits for `max_connections` in all and `max_per_ip` per address.
-    pub fn new(max_connections: usize, max_per_ip: usize) -> Arc<ConnectionLimits> {
+    pub fn new(
+        max_connections: usize,
+        max_per_ip: usize,
+        scope: LimitScope,
+    ) -> Arc<ConnectionLimits> {
         Arc::new(ConnectionLimits {
             global: Arc::new(Semaphore::new(max_connections)),
             max_connections,
             per_ip: Mutex::new(HashMap::new()),
             max_per_ip,
+            scope,
         })
     }
 
@@ -58,6 +74,7 @@ impl ConnectionLimits {
         if open >= self.max_per_ip {
             return Err(LimitRefusal::PerIp {
                 limit: self.max_per_ip,
+                section: self.scope.section,
             });
         }
         let global = self
@@ -66,9 +83,10 @@ impl ConnectionLimits {
             .try_acquire_owned()
             .map_err(|_| LimitRefusal::Global {
                 limit: self.max_connections,
+                section: self.scope.section,
             })?;
         per_ip.insert(ip, open + 1);
-        telemetry::connection_opened();
+        metrics::gauge!(self.scope.gauge).increment(1.0);
         Ok(ConnectionPermit {
             limits: self.clone(),
             ip,
@@ -77,7 +95,6 @@ impl ConnectionLimits {
     }
 
     /// Connections open from `ip` now.
-    #[cfg(test)]
     pub fn open_from(&self, ip: IpAddr) -> usize {
         self.lock().get(&ip).copied().unwrap_or(0)
     }
@@ -104,7 +121,7 @@ impl Drop for ConnectionPermit {
                 per_ip.remove(&self.ip);
             }
         }
-        telemetry::connection_closed();
+        metrics::gauge!(self.limits.scope.gauge).decrement(1.0);
     }
 }
 
@@ -114,7 +131,11 @@ mod tests {
 
     #[test]
     fn per_ip_then_global_and_released_on_drop() {
-        let limits = ConnectionLimits::new(3, 2);
+        const SCOPE: LimitScope = LimitScope {
+            section: "test",
+            gauge: "barrage_test_connections",
+        };
+        let limits = ConnectionLimits::new(3, 2, SCOPE);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
         let c: IpAddr = "127.0.0.3".parse().unwrap();
@@ -122,12 +143,18 @@ mod tests {
         let _a2 = limits.try_admit(a).unwrap();
         assert_eq!(
             limits.try_admit(a).unwrap_err(),
-            LimitRefusal::PerIp { limit: 2 }
+            LimitRefusal::PerIp {
+                limit: 2,
+                section: "test"
+            }
         );
         let _b1 = limits.try_admit(b).unwrap();
         assert_eq!(
             limits.try_admit(c).unwrap_err(),
-            LimitRefusal::Global { limit: 3 }
+            LimitRefusal::Global {
+                limit: 3,
+                section: "test"
+            }
         );
         drop(a1);
         assert_eq!(limits.open_from(a), 1);
