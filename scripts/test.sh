@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, with its peers installed first (as root on Debian; skips what is there):
 #   ffmpeg/ffprobe (RTMP pushes, segment checks), s3s-fs (a real S3-protocol server),
-#   chromium, node/npm and tests/browser's npm modules (page tests). PostgreSQL
-#   (127.0.0.1:5432) and Redis (127.0.0.1:6379) are expected to run on the machine; tests that
-#   need them say so if not.
+#   chromium, node/npm and tests/browser's npm modules (page tests), redis-server (the
+#   cluster outage test runs its own), nginx (`nginx -t` on deploy/nginx.conf). PostgreSQL
+#   (127.0.0.1:5432) and Redis (127.0.0.1:6379) are started when they do not answer; tests
+#   that need them say so if not.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ log() { printf '\n==> %s\n' "$*"; }
 
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)
 # Page tests: Debian's chromium driven by playwright-core (tests/browser), CJK fonts for danmaku.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-noto-cjk)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
@@ -40,6 +43,10 @@ log "checking services"
 if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   echo "PostgreSQL is not answering on 127.0.0.1:5432; starting it" >&2
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  echo "Redis is not answering on 127.0.0.1:6379; starting it" >&2
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
 fi
 
 log "format and lints"

@@ -4,6 +4,7 @@
 pub mod api_chat;
 pub mod api_error;
 pub mod api_rooms;
+pub mod connect;
 pub mod deadline_stream;
 pub mod limited_listener;
 pub mod objects;
@@ -31,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(pages::routes())
         .merge(ws::routes())
         .merge(api_chat::routes())
+        .merge(connect::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.http.max_body_bytes,
         ))
