@@ -16,6 +16,7 @@ use crate::catalog::{CatalogError, RoomCatalog};
 use crate::cdn::publisher::{CdnPublisher, NextSeq, PublisherSettings};
 use crate::cdn::weights::WeightedBases;
 use crate::chat::ChatEngine;
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::live::LiveRegistry;
@@ -39,6 +40,8 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error("cannot load rooms: {0}")]
     Rooms(#[from] CatalogError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("cannot listen on {what} {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -63,8 +66,12 @@ pub struct AppState {
     pub chat: Arc<ChatEngine>,
     /// Writes every room's delivered danmaku as per-period files for a CDN.
     pub cdn: Arc<CdnPublisher>,
+    /// The other nodes sharing the rooms (None: this node alone, `cluster.redis_url` empty).
+    pub cluster: Option<Arc<Cluster>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The RTMP address actually bound (the configured port may be 0), for OBS settings.
+    pub rtmp_bound: OnceLock<SocketAddr>,
     /// Cancelled once on shutdown; every listener and session watches it.
     pub shutdown: CancellationToken,
 }
@@ -152,10 +159,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             bases: Arc::new(WeightedBases::new(config.cdn.bases.clone())),
             hls_base: (!config.http.public_url.is_empty())
                 .then(|| config.http.public_url.trim_end_matches('/').to_string()),
+            written: None,
         },
         next_seq_of(&chat),
     );
     chat.set_batch_sink(cdn.clone());
+    let cluster = Cluster::from_config(&config, &chat, &live, &catalog, &cdn, &storage)?;
     let state = Arc::new(AppState {
         tokens: TokenSigner::new(&secrets.token_secret),
         secrets,
@@ -166,7 +175,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         broadcaster,
         chat,
         cdn,
+        cluster,
         metrics: metrics_handle(),
+        rtmp_bound: OnceLock::new(),
         shutdown,
         config: config.clone(),
     });
@@ -200,6 +211,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source,
         })?;
 
+    let _ = state.rtmp_bound.set(rtmp_addr);
+    if let Some(cluster) = &state.cluster {
+        cluster.start(http_addr).await;
+    }
     let router = crate::http::router(state.clone());
     let http_shutdown = state.shutdown.clone();
     // `tap_io` (a no-op here) is what lets axum hand handlers the peer's SocketAddr from a
@@ -276,6 +291,10 @@ impl RunningServer {
             .cdn
             .shutdown(std::time::Duration::from_secs(10))
             .await;
+        // After the last files: give the leases back so another node takes over at once.
+        if let Some(cluster) = &self.state.cluster {
+            cluster.stop().await;
+        }
         let _ = self.http_task.await;
         self.state.catalog.db.close().await;
         tracing::info!("stopped");

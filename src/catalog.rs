@@ -163,6 +163,17 @@ impl RoomCatalog {
         Ok(())
     }
 
+    /// Reads every room from the database into the in-memory view again (another node of a
+    /// cluster made, closed or re-keyed one). Returns how many rooms there are.
+    pub async fn reload(&self) -> Result<usize, CatalogError> {
+        let rows = self.db.load_rooms().await?;
+        let n = rows.len();
+        for row in rows {
+            self.rooms.upsert(to_room(row));
+        }
+        Ok(n)
+    }
+
     /// Whether the config room's kept key is still the one in force (not rotated by the API).
     pub fn config_key_in_force(&self, room: &str, key: &str) -> bool {
         self.rooms

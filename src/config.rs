@@ -83,7 +83,6 @@ pub struct StorageConfig {
     pub secret_key: String,
     pub allow_http: bool,
     pub request_timeout_s: u64,
-    pub retain_sessions: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,7 +148,6 @@ pub struct CdnConfig {
     pub period_ms: u64,
     pub bases: Vec<CdnBase>,
     pub max_pending: usize,
-    pub write_protobuf: bool,
 }
 
 /// One CDN (or origin) base URL and its share of clients in weighted round robin.
@@ -176,6 +174,12 @@ pub struct DbConfig {
 pub struct ClusterConfig {
     pub redis_url: String,
     pub node_id: String,
+    pub key_prefix: String,
+    pub advertise_url: String,
+    pub lease_ms: u64,
+    pub report_ms: u64,
+    pub assignments_per_node: u32,
+    pub connect_urls: usize,
 }
 
 /// A room declared in config; upserted into the database at start.
@@ -332,6 +336,41 @@ impl Config {
         }
         if !self.http.public_url.is_empty() && url::Url::parse(&self.http.public_url).is_err() {
             return bad("http.public_url", "is not a URL");
+        }
+        if !self.cluster.redis_url.is_empty() {
+            let ok = url::Url::parse(&self.cluster.redis_url)
+                .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix"));
+            if !ok {
+                return bad(
+                    "cluster.redis_url",
+                    "must be redis://host:port[/db] (or rediss://)",
+                );
+            }
+        }
+        if self.cluster.key_prefix.is_empty()
+            || self.cluster.key_prefix.contains(char::is_whitespace)
+        {
+            return bad(
+                "cluster.key_prefix",
+                "must be a non-empty name without spaces",
+            );
+        }
+        if !(300..=60_000).contains(&self.cluster.lease_ms) {
+            return bad("cluster.lease_ms", "must be between 300 and 60000");
+        }
+        if !(100..=60_000).contains(&self.cluster.report_ms) {
+            return bad("cluster.report_ms", "must be between 100 and 60000");
+        }
+        if self.cluster.assignments_per_node == 0 || self.cluster.connect_urls == 0 {
+            return bad(
+                "cluster.assignments_per_node",
+                "assignments and connect_urls must be at least 1",
+            );
+        }
+        if !self.cluster.advertise_url.is_empty()
+            && url::Url::parse(&self.cluster.advertise_url).is_err()
+        {
+            return bad("cluster.advertise_url", "is not a URL");
         }
         let mut seen = std::collections::HashSet::new();
         for (i, room) in self.rooms.iter().enumerate() {

@@ -8,6 +8,7 @@ pub mod broadcast;
 pub mod catalog;
 pub mod cdn;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod conn_limits;
 pub mod db;

@@ -73,6 +73,40 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Uplink path cost: decode, limits, moderation, scheduler; vs decode + queue.
+    Uplink {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        /// Per-user rate (messages/s) in force for the run.
+        #[arg(long, default_value_t = 1.0)]
+        user_rate: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Danmaku files: rooms x period on the local store and an S3 server; vs plain puts.
+    Cdn {
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1000)]
+        period_ms: u64,
+        #[arg(long, default_value_t = 20)]
+        events_per_s: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// RTMP ingest vs nginx-rtmp (runs scripts/bench_ingest.py from the repository).
+    Ingest {
+        #[arg(long, default_value = "1,8")]
+        streams: String,
+        #[arg(long, default_value_t = 40)]
+        seconds: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// (internal) a viewer process of the fan-out benchmark.
     #[command(hide = true)]
     Viewers {
@@ -109,14 +143,6 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
             per_process,
             json,
         } => {
-            init_logging("warn");
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("barrage: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
             let opts = barrage::bench::fanout::FanoutOptions {
                 viewers,
                 uplink_per_s: uplink,
@@ -124,23 +150,98 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
                 seconds: seconds.max(1),
                 per_process: per_process.max(1),
             };
-            match runtime.block_on(barrage::bench::fanout::run(opts)) {
-                Ok(report) if json => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).unwrap_or_default()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Ok(report) => {
-                    println!("{}", barrage::bench::fanout::table(&report));
-                    ExitCode::SUCCESS
-                }
+            report(barrage::bench::fanout::run(opts), json, |r| {
+                barrage::bench::fanout::table(r)
+            })
+        }
+        BenchCommand::Uplink {
+            messages,
+            users,
+            user_rate,
+            json,
+        } => {
+            let opts = barrage::bench::uplink::UplinkOptions {
+                messages: messages.max(1),
+                users: users.max(1),
+                user_rate: user_rate.max(0.001),
+            };
+            report(barrage::bench::uplink::run(opts), json, |r| {
+                barrage::bench::uplink::table(r)
+            })
+        }
+        BenchCommand::Cdn {
+            rooms,
+            seconds,
+            period_ms,
+            events_per_s,
+            json,
+        } => {
+            let opts = barrage::bench::cdn::CdnOptions {
+                rooms: rooms.max(1),
+                seconds: seconds.max(1),
+                period_ms: period_ms.max(100),
+                events_per_s,
+            };
+            let shown = opts.clone();
+            report(barrage::bench::cdn::run(opts), json, move |r| {
+                barrage::bench::cdn::table(&shown, r)
+            })
+        }
+        BenchCommand::Ingest {
+            streams,
+            seconds,
+            json,
+        } => {
+            let mut cmd = std::process::Command::new("python3");
+            cmd.arg("scripts/bench_ingest.py").args([
+                "--streams",
+                &streams,
+                "--seconds",
+                &seconds.to_string(),
+            ]);
+            if json {
+                cmd.arg("--json");
+            }
+            match cmd.status() {
+                Ok(s) if s.success() => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
                 Err(e) => {
-                    eprintln!("barrage bench fanout: {e}");
+                    eprintln!(
+                        "barrage bench ingest: cannot run scripts/bench_ingest.py (run from the repository): {e}"
+                    );
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a benchmark future on a fresh runtime and prints its report as a table or JSON.
+fn report<T: serde::Serialize>(
+    run: impl std::future::Future<Output = Result<T, String>>,
+    json: bool,
+    table: impl FnOnce(&T) -> String,
+) -> ExitCode {
+    init_logging("warn");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("barrage: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run) {
+        Ok(r) if json => {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            println!("{}", table(&r));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("barrage bench: {e}");
+            ExitCode::FAILURE
         }
     }
 }

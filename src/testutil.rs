@@ -183,3 +183,129 @@ impl Drop for S3Server {
         self.stop();
     }
 }
+
+/// The Redis tests share: `BARRAGE_TEST_REDIS` or the machine's Redis on 127.0.0.1:6379.
+pub fn redis_url() -> String {
+    std::env::var("BARRAGE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// Fails (never skips) when Redis does not answer at `url`, saying how to start it.
+pub async fn require_redis(url: &str) {
+    let answer = async {
+        let client = redis::Client::open(url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), answer).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => panic!(
+            "Redis is needed for this test at {url} (set BARRAGE_TEST_REDIS, or start it: \
+             redis-server --daemonize yes --port 6379 --save '' --appendonly no): {e}"
+        ),
+        Err(_) => panic!("Redis is needed for this test at {url} and did not answer in 5 s"),
+    }
+}
+
+/// A key prefix of its own for one test, so tests can share one Redis (never FLUSHALL).
+pub fn redis_prefix(test: &str) -> String {
+    format!(
+        "bt-{test}-{}",
+        crate::secrets::random_secret(8).to_ascii_lowercase()
+    )
+}
+
+/// Deletes every key under `prefix` (SCAN + DEL; other users of the Redis are untouched).
+pub async fn redis_cleanup(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let mut cursor = 0u64;
+    loop {
+        let step: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await;
+        let Ok((next, keys)) = step else { return };
+        if !keys.is_empty() {
+            let _ = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<()>(&mut conn)
+                .await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
+/// A Redis server of its own (`redis-server`, nothing kept on disk) on a free port, that an
+/// outage test stops and starts again on the same port.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` on a free port; panics with how to install it when missing.
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the process on the same port, empty; waits until it accepts.
+    pub fn restart(&mut self) {
+        let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .unwrap_or("redis-server");
+        let child = std::process::Command::new(binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "redis-server is needed for this test (apt-get install -y redis-server): {e}"
+                )
+            });
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Stops the process (everything in it is gone: it keeps nothing on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

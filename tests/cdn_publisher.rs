@@ -39,6 +39,7 @@ async fn publisher(
             max_pending: 1000,
             bases: Arc::new(WeightedBases::new(vec![])),
             hls_base: None,
+            written: None,
         },
         Arc::new(|_: &str| 1),
     )

@@ -2,6 +2,8 @@
 //! baseline measured in the same run, as a ratio; nothing here is a test assertion.
 
 pub mod baseline;
+pub mod cdn;
 pub mod fanout;
 pub mod proc_stats;
+pub mod uplink;
 pub mod viewers;

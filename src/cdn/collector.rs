@@ -43,6 +43,12 @@ impl PeriodCollector {
         }
     }
 
+    /// Numbers the first file `n` instead of 1 (a session another node began).
+    pub fn starting_at_file(mut self, n: u64) -> Self {
+        self.next_n = n.max(1);
+        self
+    }
+
     /// Ends the session: no more cuts; what is pending is still written.
     pub fn close(&mut self) {
         self.closed = true;

@@ -28,19 +28,47 @@ enum RoomInput {
     Events(Vec<CdnEvent>),
     LiveStarted(String),
     LiveEnded(String),
+    /// Another node writes this room's files now: stop at once, writing nothing more.
+    HandOver,
 }
+
+/// Where a room's files continue when this node takes the room over from another node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub session: String,
+    /// The number of the next file to write.
+    pub next_n: u64,
+    /// The seq that file starts at.
+    pub next_seq: u64,
+}
+
+type ResumePoints = Arc<Mutex<HashMap<String, ResumePoint>>>;
 
 /// Gives the seq a room will assign next (so an empty file before any event is still right).
 pub type NextSeq = Arc<dyn Fn(&str) -> u64 + Send + Sync>;
 
+/// A file the uploader stored, with how long after its period was cut (benchmarks and tests
+/// follow these; production reads the `barrage_cdn_publish_delay_seconds` histogram).
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    pub room: String,
+    pub session: String,
+    pub n: u64,
+    pub bytes: usize,
+    /// From the period's cut to the file being stored (includes retries while the store was down).
+    pub delay: Duration,
+}
+
 /// Settings of the publisher.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct PublisherSettings {
     pub period: Duration,
     pub max_pending: usize,
     pub bases: Arc<WeightedBases>,
     /// The public base for HLS URLs in the index (a CDN base if any, else barrage's own).
     pub hls_base: Option<String>,
+    /// Told of every stored file, when set.
+    pub written: Option<tokio::sync::mpsc::UnboundedSender<WrittenFile>>,
 }
 
 /// Writes danmaku files for every active room.
@@ -51,6 +79,8 @@ pub struct CdnPublisher {
     settings: PublisherSettings,
     next_seq: NextSeq,
     rooms: Mutex<HashMap<String, mpsc::UnboundedSender<RoomInput>>>,
+    /// Set by the cluster before a taken-over room's first events (see [`ResumePoint`]).
+    resume_points: ResumePoints,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -81,6 +111,7 @@ impl CdnPublisher {
             settings,
             next_seq,
             rooms: Mutex::new(HashMap::new()),
+            resume_points: ResumePoints::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
@@ -115,6 +146,27 @@ impl CdnPublisher {
         }
     }
 
+    /// Continues a room's files at `point` (this node took the room over), starting with
+    /// `backfill`: delivered events the last owner had not written yet.
+    pub fn resume(&self, room: &str, point: ResumePoint, backfill: Vec<CdnEvent>) {
+        lock(&self.resume_points).insert(room.to_string(), point);
+        self.deliver(room, backfill);
+    }
+
+    /// Stops writing a room's files here at once (another node owns the room now).
+    pub fn hand_over(&self, room: &str) {
+        lock(&self.resume_points).remove(room);
+        let tx = lock(&self.rooms).remove(room);
+        if let Some(tx) = tx {
+            let _ = tx.send(RoomInput::HandOver);
+        }
+    }
+
+    /// The next CDN base URL by weight (None when there are none).
+    pub fn pick_base(&self) -> Option<String> {
+        self.settings.bases.pick().map(str::to_string)
+    }
+
     fn send(self: &CdnPublisher, room: &str, input: RoomInput) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = rooms.get(room) {
@@ -140,6 +192,7 @@ impl CdnPublisher {
             live: self.live.clone(),
             settings: self.settings.clone(),
             next_seq: self.next_seq.clone(),
+            resume_points: self.resume_points.clone(),
             shutdown: self.shutdown.clone(),
         };
         let span = tracing::info_span!("cdn", room = %room);
@@ -167,6 +220,7 @@ struct RoomTask {
     live: Arc<LiveRegistry>,
     settings: PublisherSettings,
     next_seq: NextSeq,
+    resume_points: ResumePoints,
     shutdown: CancellationToken,
 }
 
@@ -195,7 +249,10 @@ impl RoomTask {
                                 Some(info) => (info.session, true),
                                 None => (chat_session_id(chrono::Utc::now()), false),
                             };
-                            current = Some(self.begin(session, first, live));
+                            current = Some(match self.take_resume_point(&session, live) {
+                                Some(p) => self.begin(p.session, p.next_n, p.next_seq, live),
+                                None => self.begin(session, 1, first, live),
+                            });
                         }
                         if let Some((files, _)) = &current {
                             lock(&files.collector).push(events);
@@ -217,7 +274,7 @@ impl RoomTask {
                             }
                             None => (self.next_seq)(&self.room),
                         };
-                        current = Some(self.begin(session, first, true));
+                        current = Some(self.begin(session, 1, first, true));
                     }
                     Some(RoomInput::LiveEnded(session)) => {
                         let ends_current = current
@@ -228,6 +285,13 @@ impl RoomTask {
                                 self.finish(files, uploader).await;
                             }
                         }
+                    }
+                    Some(RoomInput::HandOver) => {
+                        if let Some((_, uploader)) = current.take() {
+                            uploader.abort();
+                        }
+                        tracing::info!(room = %self.room, "danmaku files handed over to another node");
+                        return;
                     }
                     None => break,
                 },
@@ -255,22 +319,33 @@ impl RoomTask {
         }
     }
 
-    /// Starts a session's file stream and its uploader.
+    /// The point a taken-over room continues at, if it applies to this session (a chat-only
+    /// stream continues the last owner's session; a live one only the same broadcast).
+    fn take_resume_point(&self, session: &str, live: bool) -> Option<ResumePoint> {
+        let point = lock(&self.resume_points).remove(&self.room)?;
+        (!live || point.session == session).then_some(point)
+    }
+
+    /// Starts a session's file stream (first file `first_n`) and its uploader.
     fn begin(
         &self,
         session: String,
+        first_n: u64,
         first_seq: u64,
         live: bool,
     ) -> (Arc<SessionFiles>, tokio::task::JoinHandle<()>) {
-        tracing::info!(room = %self.room, %session, first_seq, live, "danmaku files start");
+        tracing::info!(room = %self.room, %session, first_n, first_seq, live, "danmaku files start");
         let files = Arc::new(SessionFiles {
-            collector: Mutex::new(PeriodCollector::new(
-                &self.room,
-                &session,
-                first_seq,
-                now_ms(),
-                self.settings.max_pending,
-            )),
+            collector: Mutex::new(
+                PeriodCollector::new(
+                    &self.room,
+                    &session,
+                    first_seq,
+                    now_ms(),
+                    self.settings.max_pending,
+                )
+                .starting_at_file(first_n),
+            ),
             cut: Notify::new(),
             live,
         });
@@ -358,6 +433,17 @@ impl Uploader {
         let len = body.len();
         self.storage.put(&file.object_key(), body).await?;
         metrics::histogram!("barrage_cdn_write_seconds").record(started.elapsed().as_secs_f64());
+        let delay = Duration::from_millis(now_ms().saturating_sub(file.end_ms).max(0) as u64);
+        metrics::histogram!("barrage_cdn_publish_delay_seconds").record(delay.as_secs_f64());
+        if let Some(tx) = &self.settings.written {
+            let _ = tx.send(WrittenFile {
+                room: file.room.clone(),
+                session: file.session.clone(),
+                n: file.n,
+                bytes: len,
+                delay,
+            });
+        }
         metrics::counter!("barrage_cdn_files_total").increment(1);
         metrics::counter!("barrage_cdn_bytes_total").increment(len as u64);
         // The session still cuts files, or this is not its last pending one.

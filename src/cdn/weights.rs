@@ -7,7 +7,7 @@ use crate::config::CdnBase;
 
 /// Smooth weighted round robin (as nginx does): every pick adds each weight to its running
 /// score, takes the highest, and subtracts the total from the winner.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct WeightedBases {
     bases: Vec<CdnBase>,
     scores: Mutex<Vec<i64>>,

@@ -19,7 +19,8 @@ use super::history::Resume;
 use super::limits::{LimitsConfig, NodeLimits};
 use super::lock;
 use super::moderation::{normalize_words, ModerationChange, ModerationSnapshot, RoomModeration};
-use super::protocol::{Ack, Gift, Priority, SendDanmaku};
+use super::protocol::{Ack, AckStatus, Gift, Priority, SendDanmaku};
+use super::relay::RoomRelay;
 use super::room::{self, DeliveredBatch, Identity, Room, RoomStats};
 use crate::config::ChatConfig;
 use crate::live::LiveRegistry;
@@ -68,6 +69,8 @@ pub struct ChatEngine {
     tasks: TaskTracker,
     /// Set once at start (before rooms deliver) when danmaku files are written.
     batch_sink: std::sync::OnceLock<Arc<dyn BatchSink>>,
+    /// Set once at start when other nodes share the rooms (`cluster.redis_url`).
+    relay: std::sync::OnceLock<Arc<dyn RoomRelay>>,
 }
 
 impl ChatEngine {
@@ -91,6 +94,7 @@ impl ChatEngine {
             shutdown,
             tasks: TaskTracker::new(),
             batch_sink: std::sync::OnceLock::new(),
+            relay: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&engine);
         let stop = engine.shutdown.clone();
@@ -113,6 +117,11 @@ impl ChatEngine {
     /// Installs the sink that sees every delivered batch; only the first call counts.
     pub fn set_batch_sink(&self, sink: Arc<dyn BatchSink>) {
         let _ = self.batch_sink.set(sink);
+    }
+
+    /// Installs the relay to the other nodes (before any room starts); only the first counts.
+    pub fn set_relay(&self, relay: Arc<dyn RoomRelay>) {
+        let _ = self.relay.set(relay);
     }
 
     /// The seq the room will give its next event (after a restart of its task too).
@@ -150,8 +159,15 @@ impl ChatEngine {
         if let Some(sink) = self.batch_sink.get() {
             room.set_sink(sink.clone());
         }
+        let relay = self.relay.get().cloned();
+        if let Some(relay) = &relay {
+            room.set_relay(relay.clone());
+        }
         rooms.insert(id.to_string(), room.clone());
         drop(rooms);
+        if let Some(relay) = &relay {
+            relay.activated(&room);
+        }
 
         let directory = self.directory.clone();
         let rooms = self.rooms.clone();
@@ -163,6 +179,9 @@ impl ChatEngine {
                 tracing::debug!("room task started");
                 room::run(task_room.clone(), |id| directory.is_open(id)).await;
                 task_room.close();
+                if let Some(relay) = &relay {
+                    relay.deactivated(&task_room);
+                }
                 lock(&last_seqs).insert(task_room.id.to_string(), task_room.last_seq());
                 let mut rooms = lock(&rooms);
                 if rooms
@@ -198,6 +217,27 @@ impl ChatEngine {
         room.submit(&self.limits, &self.global_words, who, send)
     }
 
+    /// A socket's danmaku with the shared rate layers first when other nodes share the room
+    /// (one round trip to their store), then [`ChatEngine::submit`].
+    pub async fn submit_shared(
+        &self,
+        room: &Room,
+        who: Option<&Identity>,
+        send: &SendDanmaku,
+    ) -> Ack {
+        if let (Some(relay), Some(who)) = (self.relay.get(), who) {
+            if let Err(refusal) = relay.check_send(&room.id, &who.user).await {
+                room.count_refusal(refusal.layer.as_str());
+                return Ack {
+                    client_id: send.client_id,
+                    status: AckStatus::RateLimited,
+                    retry_after_ms: Some(refusal.retry_after.as_millis().max(1) as u64),
+                };
+            }
+        }
+        self.submit(room, who, send)
+    }
+
     /// The per-connection limiter for a new socket.
     pub fn connection_limiter(&self) -> super::limits::LayerLimiter {
         self.limits.connection_limiter()
@@ -220,6 +260,15 @@ impl ChatEngine {
 
     /// The one entry point for moderation writes (the database layer persists the same change).
     pub fn moderate(&self, room: &str, change: &ModerationChange) -> Result<(), ChatError> {
+        self.moderate_here(room, change)?;
+        if let Some(relay) = self.relay.get() {
+            relay.moderated(room, change);
+        }
+        Ok(())
+    }
+
+    /// Applies a moderation change on this node only (one another node made and stored).
+    pub fn moderate_here(&self, room: &str, change: &ModerationChange) -> Result<(), ChatError> {
         self.known(room)?;
         lock(&self.moderation_of(room)).apply(change);
         tracing::info!(room, ?change, "moderation change");

@@ -48,6 +48,15 @@ impl History {
         }
     }
 
+    /// Continues after `last_seq` (ahead of what is kept: the room went on on another node).
+    /// What is kept is dropped, so a resume from before the jump is told the gap.
+    pub fn skip_to(&mut self, last_seq: u64) {
+        if last_seq > self.last_seq {
+            self.events.clear();
+            self.last_seq = last_seq;
+        }
+    }
+
     /// The seq of the newest delivered event (0 before any).
     pub fn last_seq(&self) -> u64 {
         self.last_seq

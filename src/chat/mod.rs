@@ -12,6 +12,7 @@ pub mod history;
 pub mod limits;
 pub mod moderation;
 pub mod protocol;
+pub mod relay;
 pub mod room;
 pub mod scheduler;
 pub mod stats;

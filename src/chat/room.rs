@@ -32,6 +32,8 @@ use crate::auth::Role;
 use crate::config::ChatConfig;
 use crate::live::LiveRegistry;
 
+pub mod relayed;
+
 /// Batches the CDN feed keeps for a slow consumer before it lags (it then refills from
 /// [`Room::history_after`]).
 pub const FEED_CAPACITY: usize = 1024;
@@ -167,6 +169,10 @@ pub struct Room {
     accounting: RoomAccounting,
     /// Sees every delivered batch (the CDN file writer), inline in the tick.
     sink: std::sync::OnceLock<Arc<dyn super::engine::BatchSink>>,
+    /// Set when other nodes share the room (see `super::relay`); unset on a single node.
+    relay: std::sync::OnceLock<Arc<dyn super::relay::RoomRelay>>,
+    /// Viewers of this room on other nodes, as they last reported.
+    others_online: AtomicU64,
 }
 
 impl Room {
@@ -197,6 +203,8 @@ impl Room {
             live,
             config,
             sink: std::sync::OnceLock::new(),
+            relay: std::sync::OnceLock::new(),
+            others_online: AtomicU64::new(0),
         }
     }
 
@@ -209,9 +217,9 @@ impl Room {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Viewers connected now.
+    /// Viewers connected now (on every node that shares the room).
     pub fn online(&self) -> u64 {
-        self.online.load(Ordering::Relaxed)
+        self.online.load(Ordering::Relaxed) + self.others_online.load(Ordering::Relaxed)
     }
 
     /// The seq of the latest delivered event.
@@ -362,7 +370,10 @@ impl Room {
 
     /// The sender's stream position when plausible, else live stream time (0 when not live).
     fn stream_position(&self, claimed: Option<u64>) -> u64 {
-        let live = self.live.get(&self.id).map(|l| l.stream_ms()).unwrap_or(0);
+        let live = match self.live.get(&self.id) {
+            Some(l) => l.stream_ms(),
+            None => self.remote_stream_ms().unwrap_or(0),
+        };
         match claimed {
             Some(p) if p <= live && live - p <= self.config.max_position_lag_ms => p,
             _ => live,
@@ -370,6 +381,9 @@ impl Room {
     }
 
     fn enqueue(&self, priority: Priority, pending: Pending) {
+        let Some(pending) = self.relayed(priority, pending) else {
+            return;
+        };
         let now = self.clock_ms();
         if lock(&self.scheduler).push(priority, pending, now).is_some() {
             self.accounting.overflow(priority);
@@ -388,7 +402,9 @@ impl Room {
     /// Queues a never-dropped item (system, high gift, moderation), refusing past
     /// `priority_queue_max` waiting.
     fn enqueue_kept(&self, priority: Priority, body: Body) -> Result<(), ChatError> {
-        let pending = self.pending(body);
+        let Some(pending) = self.relayed(priority, self.pending(body)) else {
+            return Ok(());
+        };
         let now = self.clock_ms();
         let mut scheduler = lock(&self.scheduler);
         if scheduler.len(priority) >= self.config.priority_queue_max {
@@ -447,18 +463,39 @@ impl Room {
             return;
         }
         let batch = Arc::new(DeliveredBatch::new(self.id.clone(), tick.events, wall_ms()));
+        match self.relay.get() {
+            Some(relay) => relay.batch(self, batch),
+            None => {
+                self.deliver(batch, true);
+            }
+        }
+    }
+
+    /// Puts a batch in history and sends it to every socket (and to the sink when `to_sink`).
+    /// A batch at or below the delivered seq is dropped (false); one that jumps ahead (the room
+    /// went on elsewhere) starts history after the jump.
+    pub fn deliver(&self, batch: Arc<DeliveredBatch>, to_sink: bool) -> bool {
         {
             let mut history = lock(&self.history);
+            if batch.first_seq <= history.last_seq() {
+                return false;
+            }
+            if batch.first_seq > history.last_seq() + 1 {
+                history.skip_to(batch.first_seq - 1);
+            }
             history.push(&batch.events);
             // No receiver is fine: an empty room still keeps history and seqs.
             let _ = self.fanout.send(batch.clone());
             let _ = self.feed.send(batch.clone());
         }
-        if let Some(sink) = self.sink.get() {
-            sink.deliver(&batch);
+        if to_sink {
+            if let Some(sink) = self.sink.get() {
+                sink.deliver(&batch);
+            }
         }
         let members = self.members.each_ref().map(|m| m.load(Ordering::Relaxed));
         self.accounting.delivered(&batch, members);
+        true
     }
 
     /// Once a second: rates, moderation upkeep.

@@ -212,6 +212,21 @@ impl RoomScheduler {
         self.last_seq
     }
 
+    /// Takes everything waiting, highest queue first, oldest first (a node hands a room it
+    /// stops scheduling to another node).
+    pub fn drain(&mut self) -> Vec<(Priority, Pending)> {
+        let mut out = Vec::new();
+        for p in Priority::ALL {
+            out.extend(self.queues[p.index()].drain(..).map(|w| (p, w.pending)));
+        }
+        out
+    }
+
+    /// Numbers the next event after `seq` when that is ahead (the room went on elsewhere).
+    pub fn continue_after(&mut self, seq: u64) {
+        self.last_seq = self.last_seq.max(seq);
+    }
+
     /// Drops so far, per queue in [`Priority::ALL`] order.
     pub fn drops(&self) -> [DropCounts; 4] {
         self.drops

@@ -367,7 +367,11 @@ async fn stats(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
 ) -> Result<Json<crate::chat::room::RoomStats>, ApiError> {
-    Ok(Json(state.chat.stats(&room)?))
+    let stats = state.chat.stats(&room)?;
+    Ok(Json(match &state.cluster {
+        Some(cluster) => cluster.sum_stats(stats),
+        None => stats,
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]

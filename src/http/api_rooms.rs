@@ -57,7 +57,7 @@ pub struct RoomView {
     pub created_ms: i64,
     /// Present while the room is on air.
     pub live: Option<LiveInfo>,
-    /// Viewers connected over WebSocket on this node.
+    /// Viewers connected over WebSocket (on every node of a cluster).
     pub online: u64,
     pub hls_url: String,
 }
@@ -66,7 +66,10 @@ fn view(room: Room, state: &AppState, base: &str) -> RoomView {
     RoomView {
         hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
         live: state.live.get(&room.id),
-        online: state.chat.online(&room.id),
+        online: match &state.cluster {
+            Some(cluster) => cluster.online(&room.id),
+            None => state.chat.online(&room.id),
+        },
         id: room.id,
         title: room.title,
         closed: room.closed,
@@ -90,7 +93,10 @@ fn obs(state: &AppState, headers: &HeaderMap, key: String) -> ObsSettings {
     ObsSettings {
         server: format!(
             "rtmp://{host}:{}/{}",
-            state.config.rtmp.listen.port(),
+            state
+                .rtmp_bound
+                .get()
+                .map_or(state.config.rtmp.listen.port(), |a| a.port()),
             state.config.rtmp.app
         ),
         stream_key: key,
@@ -134,6 +140,7 @@ async fn create_room(
         )
     });
     let created = state.catalog.create(&id, &body.title).await?;
+    rooms_changed(&state);
     let base = public_base(&state, &headers);
     let answer = KeyAnswer {
         obs: obs(&state, &headers, created.stream_key.clone()),
@@ -207,6 +214,13 @@ async fn list_rooms(
     }))
 }
 
+/// Tells the other nodes of a cluster to reload the rooms (they read the shared database).
+fn rooms_changed(state: &AppState) {
+    if let Some(cluster) = &state.cluster {
+        cluster.announce_rooms_changed();
+    }
+}
+
 fn room_or_404(state: &AppState, id: &str) -> Result<Room, ApiError> {
     state
         .rooms
@@ -231,6 +245,7 @@ async fn rotate_key(
     Path(id): Path<String>,
 ) -> Result<Json<KeyAnswer>, ApiError> {
     let key = state.catalog.rotate_key(&id).await?;
+    rooms_changed(&state);
     let room = room_or_404(&state, &id)?;
     let base = public_base(&state, &headers);
     Ok(Json(KeyAnswer {
@@ -247,6 +262,7 @@ async fn close_room(
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, ApiError> {
     state.catalog.set_closed(&id, true).await?;
+    rooms_changed(&state);
     // Viewers are told and disconnected; new publishes are refused by the directory.
     state.chat.close_room(&id);
     let base = public_base(&state, &headers);
@@ -260,6 +276,7 @@ async fn open_room(
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, ApiError> {
     state.catalog.set_closed(&id, false).await?;
+    rooms_changed(&state);
     let base = public_base(&state, &headers);
     Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
 }

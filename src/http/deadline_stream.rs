@@ -210,10 +210,10 @@ mod tests {
         // Request, answer 250 ms later, again: never 400 ms unanswered, so never cut.
         for _ in 0..4 {
             peer.write_all(b"ping").await.unwrap();
-            server.read(&mut buf).await.unwrap();
+            server.read_exact(&mut buf[..4]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(250)).await;
             server.write_all(b"pong").await.unwrap();
-            peer.read(&mut buf).await.unwrap();
+            peer.read_exact(&mut buf[..4]).await.unwrap();
         }
         // Then nothing either way: closed at the idle deadline, not the request one.
         let idle_from = Instant::now();

@@ -1,12 +1,14 @@
-//! The HTTP face of barrage (axum): published objects, health, metrics, and (from the chat
-//! engine) the WebSocket and JSON API routes.
+//! The HTTP face of barrage (axum): published objects, health, metrics, the pages (viewer,
+//! overlay, host console), and (from the chat engine) the WebSocket and JSON API routes.
 
 pub mod api_chat;
 pub mod api_error;
 pub mod api_rooms;
+pub mod connect;
 pub mod deadline_stream;
 pub mod limited_listener;
 pub mod objects;
+pub mod pages;
 pub mod ws;
 
 use std::sync::Arc;
@@ -27,8 +29,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(objects::routes())
         .merge(api_rooms::routes())
+        .merge(pages::routes())
         .merge(ws::routes())
         .merge(api_chat::routes())
+        .merge(connect::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.http.max_body_bytes,
         ))

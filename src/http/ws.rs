@@ -488,7 +488,11 @@ impl Viewer {
                     .await
             }
             ClientFrame::Send(send) => {
-                let ack = self.state.chat.submit(&self.room, self.who.as_ref(), &send);
+                let ack = self
+                    .state
+                    .chat
+                    .submit_shared(&self.room, self.who.as_ref(), &send)
+                    .await;
                 self.out.frame(&ServerFrame::Ack(ack)).await
             }
             ClientFrame::Heartbeat => {

@@ -1,0 +1,185 @@
+// Host console: asks for the admin key (kept in sessionStorage; every call sends it as Bearer),
+// then: create a room and show its stream key and OBS settings, rotate the key, live status
+// every 2 s, system messages, and moderation from a live chat list.
+
+import { rooms, adminKey, setAdminKey } from './api.js';
+import { el, byId, show, replaceChildren } from './dom.js';
+import { num } from './format.js';
+import { ChatList } from './chat-list.js';
+import { ChatSocket } from './ws-client.js';
+import { bindModeration, loadBlockedWords, rowActions, reporter } from './host-moderation.js';
+
+let current = new URLSearchParams(location.search).get('room') || '';
+let chatSocket = null;
+let statusTimer = null;
+const room = () => current;
+const chat = new ChatList(byId('host-chat'), { showUser: true, actions: rowActions(room), max: 500 });
+
+function setStatus(id, text, ok) {
+  const node = byId(id);
+  node.textContent = text;
+  node.className = `status ${ok === undefined ? '' : ok ? 'ok' : 'error'}`;
+}
+
+// ---------------------------------------------------------------- admin key
+
+/** Checks the key with an admin read; a 401/403 means it is wrong (a 404 says nothing). */
+async function keyWorks() {
+  try {
+    await rooms.stats(current || 'demo');
+    return true;
+  } catch (e) {
+    return !(e.status === 401 || e.status === 403);
+  }
+}
+
+byId('key-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  setAdminKey(byId('key-input').value.trim());
+  byId('key-input').value = '';
+  if (await keyWorks()) {
+    openConsole();
+  } else {
+    setAdminKey('');
+    setStatus('key-status', 'That key was refused.', false);
+  }
+});
+
+byId('forget-key').addEventListener('click', () => {
+  setAdminKey('');
+  location.reload();
+});
+
+// ---------------------------------------------------------------- rooms
+
+async function loadRooms() {
+  const page = await rooms.list().catch(() => ({ rooms: [] }));
+  const ids = (page.rooms || []).map((r) => r.id);
+  if (current && !ids.includes(current)) ids.push(current);
+  if (!current && ids.length) current = ids[0];
+  replaceChildren(byId('room-select'), ids.map((id) => el('option', { value: id, text: id })));
+  byId('room-select').value = current;
+}
+
+function selectRoom(id) {
+  current = id;
+  byId('room-select').value = id;
+  const url = new URL(location.href);
+  url.searchParams.set('room', id);
+  history.replaceState(null, '', url);
+  byId('viewer-link').href = `/rooms/${encodeURIComponent(id)}`;
+  byId('overlay-link').href = `/overlay/${encodeURIComponent(id)}`;
+  chat.clear();
+  if (chatSocket) chatSocket.close();
+  chatSocket = new ChatSocket(id, {
+    onEvents: (events) => events.forEach((e) => chat.add(e)),
+    onState: (s, detail) => { byId('chat-conn').textContent = s === 'open' ? 'connected' : `${s} ${detail}`; },
+  });
+  chatSocket.connect('');
+  loadBlockedWords(id);
+  refreshStatus();
+}
+
+byId('room-select').addEventListener('change', (ev) => selectRoom(ev.target.value));
+
+function showKey(answer) {
+  byId('key-room').textContent = answer.room.id;
+  byId('obs-server').textContent = answer.obs.server;
+  byId('obs-key').textContent = answer.obs.stream_key || answer.stream_key;
+  show(byId('key-box'), true);
+}
+
+byId('copy-key').addEventListener('click', async () => {
+  try {
+    await navigator.clipboard.writeText(byId('obs-key').textContent);
+    setStatus('room-status', 'Stream key copied.', true);
+  } catch {
+    setStatus('room-status', 'Copy failed: select the key and copy it by hand.', false);
+  }
+});
+
+const roomReport = reporter('room-status');
+
+byId('create-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const id = byId('create-id').value.trim();
+  const title = byId('create-title').value.trim();
+  const answer = await roomReport(`create ${id || title}`, () => rooms.create(id, title));
+  if (!answer) return;
+  showKey(answer);
+  byId('create-form').reset();
+  current = answer.room.id;
+  await loadRooms();
+  selectRoom(answer.room.id);
+});
+
+byId('rotate-key').addEventListener('click', async () => {
+  if (!confirm(`Make a new stream key for ${current}? The old key stops working at once.`)) return;
+  const answer = await roomReport(`rotate key of ${current}`, () => rooms.rotateKey(current));
+  if (answer) showKey(answer);
+});
+
+byId('close-room').addEventListener('click', () => roomReport(`close ${current}`, () => rooms.close(current)));
+byId('open-room').addEventListener('click', () => roomReport(`reopen ${current}`, () => rooms.open(current)));
+
+// ---------------------------------------------------------------- live status
+
+function put(id, text) {
+  byId(id).textContent = text;
+}
+
+function total(map) {
+  return Object.values(map || {}).reduce((a, b) => a + (typeof b === 'number' ? b : 0), 0);
+}
+
+async function refreshStatus() {
+  if (!current) return;
+  const [info, stats] = await Promise.allSettled([rooms.get(current), rooms.stats(current)]);
+  if (info.status === 'fulfilled') {
+    const live = info.value.live;
+    put('st-live', live ? `yes, session ${live.session}` : (info.value.closed ? 'closed' : 'no'));
+    put('st-res', live && live.width ? `${live.width}×${live.height}` : '—');
+    put('st-bitrate', live ? `${num(live.bitrate_kbps, 0)} kbit/s` : '—');
+  }
+  if (stats.status === 'fulfilled') {
+    const s = stats.value;
+    put('st-online', num(s.online));
+    put('st-uplink', `${num(s.uplink_received_per_s)} received, ${num(s.uplink_accepted_per_s)} accepted`);
+    put('st-delivered', num(s.delivered_per_s));
+    put('st-refused', num(total(s.refused)));
+    put('st-dropped', `${num(total(s.dropped))} (slow sockets skipped ${num(s.slow_socket_skips)})`);
+    put('st-seq', num(s.last_seq));
+  } else if (stats.reason.status === 401 || stats.reason.status === 403) {
+    setAdminKey('');
+    location.reload();
+    return;
+  }
+  put('status-updated', `updated ${new Date().toLocaleTimeString()}`);
+}
+
+// ---------------------------------------------------------------- system messages
+
+byId('system-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const text = byId('system-text').value.trim();
+  if (!text) return;
+  const ok = await reporter('system-status')('system message', () => rooms.system(current, text));
+  if (ok) byId('system-text').value = '';
+});
+
+// ---------------------------------------------------------------- start
+
+async function openConsole() {
+  show(byId('key-form'), false);
+  show(byId('console'), true);
+  show(byId('forget-key'), true);
+  await loadRooms();
+  if (current) selectRoom(current);
+  clearInterval(statusTimer);
+  statusTimer = setInterval(refreshStatus, 2000);
+}
+
+bindModeration(room);
+window.barrage = { chat, room };
+if (adminKey()) openConsole();
+else show(byId('key-form'), true);

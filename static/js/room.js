@@ -1,0 +1,307 @@
+// Viewer page: HLS video with danmaku drawn over it, the chat list, the join/send box, and the
+// switch between WebSocket delivery and CDN polling. With ?session=ID it replays a finished
+// broadcast, showing each comment when the video passes its stream time. ?via=cdn starts in CDN
+// mode; ?player=hlsjs uses hls.js even where the browser plays HLS natively.
+
+import { rooms, ApiError } from './api.js';
+import { el, byId, show, replaceChildren } from './dom.js';
+import { roomFromPath, cssToColor, when, clock } from './format.js';
+import { DanmakuStage } from './danmaku-stage.js';
+import { ChatList } from './chat-list.js';
+import { SeqFilter } from './seq-filter.js';
+import { ChatSocket } from './ws-client.js';
+import { CdnPoller, fetchIndex, pickBase } from './cdn-poller.js';
+import { ReplayTimeline, loadSessionBatches } from './replay.js';
+import { Player } from './player.js';
+import { storedGuest, joinAsGuest, leave } from './guest.js';
+
+const room = roomFromPath(location.pathname);
+const params = new URLSearchParams(location.search);
+const replaySession = params.get('session');
+const video = byId('video');
+const stage = new DanmakuStage(byId('stage'), { fontSize: 24, scrollMs: 8000 });
+const chat = new ChatList(byId('chat'));
+const filter = new SeqFilter();
+const player = new Player(video, {
+  live: !replaySession,
+  prefer: params.get('player') === 'hlsjs' ? 'hls.js' : '',
+  onStatus: (s) => setText('player-status', s === 'playing' ? '' : s),
+});
+
+let via = params.get('via') === 'cdn' ? 'cdn' : 'ws';
+let guest = storedGuest(room);
+
+function setText(id, text, cls) {
+  const node = byId(id);
+  node.textContent = text;
+  if (cls !== undefined) node.className = cls;
+}
+
+/** One event from any source (socket, CDN file, replay timeline). */
+function showEvent(e) {
+  if (e.moderation) {
+    stage.remove(e.moderation.delete_seq);
+    chat.remove(e.moderation.delete_seq);
+    return;
+  }
+  if (e.danmaku || e.gift) stage.add(e);
+  chat.add(e);
+}
+
+function admit(events) {
+  for (const e of events) if (filter.admit(e.seq)) showEvent(e);
+}
+
+// ---------------------------------------------------------------- danmaku controls
+
+byId('dm-on').addEventListener('change', (ev) => stage.setEnabled(ev.target.checked));
+byId('dm-density').addEventListener('change', (ev) => stage.setDensity(Number(ev.target.value)));
+byId('dm-opacity').addEventListener('input', (ev) => stage.setOpacity(Number(ev.target.value)));
+
+// ---------------------------------------------------------------- live delivery
+
+const socket = new ChatSocket(room, {
+  onEvents: (events) => { if (via === 'ws') admit(events); },
+  onWelcome: (w) => {
+    if (!guest || !w.user) return;
+    if (w.banned) setText('send-status', 'You are banned from this room.', 'send-status error');
+    else if (w.muted) setText('send-status', 'You are muted in this room.', 'send-status error');
+    else if (w.slow_mode_s > 0) setText('send-status', `Slow mode: one message every ${w.slow_mode_s} s.`, 'send-status');
+  },
+  onOnline: (n) => setText('online', `${n} online`),
+  onState: (state, detail) => setText('conn-status', state === 'open' ? 'connected' : `${state}${detail ? `: ${detail}` : ''}`),
+  onGap: (g) => chat.note(`missed messages ${g.from_seq}–${g.to_seq}`),
+  onRestart: () => {
+    filter.clear();
+    chat.note('The chat restarted.');
+  },
+  onError: (err) => {
+    if (err.code === 'bad_token' || err.code === 'token_expired' || err.code === 'wrong_room') {
+      leave(room);
+      guest = null;
+      updateJoin();
+      chat.note('Your chat session ended; join again to send.', 'error');
+      socket.connect('');
+    } else {
+      chat.note(`${err.code}: ${err.message}`, 'error');
+    }
+  },
+});
+
+const poller = new CdnPoller({
+  room,
+  onSession: () => filter.clear(),
+  onEvents: (events) => { if (via === 'cdn') admit(events); },
+  onStatus: (s) => { if (via === 'cdn') setText('conn-status', s); },
+});
+
+/** Starts the chosen source; in CDN mode the socket is kept only to send. */
+function applyDelivery() {
+  for (const input of document.querySelectorAll('input[name=via]')) input.checked = input.value === via;
+  if (via === 'cdn') {
+    poller.start();
+    if (guest) socket.connect(guest.token);
+    else socket.close();
+  } else {
+    poller.stop();
+    socket.connect(guest ? guest.token : '');
+  }
+  const url = new URL(location.href);
+  if (via === 'cdn') url.searchParams.set('via', 'cdn');
+  else url.searchParams.delete('via');
+  history.replaceState(null, '', url);
+}
+
+for (const input of document.querySelectorAll('input[name=via]')) {
+  input.addEventListener('change', () => {
+    via = input.value === 'cdn' ? 'cdn' : 'ws';
+    chat.note(via === 'cdn' ? 'Now reading danmaku from the CDN files' : 'Now reading danmaku over WebSocket');
+    applyDelivery();
+  });
+}
+
+// Back online after a drop: reconnect now instead of waiting for the backoff.
+window.addEventListener('online', () => {
+  if (!replaySession && (via === 'ws' || guest)) socket.connect();
+});
+
+// ---------------------------------------------------------------- join and send
+
+function updateJoin() {
+  show(byId('join-form'), !guest && !replaySession);
+  show(byId('send-form'), Boolean(guest) && !replaySession);
+  show(byId('leave'), Boolean(guest) && !replaySession);
+  if (guest) byId('send-text').placeholder = `Send a danmaku as ${guest.name}`;
+}
+
+byId('join-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const name = byId('join-name').value.trim();
+  if (!name) return;
+  try {
+    guest = await joinAsGuest(room, name);
+    setText('send-status', '', 'send-status');
+    updateJoin();
+    socket.connect(guest.token);
+    byId('send-text').focus();
+  } catch (e) {
+    const why = e instanceof ApiError && e.status === 403
+      ? 'Guest chat is switched off in this room.' : `Cannot join: ${e.message}`;
+    setText('send-status', why, 'send-status error');
+  }
+});
+
+byId('leave').addEventListener('click', () => {
+  leave(room);
+  guest = null;
+  updateJoin();
+  if (via === 'ws') socket.connect('');
+  else socket.close();
+});
+
+const refusals = {
+  rate_limited: (a) => `Too fast: wait ${Math.ceil((a.retry_after_ms || 1000) / 1000)} s.`,
+  slow_mode: (a) => `Slow mode is on${a.retry_after_ms ? `: wait ${Math.ceil(a.retry_after_ms / 1000)} s` : ''}.`,
+  muted: () => 'You are muted in this room.',
+  banned: () => 'You are banned from this room.',
+  filtered: () => 'That message contains a blocked word.',
+  too_long: () => 'That message is too long.',
+  invalid: () => 'That message cannot be sent.',
+  unauthenticated: () => 'Join the chat to send.',
+  not_sent: () => 'Not connected; try again in a moment.',
+  timeout: () => 'No answer from the server; try again.',
+  disconnected: () => 'Connection lost before the answer; try again.',
+};
+
+byId('send-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const input = byId('send-text');
+  const text = input.value.trim();
+  if (!text) return;
+  const ack = await socket.send({
+    text,
+    color: cssToColor(byId('send-color').value),
+    mode: byId('send-mode').value,
+  });
+  if (ack.status === 'accepted') {
+    input.value = '';
+    setText('send-status', '', 'send-status');
+  } else {
+    const say = refusals[ack.status] || (() => `Refused: ${ack.status}`);
+    setText('send-status', say(ack), 'send-status error');
+  }
+});
+
+// ---------------------------------------------------------------- room info and replays
+
+/** A URL on this page's host as a path, so that it keeps the page's scheme behind a proxy. */
+function sameOriginPath(url) {
+  try {
+    const u = new URL(url, location.href);
+    return u.host === location.host ? u.pathname + u.search : u.href;
+  } catch {
+    return url;
+  }
+}
+
+async function loadRoom() {
+  try {
+    const info = await rooms.get(room);
+    setText('room-title', info.title || info.id);
+    document.title = `${info.title || info.id} · barrage`;
+    if (!replaySession) {
+      // Without a socket (CDN mode) the count comes from the rooms API.
+      if (via === 'cdn' && Number.isInteger(info.online)) setText('online', `${info.online} online`);
+      const badge = byId('live-badge');
+      badge.textContent = info.live ? 'live' : 'offline';
+      badge.className = `badge ${info.live ? 'badge-live' : 'badge-offline'}`;
+    }
+    return info;
+  } catch (e) {
+    setText('room-title', e.status === 404 ? `No room “${room}”` : `Cannot load room: ${e.message}`);
+    return null;
+  }
+}
+
+async function loadReplays() {
+  try {
+    const page = await rooms.sessions(room);
+    const ended = (page.sessions || []).filter((s) => !s.live && s.ended_ms);
+    show(byId('replays-empty'), ended.length === 0);
+    replaceChildren(byId('replay-list'), ended.slice(0, 10).map((s) => el('li', {},
+      el('a', { href: `/rooms/${encodeURIComponent(room)}?session=${encodeURIComponent(s.session)}`,
+        text: when(s.started_ms) }),
+      ` · ${clock((s.ended_ms || s.started_ms) - s.started_ms)}`)));
+    return page.sessions || [];
+  } catch {
+    return [];
+  }
+}
+
+async function findSession(id) {
+  for (let page = 1; page <= 20; page++) {
+    const p = await rooms.sessions(room, page);
+    const hit = (p.sessions || []).find((s) => s.session === id);
+    if (hit) return hit;
+    if ((p.sessions || []).length < (p.per_page || 100)) return null;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- replay
+
+async function startReplay() {
+  show(byId('delivery'), false);
+  const badge = byId('live-badge');
+  badge.textContent = 'replay';
+  badge.className = 'badge badge-replay';
+  const session = await findSession(replaySession).catch(() => null);
+  if (!session) {
+    setText('player-status', `No broadcast ${replaySession} in this room`);
+    return;
+  }
+  const info = byId('replay-info');
+  info.replaceChildren(`Replay of ${when(session.started_ms)} · `,
+    el('a', { href: `/rooms/${encodeURIComponent(room)}`, text: 'back to live' }));
+  show(info, true);
+  player.play(sameOriginPath(session.playlist_url));
+
+  const timeline = new ReplayTimeline();
+  const index = await fetchIndex('', room).catch(() => null);
+  const bases = index ? index.cdn_bases : [];
+  loadSessionBatches({
+    room,
+    session: session.session,
+    batches: session.batches,
+    pick: () => pickBase(bases),
+    onEvents: (events) => timeline.add(events),
+  }).then(() => chat.note(`${timeline.events.length} messages in this broadcast`));
+
+  const tick = () => {
+    if (video.seeking) return;
+    for (const e of timeline.due(video.currentTime * 1000)) showEvent(e);
+  };
+  video.addEventListener('timeupdate', tick);
+  setInterval(() => { if (!video.paused) tick(); }, 100);
+  video.addEventListener('seeking', () => {
+    stage.clear();
+    chat.clear();
+    timeline.seek(video.currentTime * 1000);
+  });
+  video.addEventListener('pause', () => stage.pause());
+  video.addEventListener('play', () => stage.play());
+}
+
+// ---------------------------------------------------------------- start
+
+updateJoin();
+window.barrage = { stage, chat, socket, poller, player, filter, room };
+const info = await loadRoom();
+loadReplays();
+if (replaySession) {
+  startReplay();
+} else {
+  if (info) player.play(sameOriginPath(info.hls_url));
+  applyDelivery();
+  setInterval(loadRoom, 5000);
+}

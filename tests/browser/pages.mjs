@@ -1,0 +1,490 @@
+// barrage's pages in a real browser (Debian's chromium driven by playwright-core), against a
+// running server with a live ffmpeg push. Started by tests/pages_browser.rs, which sets:
+//   BARRAGE_URL        http://127.0.0.1:PORT
+//   BARRAGE_ADMIN_KEY  the admin key
+//   BARRAGE_TOKEN      a viewer token (JWT) for the node-side WebSocket client
+//   BARRAGE_ROOM       the live room (demo)
+//   BARRAGE_ARTIFACTS  folder for screenshots (test-artifacts/)
+//   BARRAGE_CHROMIUM   the browser (/usr/bin/chromium)
+//   BARRAGE_PAGES_ONLY optional comma list of check names to run (for development)
+// Prints progress on stderr; on stdout, "@@stop-push" when the live part is done (the Rust test
+// then stops ffmpeg so the broadcast becomes a replay), and a final JSON line with every check.
+// Exit code 0 only when every check passed.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
+
+const BASE = need('BARRAGE_URL');
+const ADMIN = need('BARRAGE_ADMIN_KEY');
+const TOKEN = need('BARRAGE_TOKEN');
+const ROOM = process.env.BARRAGE_ROOM || 'demo';
+const ART = process.env.BARRAGE_ARTIFACTS || 'test-artifacts';
+const CHROME = process.env.BARRAGE_CHROMIUM || '/usr/bin/chromium';
+const ONLY = (process.env.BARRAGE_PAGES_ONLY || '').split(',').filter(Boolean);
+const RUN = Math.random().toString(36).slice(2, 7);
+const T = 20000; // generous timeout for anything that should take a second or two
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`${name} is not set; this script is run by tests/pages_browser.rs`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const log = (...a) => console.error('[pages]', ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const results = {};
+const screenshots = [];
+
+/** Runs one named check; a failure is recorded and later checks still run. */
+async function check(name, fn) {
+  if (ONLY.length && !ONLY.includes(name)) return;
+  const started = Date.now();
+  try {
+    const detail = await fn();
+    results[name] = { ok: true, ms: Date.now() - started, ...(detail ? { detail } : {}) };
+    log(`ok   ${name}`, detail ? JSON.stringify(detail) : '');
+  } catch (e) {
+    results[name] = { ok: false, ms: Date.now() - started, error: String(e && e.stack || e) };
+    log(`FAIL ${name}: ${e && e.stack || e}`);
+  }
+}
+
+async function shot(page, name, opts = {}) {
+  fs.mkdirSync(ART, { recursive: true });
+  const file = path.join(ART, `${name}.png`);
+  await page.screenshot({ path: file, ...opts });
+  screenshots.push(file);
+  return file;
+}
+
+async function api(pathname, { method = 'GET', body, admin = false } = {}) {
+  const headers = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (admin) headers.authorization = `Bearer ${ADMIN}`;
+  const r = await fetch(BASE + pathname, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not json */ }
+  if (!r.ok) throw new Error(`${method} ${pathname}: ${r.status} ${text.slice(0, 200)}`);
+  return json;
+}
+
+async function until(what, fn, timeout = T, every = 100) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await sleep(every);
+  }
+}
+
+// ------------------------------------------------------------------ a node-side chat client
+
+/** A real WebSocket client of the room (JSON format), with sends that wait for their ack. */
+class NodeClient {
+  constructor(token) {
+    this.token = token;
+    this.events = [];
+    this.acks = new Map();
+    this.nextId = 1;
+    this.welcome = null;
+  }
+
+  async open() {
+    const url = `${BASE.replace(/^http/, 'ws')}/ws/${encodeURIComponent(ROOM)}?format=json${this.token ? `&token=${encodeURIComponent(this.token)}` : ''}`;
+    this.ws = new WebSocket(url);
+    this.ws.on('message', (data) => {
+      let f;
+      try { f = JSON.parse(String(data)); } catch { return; }
+      if (f.type === 'welcome') this.welcome = f;
+      if (f.type === 'batch') this.events.push(...f.events);
+      if (f.type === 'ack') this.acks.set(f.client_id, f);
+    });
+    await new Promise((resolve, reject) => {
+      this.ws.once('open', resolve);
+      this.ws.once('error', reject);
+    });
+    this.ws.send(JSON.stringify({ type: 'hello' }));
+    await until('welcome frame', () => this.welcome, T);
+    return this;
+  }
+
+  /** Sends a danmaku, retrying after rate limits; resolves with the ack. */
+  async send(text, { color = 0xffffff, mode = 'scroll' } = {}) {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const client_id = this.nextId++;
+      this.ws.send(JSON.stringify({ type: 'send', client_id, text, color, mode }));
+      const ack = await until(`ack ${client_id}`, () => this.acks.get(client_id), T, 20);
+      if (ack.status === 'accepted') return ack;
+      if (ack.status !== 'rate_limited' && ack.status !== 'slow_mode') {
+        throw new Error(`send refused: ${JSON.stringify(ack)}`);
+      }
+      await sleep((ack.retry_after_ms || 1000) + 50);
+    }
+    throw new Error('send kept being rate limited');
+  }
+
+  /** The delivered event whose danmaku text is `text` (waits for it). */
+  waitDanmaku(text, timeout = T) {
+    return until(`"${text}" on the node client`, () => this.events.find((e) => e.danmaku && e.danmaku.text === text), timeout, 20);
+  }
+
+  close() {
+    this.ws?.close();
+  }
+}
+
+// ------------------------------------------------------------------ page helpers
+
+const pageErrors = [];
+
+async function openPage(context, pathname, name) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) {
+      pageErrors.push(`${name} (CSP): ${m.text()}`);
+    }
+  });
+  page.on('dialog', (d) => {
+    if (d.type() === 'alert') pageErrors.push(`${name}: an alert() ran: ${d.message()}`);
+    d.accept().catch(() => {});
+  });
+  await page.goto(BASE + pathname, { waitUntil: 'domcontentloaded' });
+  return page;
+}
+
+/** Whether an element matching `selector` has exactly this text. */
+function hasText(page, selector, text) {
+  return page.evaluate(([sel, t]) => [...document.querySelectorAll(sel)].some((n) => n.textContent === t), [selector, text]);
+}
+
+function waitText(page, selector, text, timeout = T) {
+  return until(`"${text}" in ${selector}`, () => hasText(page, selector, text), timeout);
+}
+
+async function videoTime(page) {
+  return page.evaluate(() => document.querySelector('video').currentTime);
+}
+
+// ------------------------------------------------------------------ the run
+
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'barrage-chromium-'));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: CHROME,
+  headless: true,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+  viewport: { width: 1280, height: 760 },
+});
+
+let node;
+let viewer;
+let overlay;
+let host;
+const sent = {}; // name -> delivered event, for the replay check
+let liveSession = null;
+
+try {
+  // The node-side client; if the chat socket is not there, the checks that need it fail alone.
+  node = await new NodeClient(TOKEN).open().catch((e) => {
+    results.node_client = { ok: false, error: `cannot open the node WebSocket client: ${e.message}` };
+    log('FAIL node_client:', e.message);
+    return null;
+  });
+
+  await check('home_lists_live_room', async () => {
+    const page = await openPage(context, '/', 'home');
+    await page.waitForSelector(`#live-rooms li[data-room="${ROOM}"]`, { timeout: T });
+    await shot(page, 'home');
+    await page.close();
+  });
+
+  viewer = await openPage(context, `/rooms/${ROOM}`, 'viewer');
+
+  await check('viewer_video_plays', async () => {
+    const t1 = await until('video.currentTime > 0.5', async () => {
+      const t = await videoTime(viewer);
+      return t > 0.5 ? t : null;
+    }, 45000, 250);
+    const t2 = await until('video.currentTime to advance', async () => {
+      const t = await videoTime(viewer);
+      return t > t1 + 1 ? t : null;
+    }, T, 250);
+    const engine = await viewer.evaluate(() => window.barrage.player.engine);
+    const info = await api(`/api/rooms/${ROOM}`);
+    liveSession = info.live && info.live.session;
+    return { engine, t1, t2, session: liveSession };
+  });
+
+  await check('viewer_video_plays_with_hlsjs', async () => {
+    const page = await openPage(context, `/rooms/${ROOM}?player=hlsjs`, 'viewer-hlsjs');
+    const t1 = await until('video.currentTime > 0.5', async () => {
+      const t = await videoTime(page);
+      return t > 0.5 ? t : null;
+    }, 45000, 250);
+    const t2 = await until('video.currentTime to advance', async () => {
+      const t = await videoTime(page);
+      return t > t1 + 1 ? t : null;
+    }, T, 250);
+    const engine = await page.evaluate(() => window.barrage.player.engine);
+    if (engine !== 'hls.js') throw new Error(`engine is ${engine}`);
+    await page.close();
+    return { engine, t1, t2 };
+  });
+
+  overlay = await openPage(context, `/overlay/${ROOM}?size=32&speed=8&lanes=10&gifts=1`, 'overlay');
+  await check('pages_connect_websockets', async () => {
+    await until('overlay socket', () => overlay.evaluate(() => window.barrage && window.barrage.source.isOpen));
+    await until('viewer socket', () => viewer.evaluate(() => window.barrage && window.barrage.socket.isOpen));
+  });
+
+  await check('node_danmaku_reaches_overlay', async () => {
+    const text = `hello from node ${RUN}`;
+    await node.send(text, { color: 0x7ad7ff });
+    sent.node = await node.waitDanmaku(text);
+    await waitText(overlay, '.danmaku', text);
+    await waitText(viewer, '#chat .chat-text', text);
+    const transparent = await overlay.evaluate(() => [document.documentElement, document.body]
+      .every((n) => getComputedStyle(n).backgroundColor === 'rgba(0, 0, 0, 0)'));
+    if (!transparent) throw new Error('overlay background is not transparent');
+    return { seq: sent.node.seq, stream_ms: sent.node.stream_ms };
+  });
+
+  await check('page_danmaku_reaches_ws_client', async () => {
+    await viewer.fill('#join-name', 'Ann');
+    await viewer.click('#join-form button[type=submit]');
+    await viewer.waitForSelector('#send-form:not([hidden])', { timeout: T });
+    await until('viewer socket with token', () => viewer.evaluate(() => window.barrage.socket.isOpen && window.barrage.socket.welcome.user !== ''));
+    const text = `from the page ${RUN}`;
+    await viewer.fill('#send-text', text);
+    await viewer.click('#send-form button[type=submit]');
+    const ev = await node.waitDanmaku(text);
+    if (ev.danmaku.name !== 'Ann') throw new Error(`sender name is ${ev.danmaku.name}`);
+    sent.page = ev;
+    await until('send box cleared', () => viewer.evaluate(() => document.getElementById('send-text').value === ''));
+    return { seq: ev.seq, user: ev.danmaku.user };
+  });
+
+  await check('xss_renders_as_text', async () => {
+    const text = '<img src=x onerror=alert(1)>';
+    await node.send(text, { color: 0xff5c9a });
+    sent.xss = await node.waitDanmaku(text);
+    await waitText(viewer, '#chat .chat-text', text);
+    await waitText(overlay, '.danmaku', text);
+    for (const [name, page] of [['viewer', viewer], ['overlay', overlay]]) {
+      const imgs = await page.evaluate(() => document.querySelectorAll('img').length);
+      if (imgs !== 0) throw new Error(`${name} page has ${imgs} img element(s)`);
+    }
+    const visible = await viewer.locator('#chat .chat-text', { hasText: text }).first().isVisible();
+    if (!visible) throw new Error('the comment text is not visible');
+    if (pageErrors.some((e) => e.includes('alert'))) throw new Error('alert() ran');
+  });
+
+  await check('gift_and_system_shown_distinctly', async () => {
+    await api(`/api/rooms/${ROOM}/gifts`, {
+      method: 'POST', admin: true,
+      body: { user: 'u-bo', name: 'Bo', gift_id: 'rocket', gift_name: 'Rocket', count: 1, value: 500 },
+    });
+    await until('gift in the viewer chat', () => viewer.evaluate(() => !!document.querySelector('#chat .chat-gift')));
+    await until('gift on the overlay', () => overlay.evaluate(() => !!document.querySelector('.danmaku-gift')));
+  });
+
+  await check('cdn_mode_shows_batch_files', async () => {
+    const cdn = await openPage(context, `/rooms/${ROOM}?via=cdn`, 'viewer-cdn');
+    const files = [];
+    let sockets = 0;
+    cdn.on('request', (r) => { if (/\/danmaku\/.+\/\d+\.json$/.test(r.url())) files.push(r.url()); });
+    cdn.on('websocket', () => { sockets++; });
+    await until('index.json read', () => cdn.evaluate(() => window.barrage && window.barrage.poller.controller !== null));
+    await sleep(2500); // let the poller reach the file after the index's latest
+    const text = `via cdn ${RUN}`;
+    await node.send(text, { color: 0xffd54a, mode: 'top' });
+    await waitText(cdn, '#chat .chat-text', text, 30000);
+    if (files.length === 0) throw new Error('no batch file was fetched');
+    if (sockets !== 0) throw new Error('CDN mode opened a WebSocket without a joined user');
+    await shot(cdn, 'viewer-cdn');
+    await cdn.close();
+    return { batch_files_fetched: files.length };
+  });
+
+  await check('reconnect_and_resume', async () => {
+    // a dropped socket comes back by itself (backoff) ...
+    await viewer.evaluate(() => window.barrage.socket.dropForTest());
+    await until('viewer socket closed', () => viewer.evaluate(() => !window.barrage.socket.isOpen));
+    await until('viewer socket back by itself', () => viewer.evaluate(() => window.barrage.socket.isOpen));
+    // ... and a socket that was away resumes from the last seq it saw
+    const hellos = [];
+    viewer.on('websocket', (ws) => ws.on('framesent', (f) => {
+      if (typeof f.payload === 'string' && f.payload.includes('"hello"')) hellos.push(JSON.parse(f.payload));
+    }));
+    const lastSeq = await viewer.evaluate(() => { window.barrage.socket.close(); return window.barrage.socket.lastSeq; });
+    const text = `while you were away ${RUN}`;
+    await node.send(text);
+    await node.waitDanmaku(text);
+    await sleep(800);
+    if (await hasText(viewer, '#chat .chat-text', text)) throw new Error('delivered to a closed socket?');
+    await viewer.evaluate(() => window.barrage.socket.connect());
+    await waitText(viewer, '#chat .chat-text', text);
+    const count = await viewer.evaluate((t) => [...document.querySelectorAll('#chat .chat-text')].filter((n) => n.textContent === t).length, text);
+    if (count !== 1) throw new Error(`shown ${count} times`);
+    const hello = hellos.find((h) => h.resume_from === lastSeq);
+    if (!hello) throw new Error(`no hello with resume_from ${lastSeq}: ${JSON.stringify(hellos)}`);
+    return { resume_from: lastSeq };
+  });
+
+  await check('host_console', async () => {
+    host = await openPage(context, '/host', 'host');
+    await host.fill('#key-input', ADMIN);
+    await host.click('#key-form button[type=submit]');
+    await host.waitForSelector('#console:not([hidden])', { timeout: T });
+    const id = `pagetest-${RUN}`;
+    await host.fill('#create-id', id);
+    await host.fill('#create-title', `Page test ${RUN}`);
+    await host.click('#create-form button[type=submit]');
+    await host.waitForSelector('#key-box:not([hidden])', { timeout: T });
+    const key = await host.textContent('#obs-key');
+    const server = await host.textContent('#obs-server');
+    if (!key || key.length < 16) throw new Error(`stream key shown: ${key}`);
+    if (!server.startsWith('rtmp://')) throw new Error(`OBS server shown: ${server}`);
+    const created = await api(`/api/rooms/${id}`);
+    if (created.id !== id) throw new Error('room not created');
+    // back to the live room: status, system message, delete from the live chat list
+    await host.selectOption('#room-select', ROOM);
+    await until('live status', async () => (await host.textContent('#st-live')).startsWith('yes'));
+    const sys = `system notice ${RUN}`;
+    await host.fill('#system-text', sys);
+    await host.click('#system-form button[type=submit]');
+    await waitText(viewer, '#chat .chat-system .chat-text', sys);
+    return { room: id, status: await host.textContent('#st-res') };
+  });
+
+  await check('host_deletes_message', async () => {
+    const text = `delete me ${RUN}`;
+    await node.send(text);
+    const ev = await node.waitDanmaku(text);
+    await waitText(viewer, '#chat .chat-text', text);
+    await waitText(overlay, '.danmaku', text);
+    const button = host.locator(`#host-chat button.delete-message[data-seq="${ev.seq}"]`);
+    await button.waitFor({ timeout: T });
+    await shot(host, 'host');
+    await button.click();
+    await until('comment removed from the viewer chat', async () => !(await hasText(viewer, '#chat .chat-text', text)));
+    await until('comment removed from the overlay', async () => !(await hasText(overlay, '.danmaku', text)));
+    return { deleted_seq: ev.seq };
+  });
+
+  await check('comments_do_not_overlap', async () => {
+    // a burst of comments, more than the lanes hold at once; sample the stage while they move
+    const extra = [['666', 0xffffff, 'scroll'], ['so smooth', 0x7ad7ff, 'scroll'],
+      ['弹幕 test', 0xff7ab6, 'scroll'], ['hello everyone!', 0x3ecf8e, 'bottom'],
+      ['a much longer comment that moves faster across the screen', 0xffd54a, 'scroll'],
+      ['top comment', 0xff5c9a, 'top'], ['lol', 0xffffff, 'scroll'], ['nice', 0xffffff, 'scroll']];
+    const sends = extra.map(([text, color, mode]) => node.send(text, { color, mode }));
+    let samples = 0;
+    let maxOnStage = 0;
+    const end = Date.now() + 6000;
+    while (Date.now() < end) {
+      for (const [name, page] of [['viewer', viewer], ['overlay', overlay]]) {
+        const found = await page.evaluate(() => {
+          const boxes = [...document.querySelectorAll('.danmaku')]
+            .filter((n) => n.style.visibility !== 'hidden')
+            .map((n) => ({ text: n.textContent, r: n.getBoundingClientRect() }));
+          for (let i = 0; i < boxes.length; i++) {
+            for (let j = i + 1; j < boxes.length; j++) {
+              const a = boxes[i].r;
+              const b = boxes[j].r;
+              const x = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+              const y = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+              if (x > 1 && y > 1) {
+                const r = (q) => `[${Math.round(q.left)}..${Math.round(q.right)}, ${Math.round(q.top)}..${Math.round(q.bottom)}]`;
+                return { overlap: [`${boxes[i].text} ${r(a)}`, `${boxes[j].text} ${r(b)}`], n: boxes.length };
+              }
+            }
+          }
+          return { overlap: null, n: boxes.length };
+        });
+        if (found.overlap) throw new Error(`${name}: "${found.overlap[0]}" overlaps "${found.overlap[1]}"`);
+        maxOnStage = Math.max(maxOnStage, found.n);
+        samples++;
+      }
+      await sleep(150);
+    }
+    await Promise.allSettled(sends);
+    if (maxOnStage < 2) throw new Error(`only ${maxOnStage} comment(s) on stage at once`);
+    return { samples, max_on_stage: maxOnStage };
+  });
+
+  await check('viewer_screenshot', async () => {
+    await shot(viewer, 'viewer');
+    await shot(overlay, 'overlay', { omitBackground: true });
+  });
+
+  await check('danmaku_controls', async () => {
+    await viewer.fill('#dm-opacity', '0.5');
+    await viewer.dispatchEvent('#dm-opacity', 'input');
+    const opacity = await viewer.evaluate(() => getComputedStyle(document.getElementById('stage')).opacity);
+    if (opacity !== '0.5') throw new Error(`stage opacity ${opacity}`);
+    await viewer.uncheck('#dm-on');
+    const hidden = await viewer.evaluate(() => getComputedStyle(document.getElementById('stage')).visibility);
+    if (hidden !== 'hidden') throw new Error(`stage visibility with danmaku off: ${hidden}`);
+    await viewer.check('#dm-on');
+    await viewer.fill('#dm-opacity', '1');
+    await viewer.dispatchEvent('#dm-opacity', 'input');
+  });
+
+  if (!ONLY.length || ONLY.includes('replay_shows_comments_at_stream_time')) {
+    process.stdout.write('@@stop-push\n');
+  }
+  await check('replay_shows_comments_at_stream_time', async () => {
+    if (!liveSession) throw new Error('the live session is unknown (did the video play?)');
+    const session = await until('the broadcast to end with its batch files', async () => {
+      const page = await api(`/api/rooms/${ROOM}/sessions`);
+      const s = (page.sessions || []).find((x) => x.session === liveSession);
+      return s && s.ended_ms && s.batches > 0 ? s : null;
+    }, 60000, 500);
+    const target = sent.page || sent.xss;
+    if (!target) throw new Error('no comment was sent during the live part');
+    const replay = await openPage(context, `/rooms/${ROOM}?session=${encodeURIComponent(session.session)}`, 'replay');
+    await until('replay video to play', async () => (await videoTime(replay)) > 0.2, 45000, 250);
+    const start = Math.max(0, target.stream_ms / 1000 - 3);
+    await replay.evaluate((s) => { document.querySelector('video').currentTime = s; }, start);
+    const seenAt = await until(`"${target.danmaku.text}" in the replay`, () => replay.evaluate((t) => {
+      const shown = [...document.querySelectorAll('#chat .chat-text')].some((n) => n.textContent === t);
+      return shown ? document.querySelector('video').currentTime * 1000 : null;
+    }, target.danmaku.text), 45000, 50);
+    if (seenAt + 150 < target.stream_ms) {
+      throw new Error(`shown at video ${seenAt} ms, before its stream time ${target.stream_ms} ms`);
+    }
+    await shot(replay, 'replay');
+    await replay.close();
+    return { session: session.session, batches: session.batches, stream_ms: target.stream_ms, shown_at_ms: Math.round(seenAt) };
+  });
+
+  await check('no_page_errors', async () => {
+    if (pageErrors.length) throw new Error(pageErrors.join('\n'));
+  });
+} catch (e) {
+  results.runner = { ok: false, error: String(e && e.stack || e) };
+  log('runner failed:', e);
+} finally {
+  node?.close();
+  await context.close().catch(() => {});
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}
+
+const ok = Object.keys(results).length > 0 && Object.values(results).every((r) => r.ok);
+process.stdout.write(`${JSON.stringify({ ok, checks: results, screenshots })}\n`);
+process.exit(ok ? 0 : 1);
