@@ -179,7 +179,27 @@ fn rtmp_seeds() -> Vec<(String, Vec<u8>)> {
         "control_and_publish_twice.bin".into(),
         after_handshake(&control),
     ));
+    // A well-formed `connect` whose command object nests 10,000 objects, closed (60 KiB, under
+    // the AMF size limit): only the depth limit stands between it and the crate's recursion.
+    out.push((
+        "connect_nested_10000_closed.bin".into(),
+        after_handshake(&chunked(3, 20, 0, &nested_connect(10_000), 128)),
+    ));
     out
+}
+
+/// `connect`, transaction 1, then `depth` nested objects (each the value of key ""), closed.
+fn nested_connect(depth: usize) -> Vec<u8> {
+    let mut body = amf_string("connect");
+    body.extend(amf_number(1.0));
+    body.push(0x03);
+    for _ in 1..depth {
+        body.extend([0, 0, 0x03]);
+    }
+    for _ in 0..depth {
+        body.extend([0, 0, 9]);
+    }
+    body
 }
 
 fn amf0_seeds() -> Vec<(String, Vec<u8>)> {
@@ -204,6 +224,10 @@ fn amf0_seeds() -> Vec<(String, Vec<u8>)> {
             out.push((format!("{source}_{i:02}_type{type_id}.bin"), seed));
         }
     }
+    // Deep but well-formed: refused by the depth limit alone.
+    let mut nested = vec![20u8];
+    nested.extend(nested_connect(10_000));
+    out.push(("nested_objects_10000_closed.bin".into(), nested));
     // An AMF3 command (format byte, then AMF0), and a ping request.
     let mut amf3 = vec![17u8, 0];
     amf3.extend(command("createStream", 2.0, &[]));

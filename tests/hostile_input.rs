@@ -1,12 +1,13 @@
 //! Hostile input against a running barrage (in-process `app::start`, real sockets), while a good
 //! ffmpeg push goes on: the known abort payloads of the `rtmp` crate (70-byte `connect` with a
-//! huge AMF0 count, 20,000 nested AMF0 objects, interleaved chunk streams, `play` with no name)
-//! and the other hostile RTMP inputs under tests/data, repeated many times; and the HTTP side
-//! (oversized bodies, garbage JSON, WebSocket frames over the limit, too many connections from
-//! one address, a request trickled byte by byte). Checks: every bad
-//! connection is closed, the push is unaffected (its session ends as a complete VOD), and the
-//! process's resident memory stays bounded across the repetitions (an unbounded allocation per
-//! bad connection would show as growth far past the fixed bound).
+//! huge AMF0 count, 20,000 nested AMF0 objects, interleaved chunk streams, `play` with no name),
+//! a well-formed `connect` nesting 10,000 objects, and the other hostile RTMP inputs under
+//! tests/data, repeated many times; and the HTTP side (oversized bodies, garbage JSON,
+//! WebSocket frames over the limit, too many connections from one address, a request trickled
+//! byte by byte). Checks: every bad connection is closed, the push is unaffected (its session
+//! ends as a complete VOD), and the process's resident memory stays bounded across the
+//! repetitions (an unbounded allocation per bad connection would show as growth far past the
+//! fixed bound).
 
 mod common;
 
@@ -59,7 +60,22 @@ fn payloads() -> Vec<(&'static str, Vec<u8>, bool)> {
     ]
     .into_iter()
     .map(|name| (name, data(name), name != "hostile_random_bytes.bin"))
+    .chain(std::iter::once((
+        "connect_nested_10000_closed",
+        nested_connect_after_handshake(),
+        true,
+    )))
     .collect()
+}
+
+/// A well-formed `connect` nesting 10,000 closed objects (only the AMF0 depth limit refuses
+/// it; the 20,000-level payload above is cut short, so the guard's walk refuses it earlier):
+/// the fuzz seed of that name, minus its handshake.
+fn nested_connect_after_handshake() -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/rtmp_session/connect_nested_10000_closed.bin");
+    let seed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    seed[1 + 2 * 1536..].to_vec()
 }
 
 /// VmRSS of this process, KiB.
