@@ -187,7 +187,13 @@ async fn connect(url: &str, server: SocketAddr, bind_ip: IpAddr) -> Result<Ws, S
         .await
         .map_err(|_| "connect timeout".to_string())?
         .map_err(|e| e.to_string())?;
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(small_ws_config()))
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(url, stream, Some(small_ws_config()))
+            .await
+            .map_err(|e| e.to_string())?;
+    // A viewer says hello first (barrage joins a silent socket to the room only after a wait;
+    // the baseline ignores it).
+    futures::SinkExt::send(&mut ws, Message::text("{\"type\":\"hello\"}"))
         .await
         .map_err(|e| e.to_string())?;
     Ok(ws)
