@@ -201,6 +201,21 @@ fn side(
     }
 }
 
+/// Waits `seconds` with a progress line; returns the elapsed seconds, this process's CPU
+/// seconds over them, and its RSS at the end.
+async fn measure(label: &str, seconds: u64, sent: &AtomicU64) -> (f64, f64, u64) {
+    let cpu0 = cpu_seconds(None);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        progress(label, start, seconds, sent);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(None) - cpu0;
+    eprintln!();
+    (secs, cpu, rss_kib(None))
+}
+
 /// Runs barrage then the baseline and reports both.
 pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
     let limit = raise_open_files_limit();
@@ -269,16 +284,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
             }
         }));
     }
-    let cpu0 = cpu_seconds(None);
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(opts.seconds) {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        progress("barrage", start, opts.seconds, &sent);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(None) - cpu0;
-    let rss_end = rss_kib(None);
-    eprintln!();
+    let (secs, cpu, rss_end) = measure("barrage", opts.seconds, &sent).await;
     let reports = tokio::task::block_in_place(|| procs.finish());
     stop.cancel();
     for t in sender_tasks {
@@ -313,17 +319,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
     let plain = 150.0 * events as f64;
     let pad = ((barrage.bytes_per_frame - plain) / events as f64).max(0.0) as usize;
     let pacer = base.pace(tick, events, pad);
-    let cpu0 = cpu_seconds(None);
-    let start = Instant::now();
-    let zero = AtomicU64::new(0);
-    while start.elapsed() < Duration::from_secs(opts.seconds) {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        progress("baseline", start, opts.seconds, &zero);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(None) - cpu0;
-    let rss_end = rss_kib(None);
-    eprintln!();
+    let (secs, cpu, rss_end) = measure("baseline", opts.seconds, &AtomicU64::new(0)).await;
     let reports = tokio::task::block_in_place(|| procs.finish());
     base.stop();
     pacer.abort();
