@@ -9,6 +9,9 @@
 //! the committed copies match. Regenerate them with
 //! `BARRAGE_WRITE_FUZZ_SEEDS=1 cargo test --test fuzz_replay`.
 
+mod rtmp_bytes;
+use rtmp_bytes::{amf_number, amf_string, chunked};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -374,35 +377,6 @@ fn api_seeds() -> Vec<(String, Vec<u8>)> {
 
 // ---------------------------------------------------------------------------------------------
 // RTMP bytes.
-
-/// One message as chunks: a format 0 header, then format 3 headers every `chunk_size` bytes.
-fn chunked(csid: u8, type_id: u8, stream_id: u32, payload: &[u8], chunk_size: usize) -> Vec<u8> {
-    let mut out = vec![csid];
-    out.extend([0, 0, 0]);
-    out.extend(&(payload.len() as u32).to_be_bytes()[1..]);
-    out.push(type_id);
-    out.extend(stream_id.to_le_bytes());
-    for (i, piece) in payload.chunks(chunk_size).enumerate() {
-        if i > 0 {
-            out.push(0xC0 | csid);
-        }
-        out.extend(piece);
-    }
-    out
-}
-
-fn amf_string(s: &str) -> Vec<u8> {
-    let mut v = vec![0x02];
-    v.extend((s.len() as u16).to_be_bytes());
-    v.extend(s.as_bytes());
-    v
-}
-
-fn amf_number(n: f64) -> Vec<u8> {
-    let mut v = vec![0x00];
-    v.extend(n.to_be_bytes());
-    v
-}
 
 /// `name`, transaction id, a null command object, then string arguments.
 fn command(name: &str, transaction_id: f64, args: &[&str]) -> Vec<u8> {

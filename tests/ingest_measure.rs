@@ -3,6 +3,9 @@
 //! `cargo test --test ingest_measure -- --ignored --nocapture --test-threads 1`.
 //! Numbers from a debug build are pessimistic for CPU.
 
+mod rtmp_bytes;
+use rtmp_bytes::amf_string;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -86,13 +89,6 @@ fn cpu_time() -> Duration {
     // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name).
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
-}
-
-fn amf_string(s: &str) -> Vec<u8> {
-    let mut v = vec![0x02];
-    v.extend((s.len() as u16).to_be_bytes());
-    v.extend(s.as_bytes());
-    v
 }
 
 /// Handshake, then `connect` to `live`, then wait for the answer: a session waiting to publish.

@@ -8,6 +8,9 @@
 //! the tests build them and check the files match. Regenerate with
 //! `BARRAGE_WRITE_TEST_DATA=1 cargo test --test ingest_rtmp`.
 
+mod rtmp_bytes;
+use rtmp_bytes::{amf_number, amf_string, chunked};
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -313,35 +316,6 @@ async fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
     assert_eq!(s0s1s2[0], 3);
     stream.write_all(&s0s1s2[1..1 + HANDSHAKE_SIZE]).await?; // C2 echoes S1
     Ok(())
-}
-
-/// One message as chunks: a format 0 header, then format 3 headers every `chunk_size` bytes.
-fn chunked(csid: u8, type_id: u8, stream_id: u32, payload: &[u8], chunk_size: usize) -> Vec<u8> {
-    let mut out = vec![csid];
-    out.extend([0, 0, 0]); // timestamp
-    out.extend(&(payload.len() as u32).to_be_bytes()[1..]);
-    out.push(type_id);
-    out.extend(stream_id.to_le_bytes());
-    for (i, piece) in payload.chunks(chunk_size).enumerate() {
-        if i > 0 {
-            out.push(0xC0 | csid);
-        }
-        out.extend(piece);
-    }
-    out
-}
-
-fn amf_string(s: &str) -> Vec<u8> {
-    let mut v = vec![0x02];
-    v.extend((s.len() as u16).to_be_bytes());
-    v.extend(s.as_bytes());
-    v
-}
-
-fn amf_number(n: f64) -> Vec<u8> {
-    let mut v = vec![0x00];
-    v.extend(n.to_be_bytes());
-    v
 }
 
 /// A `connect` command body for the app `live`.
