@@ -18,6 +18,9 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # Page tests: Debian's chromium driven by playwright-core (tests/browser), CJK fonts for danmaku.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-noto-cjk)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# Build: openssl-sys (reqwest's native-tls, pulled in by the rtmp crate) needs headers + pkg-config.
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing: ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2
@@ -47,6 +50,12 @@ fi
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   echo "Redis is not answering on 127.0.0.1:6379; starting it" >&2
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
+fi
+
+# A link that dies with SIGBUS is almost always a full disk; say so before cargo does.
+avail_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${avail_kb:-0}" -lt 4000000 ]; then
+  echo "warning: only $((avail_kb / 1024)) MiB free here; a full build and test run needs about 4 GiB" >&2
 fi
 
 log "format and lints"

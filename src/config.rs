@@ -114,6 +114,7 @@ pub struct ChatConfig {
     pub danmaku_queue: usize,
     pub gift_low_queue: usize,
     pub max_age_ms: u64,
+    pub backlog_order: BacklogOrder,
     pub conn_rate_per_s: f64,
     pub conn_burst: u32,
     pub user_rate_per_s: f64,
@@ -130,6 +131,17 @@ pub struct ChatConfig {
     pub read_needs_token: bool,
     pub max_position_lag_ms: u64,
     pub priority_queue_max: usize,
+}
+
+/// Which waiting danmaku and low gifts a tick delivers when more wait than it may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BacklogOrder {
+    /// The newest first (in arrival order among themselves): under overload viewers see what
+    /// was just said, and older items wait for a quieter tick or go stale.
+    Newest,
+    /// The oldest first (strict FIFO): every item waits its turn, up to `max_age_ms`.
+    Oldest,
 }
 
 /// What happens to a socket that cannot keep up with its room.

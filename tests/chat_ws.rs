@@ -99,6 +99,8 @@ async fn a_system_message_overtakes_queued_danmaku() {
         c.chat.user_burst = 1000;
         c.chat.conn_burst = 1000;
         c.chat.max_age_ms = 600_000;
+        // This test checks strict FIFO of a backlog; the default sends the newest first.
+        c.chat.backlog_order = barrage::config::BacklogOrder::Oldest;
     })
     .await;
     let token = s.token("u1", "demo");

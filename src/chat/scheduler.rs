@@ -13,15 +13,21 @@
 //! is lost: an idle room does not bank credit for a burst later. So a tick never delivers more
 //! than its allowance, and delivers all of it whenever enough is waiting.
 //!
-//! System messages and high gifts are never dropped: they wait. Low gifts and danmaku are
-//! bounded: a push to a full queue drops that queue's oldest item (`overflow`), and items older
-//! than `max_age_ms` at a tick are dropped (`stale`). Each delivered event takes the room's
-//! next seq, so seqs are contiguous.
+//! System messages and high gifts are never dropped: they wait, strictly oldest first. Low gifts
+//! and danmaku are bounded: a push to a full queue drops that queue's oldest item (`overflow`),
+//! and items older than `max_age_ms` at a tick are dropped (`stale`). When more of them wait
+//! than a tick may send, `backlog_order` picks which go: the newest (default; under a flood the
+//! room shows what was just said instead of comments five seconds old, and what is left waits
+//! for a quieter tick or goes stale) or the oldest (strict FIFO). Either way a tick's events of
+//! one queue are in arrival order.
+//!
+//! Each delivered event takes the room's next seq, so seqs are contiguous; a tick's events are
+//! grouped by queue, highest first.
 
 use std::collections::VecDeque;
 
 use super::protocol::{Body, Event, Priority};
-use crate::config::ChatConfig;
+use crate::config::{BacklogOrder, ChatConfig};
 
 /// Fixed-point scale for queue ratios (parts per million).
 const RATIO_SCALE: f64 = 1_000_000.0;
@@ -37,6 +43,8 @@ pub struct SchedulerConfig {
     pub gift_low_queue: usize,
     pub danmaku_queue: usize,
     pub max_age_ms: u64,
+    /// Which waiting low gifts and danmaku go first when not all can.
+    pub backlog_order: BacklogOrder,
 }
 
 impl SchedulerConfig {
@@ -59,6 +67,7 @@ impl SchedulerConfig {
             gift_low_queue: c.gift_low_queue.max(1),
             danmaku_queue: c.danmaku_queue.max(1),
             max_age_ms: c.max_age_ms,
+            backlog_order: c.backlog_order,
         }
     }
 
@@ -124,7 +133,8 @@ impl DropCounts {
 /// What one tick produced.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tick {
-    /// The events to deliver, seq-numbered, highest queue first.
+    /// The events to deliver, seq-numbered, grouped by queue (highest first), each queue's in
+    /// arrival order.
     pub events: Vec<Event>,
     /// Events this tick was allowed to deliver.
     pub allowance: u64,
@@ -245,11 +255,14 @@ impl RoomScheduler {
         self.room_credit_milli = milli % 1000;
         tick.shares = self.split(tick.allowance);
 
+        // Count first, take after: a queue's slots from both passes come out as one run, so
+        // its events stay in arrival order whichever end of the queue they come from.
+        let mut counts = [0u64; 4];
         // First pass: each queue its share plus what the queues above could not use.
         let mut carry = 0u64;
         for p in Priority::ALL {
             let can = tick.shares[p.index()] + carry;
-            carry = can - self.take(p, can, &mut tick.events);
+            carry = can - self.claim(p, can, &mut counts);
         }
         // Slots even the last queue could not use go round once more from the top, so a queue
         // whose own share is small (or zero) still drains while the room has spare budget.
@@ -257,16 +270,36 @@ impl RoomScheduler {
             if carry == 0 {
                 break;
             }
-            carry -= self.take(p, carry, &mut tick.events);
+            carry -= self.claim(p, carry, &mut counts);
+        }
+        for p in Priority::ALL {
+            self.take(p, counts[p.index()], &mut tick.events);
         }
         tick
     }
 
-    /// Moves up to `n` items of queue `p` into `events` with the next seqs; returns how many.
-    fn take(&mut self, p: Priority, n: u64, events: &mut Vec<Event>) -> u64 {
+    /// Gives queue `p` up to `n` more of this tick's slots, as far as it has items; returns how
+    /// many it took.
+    fn claim(&self, p: Priority, n: u64, counts: &mut [u64; 4]) -> u64 {
+        let i = p.index();
+        let got = n.min(self.queues[i].len() as u64 - counts[i]);
+        counts[i] += got;
+        got
+    }
+
+    /// Moves `n` items of queue `p` into `events` with the next seqs: the oldest, or for a
+    /// bounded queue under [`BacklogOrder::Newest`] the newest (still in arrival order).
+    fn take(&mut self, p: Priority, n: u64, events: &mut Vec<Event>) {
+        let newest =
+            self.config.backlog_order == BacklogOrder::Newest && self.config.bound(p).is_some();
         let queue = &mut self.queues[p.index()];
-        let n = n.min(queue.len() as u64);
-        for waiting in queue.drain(..n as usize) {
+        let n = (n as usize).min(queue.len());
+        let range = if newest {
+            queue.len() - n..queue.len()
+        } else {
+            0..n
+        };
+        for waiting in queue.drain(range) {
             self.last_seq += 1;
             events.push(Event {
                 seq: self.last_seq,
@@ -276,7 +309,6 @@ impl RoomScheduler {
                 body: waiting.pending.body,
             });
         }
-        n
     }
 
     /// Apportions `allowance` whole slots by weight: every queue is credited its share, then
@@ -331,6 +363,7 @@ mod tests {
             gift_low_queue: 1000,
             danmaku_queue: 1000,
             max_age_ms: 5000,
+            backlog_order: BacklogOrder::Oldest,
         }
     }
 
@@ -351,6 +384,14 @@ mod tests {
         match &e.body {
             Body::System(s) => &s.text,
             _ => "",
+        }
+    }
+
+    /// The number `item` put in the text.
+    fn number(body: &Body) -> u64 {
+        match body {
+            Body::System(s) => s.text.rsplit('-').next().unwrap().parse().unwrap(),
+            _ => unreachable!("tests queue system bodies only"),
         }
     }
 
@@ -466,6 +507,52 @@ mod tests {
         assert_eq!(s.drops()[0], DropCounts::default());
     }
 
+    #[test]
+    fn under_a_flood_newest_order_delivers_what_was_just_said() {
+        // 6 slots a tick, 50 danmaku arriving every tick: each tick shows that tick's newest 6.
+        let mut c = config(100, 60, DEFAULT_RATIOS);
+        c.backlog_order = BacklogOrder::Newest;
+        c.max_age_ms = 1000;
+        let mut s = RoomScheduler::new(c, 0);
+        let mut n = 0;
+        for t in 1..=30u64 {
+            for _ in 0..50 {
+                s.push(Priority::Danmaku, item(Priority::Danmaku, n), t * 100);
+                n += 1;
+            }
+            let got: Vec<u64> = s
+                .tick(t * 100)
+                .events
+                .iter()
+                .map(|e| number(&e.body))
+                .collect();
+            assert_eq!(got, (n - 6..n).collect::<Vec<_>>(), "tick {t}");
+        }
+        // The waiting backlog is bounded by max_age: older comments went stale, not out late.
+        assert!(s.len(Priority::Danmaku) <= 11 * 50);
+        assert!(s.drops()[Priority::Danmaku.index()].stale > 0);
+
+        // A burst in a quiet room is not lost: the newest go first, the rest next tick.
+        let mut s = RoomScheduler::new(s.config().clone(), 0);
+        for n in 0..10 {
+            s.push(Priority::Danmaku, item(Priority::Danmaku, n), 0);
+        }
+        let first: Vec<u64> = s.tick(0).events.iter().map(|e| number(&e.body)).collect();
+        let second: Vec<u64> = s.tick(100).events.iter().map(|e| number(&e.body)).collect();
+        assert_eq!(first, vec![4, 5, 6, 7, 8, 9]);
+        assert_eq!(second, vec![0, 1, 2, 3]);
+
+        // FIFO would have sent the oldest six: items from three ticks back under the same flood.
+        let mut c = s.config().clone();
+        c.backlog_order = BacklogOrder::Oldest;
+        let mut s = RoomScheduler::new(c, 0);
+        for n in 0..150 {
+            s.push(Priority::Danmaku, item(Priority::Danmaku, n), 0);
+        }
+        let got: Vec<u64> = s.tick(0).events.iter().map(|e| number(&e.body)).collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Push(usize, u8),
@@ -490,12 +577,13 @@ mod tests {
             1usize..50,
             1usize..50,
             0u64..2000,
+            any::<bool>(),
         )
             .prop_filter(
                 "at least 0.1 event per tick, to drain in bounded time",
                 |t| u64::from(t.1) * t.0 >= 100,
             )
-            .prop_map(|(tick_ms, budget, ratios, gl, dm, age)| {
+            .prop_map(|(tick_ms, budget, ratios, gl, dm, age, newest)| {
                 let mut c = config(tick_ms, budget, ratios);
                 if c.weights.iter().sum::<u64>() == 0 {
                     c.weights = [1; 4];
@@ -503,14 +591,18 @@ mod tests {
                 c.gift_low_queue = gl;
                 c.danmaku_queue = dm;
                 c.max_age_ms = age;
+                if newest {
+                    c.backlog_order = BacklogOrder::Newest;
+                }
                 c
             })
     }
 
     proptest! {
         /// Runs random pushes and ticks, then drains: checks no system/high-gift loss, seq
-        /// contiguity, the budget in every tick, FIFO order within each queue, and that every
-        /// pushed item is delivered, dropped or still waiting.
+        /// contiguity, the budget in every tick, arrival order within each queue in a tick
+        /// (and across ticks for FIFO queues), newest-first choice under `Newest`, and that
+        /// every pushed item is delivered, dropped or still waiting.
         #[test]
         fn invariants_hold_for_any_load(config in arb_config(), ops in arb_ops()) {
             let mut s = RoomScheduler::new(config.clone(), 0);
@@ -524,6 +616,19 @@ mod tests {
                 prop_assert!(t.events.len() as u64 <= t.allowance, "over the allowance");
                 prop_assert!(t.allowance <= config.max_per_tick());
                 prop_assert_eq!(t.shares.iter().sum::<u64>(), t.allowance);
+                prop_assert!(
+                    t.events.windows(2).all(|w| w[0].priority.index() <= w[1].priority.index()),
+                    "a tick's events are grouped by queue, highest first"
+                );
+                for p in Priority::ALL {
+                    let got: Vec<u64> = t.events.iter().filter(|e| e.priority == p).map(|e| number(&e.body)).collect();
+                    prop_assert!(got.windows(2).all(|w| w[0] < w[1]), "arrival order within {:?} in a tick", p);
+                    let newest = config.backlog_order == BacklogOrder::Newest && config.bound(p).is_some();
+                    if let (true, Some(&first)) = (newest, got.first()) {
+                        let older = s.queues[p.index()].iter().all(|w| number(&w.pending.body) < first);
+                        prop_assert!(older, "{:?} under Newest left a newer item waiting", p);
+                    }
+                }
                 ticks += 1;
                 allowance_sum += t.allowance;
                 prop_assert_eq!(
@@ -564,9 +669,12 @@ mod tests {
                 let numbers: Vec<u64> = delivered
                     .iter()
                     .filter(|e| e.priority == p)
-                    .map(|e| text(e).rsplit('-').next().unwrap().parse().unwrap())
+                    .map(|e| number(&e.body))
                     .collect();
-                prop_assert!(numbers.windows(2).all(|w| w[0] < w[1]), "FIFO within {:?}", p);
+                let fifo = config.backlog_order == BacklogOrder::Oldest || config.bound(p).is_none();
+                if fifo {
+                    prop_assert!(numbers.windows(2).all(|w| w[0] < w[1]), "FIFO within {:?}", p);
+                }
                 let drops = s.drops()[p.index()];
                 prop_assert_eq!(numbers.len() as u64 + drops.overflow + drops.stale, pushed[p.index()]);
                 if matches!(p, Priority::System | Priority::GiftHigh) {
