@@ -165,6 +165,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     chat.set_batch_sink(cdn.clone());
     let cluster = Cluster::from_config(&config, &chat, &live, &catalog, &cdn, &storage)?;
+    if let Some(cluster) = &cluster {
+        // One publisher per room across the nodes, not only on this one.
+        broadcaster.set_claims(cluster.clone());
+    }
     let state = Arc::new(AppState {
         tokens: TokenSigner::new(&secrets.token_secret),
         secrets,

@@ -72,6 +72,15 @@ enum BenchCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// (internal) run one side in this process: barrage or baseline.
+        #[arg(long, hide = true)]
+        side: Option<String>,
+        /// (internal) events per frame the baseline side sends.
+        #[arg(long, hide = true, default_value_t = 1)]
+        frame_events: usize,
+        /// (internal) bytes per frame the baseline side sends.
+        #[arg(long, hide = true, default_value_t = 0.0)]
+        frame_bytes: f64,
     },
     /// Uplink path cost: decode, limits, moderation, scheduler; vs decode + queue.
     Uplink {
@@ -142,17 +151,31 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
             seconds,
             per_process,
             json,
+            side,
+            frame_events,
+            frame_bytes,
         } => {
-            let opts = barrage::bench::fanout::FanoutOptions {
+            use barrage::bench::fanout::{self, FanoutOptions, Side};
+            let opts = FanoutOptions {
                 viewers,
                 uplink_per_s: uplink,
                 senders: senders.max(1),
                 seconds: seconds.max(1),
                 per_process: per_process.max(1),
             };
-            report(barrage::bench::fanout::run(opts), json, |r| {
-                barrage::bench::fanout::table(r)
-            })
+            let side = match side.as_deref() {
+                None => return report(fanout::run(opts), json, fanout::table),
+                Some("barrage") => Side::Barrage,
+                Some("baseline") => Side::Baseline {
+                    events_per_frame: frame_events,
+                    bytes_per_frame: frame_bytes,
+                },
+                Some(other) => {
+                    eprintln!("barrage bench fanout: --side is barrage or baseline, not {other}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            report(fanout::run_side(opts, side), true, |_| String::new())
         }
         BenchCommand::Uplink {
             messages,

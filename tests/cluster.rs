@@ -409,3 +409,53 @@ async fn the_ingest_node_owns_the_room_and_danmaku_from_any_node_carry_the_strea
     }
     redis_cleanup(&redis, &prefix).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_room_live_on_one_node_refuses_a_push_to_another_until_it_ends() {
+    let redis = redis_url();
+    require_redis(&redis).await;
+    common::require_tool("ffmpeg");
+    let prefix = redis_prefix("live");
+    const KEY: &str = "live_cluster_one_publisher_key";
+    let same_key = |c: &mut barrage::config::Config| {
+        for room in c.rooms.iter_mut().filter(|r| r.id == "demo") {
+            room.stream_key = KEY.into();
+        }
+    };
+    let a = node(&redis, &prefix, same_key).await;
+    let b = node(&redis, &prefix, same_key).await;
+    let push = |s: &chat_common::TestServer, seconds| {
+        common::push_generated(
+            &format!("rtmp://{}/live/{KEY}", s.server.rtmp_addr),
+            seconds,
+        )
+    };
+    let wait = |child, secs| {
+        tokio::task::spawn_blocking(move || common::wait_child(child, Duration::from_secs(secs)))
+    };
+
+    let first = push(&a, 8);
+    poll_live(&a, true).await;
+    let (ok, stderr) = wait(push(&b, 3), 20).await.unwrap();
+    assert!(
+        !ok && stderr.contains("already live"),
+        "a push of the same room to another node is refused while it is live: {stderr}"
+    );
+    assert!(b.server.state.live.get("demo").is_none());
+
+    // When the first push ends, its node gives the room back at once: b takes the next push.
+    let (ok, stderr) = wait(first, 30).await.unwrap();
+    assert!(ok, "the first publisher is unaffected: {stderr}");
+    poll_live(&a, false).await;
+    let third = push(&b, 3);
+    poll_live(&b, true).await;
+    let (ok, stderr) = wait(third, 20).await.unwrap();
+    assert!(ok, "after the room ended on a, b takes it: {stderr}");
+    redis_cleanup(&redis, &prefix).await;
+}
+
+/// Waits until the node has `demo` live (or no longer live).
+async fn poll_live(s: &chat_common::TestServer, live: bool) {
+    let what = if live { "demo live" } else { "demo ended" };
+    until(what, || s.server.state.live.get("demo").is_some() == live).await;
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use barrage::config::RtmpConfig;
 use barrage::ingest::{
-    serve, MediaMessage, Publication, PublishGate, PublishRefusal, PublishRequest,
+    serve, ImmediateGate, MediaMessage, Publication, PublishRefusal, PublishRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -25,8 +25,8 @@ struct CountingGate {
     media_bytes: Arc<Mutex<usize>>,
 }
 
-impl PublishGate for CountingGate {
-    fn open(&self, _request: &PublishRequest) -> Result<Publication, PublishRefusal> {
+impl ImmediateGate for CountingGate {
+    fn decide(&self, _request: &PublishRequest) -> Result<Publication, PublishRefusal> {
         let (media, mut rx) = tokio::sync::mpsc::channel(64);
         let counter = self.media_bytes.clone();
         tokio::spawn(async move {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use barrage::config::RtmpConfig;
 use barrage::ingest::{
-    serve, MediaMessage, Publication, PublishGate, PublishRefusal, PublishRequest,
+    serve, ImmediateGate, MediaMessage, Publication, PublishRefusal, PublishRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -51,8 +51,8 @@ struct RecorderGate {
     requests: Mutex<Vec<PublishRequest>>,
 }
 
-impl PublishGate for RecorderGate {
-    fn open(&self, request: &PublishRequest) -> Result<Publication, PublishRefusal> {
+impl ImmediateGate for RecorderGate {
+    fn decide(&self, request: &PublishRequest) -> Result<Publication, PublishRefusal> {
         self.requests.lock().unwrap().push(request.clone());
         if request.stream_key != "good" {
             return Err(PublishRefusal::UnknownKey);

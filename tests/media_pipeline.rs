@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use barrage::broadcast::Broadcaster;
 use barrage::config::HlsConfig;
-use barrage::ingest::{MediaMessage, PublishGate, PublishRequest, StreamMetadata};
+use barrage::ingest::{MediaMessage, PublishRequest, StreamMetadata};
 use barrage::live::{LiveChange, LiveRegistry};
 use barrage::media::flv_file::read_flv;
 use barrage::rooms::{hash_key, Room, RoomDirectory};
@@ -103,11 +103,12 @@ async fn a_recorded_push_becomes_playable_hls() {
     let mut changes = live.subscribe();
 
     let publication = broadcaster
-        .open(&PublishRequest {
+        .publish(&PublishRequest {
             app: "live".into(),
             stream_key: KEY.into(),
             peer: "127.0.0.1:50000".parse().unwrap(),
         })
+        .await
         .expect("publish accepted");
     let session = publication.session.clone();
     publication

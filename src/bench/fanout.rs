@@ -1,8 +1,10 @@
 //! `barrage bench fanout`: C WebSocket viewers in one room on loopback, U danmaku/s from S
-//! senders. barrage runs in this process (so its CPU and memory are this process's, minus the
-//! few sender sockets); viewers run in child processes spread over 127.0.0.x addresses. Then, in
-//! the same run, the raw baseline broadcaster serves the same viewers with frames of the same
-//! size and rate, and barrage's figures are reported as ratios to it.
+//! senders. Each side runs in a fresh child process of its own (`--side barrage`, then
+//! `--side baseline`), so its CPU seconds and RSS are that process's alone: in one process the
+//! second side would reuse the heap the first one freed and look free. Viewers run in further
+//! child processes spread over 127.0.0.x addresses. The raw baseline broadcaster serves the same
+//! viewers with frames of the same size and rate as barrage's, and barrage's figures are
+//! reported as ratios to it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::proc_stats::{cpu_seconds, raise_open_files_limit, rss_kib};
@@ -28,8 +30,19 @@ pub struct FanoutOptions {
     pub per_process: usize,
 }
 
+/// Which server a side process runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Side {
+    Barrage,
+    /// The raw broadcaster, sending frames shaped like barrage's.
+    Baseline {
+        events_per_frame: usize,
+        bytes_per_frame: f64,
+    },
+}
+
 /// One side's figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SideReport {
     pub name: String,
     pub viewers_connected: u64,
@@ -216,8 +229,56 @@ async fn measure(label: &str, seconds: u64, sent: &AtomicU64) -> (f64, f64, u64)
     (secs, cpu, rss_kib(None))
 }
 
-/// Runs barrage then the baseline and reports both.
+/// Runs one side in a child process of this executable and reads its JSON report.
+fn run_side_process(opts: &FanoutOptions, side: Side) -> Result<SideReport, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["bench", "fanout", "--json"])
+        .args(["--viewers", &opts.viewers.to_string()])
+        .args(["--uplink", &opts.uplink_per_s.to_string()])
+        .args(["--senders", &opts.senders.to_string()])
+        .args(["--seconds", &opts.seconds.to_string()])
+        .args(["--per-process", &opts.per_process.to_string()]);
+    match side {
+        Side::Barrage => cmd.args(["--side", "barrage"]),
+        Side::Baseline {
+            events_per_frame,
+            bytes_per_frame,
+        } => cmd
+            .args(["--side", "baseline"])
+            .args(["--frame-events", &events_per_frame.to_string()])
+            .args(["--frame-bytes", &format!("{bytes_per_frame:.0}")]),
+    };
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run the side process: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("the {side:?} side failed ({})", out.status));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("bad report from the {side:?} side: {e}"))
+}
+
+/// Runs barrage then the baseline, each in its own process, and reports both.
 pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
+    tokio::task::spawn_blocking(move || {
+        let barrage = run_side_process(&opts, Side::Barrage)?;
+        let baseline = run_side_process(
+            &opts,
+            Side::Baseline {
+                events_per_frame: barrage.events_per_frame.round().max(1.0) as usize,
+                bytes_per_frame: barrage.bytes_per_frame,
+            },
+        )?;
+        Ok(compare(&opts, barrage, baseline))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Runs one side in this process: its server, the viewers, the measurement.
+pub async fn run_side(opts: FanoutOptions, side: Side) -> Result<SideReport, String> {
     let limit = raise_open_files_limit();
     if (limit as usize) < opts.viewers + 200 {
         return Err(format!(
@@ -225,17 +286,30 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
             opts.viewers
         ));
     }
+    match side {
+        Side::Barrage => run_barrage(&opts).await,
+        Side::Baseline {
+            events_per_frame,
+            bytes_per_frame,
+        } => run_baseline(&opts, events_per_frame, bytes_per_frame).await,
+    }
+}
+
+async fn run_barrage(opts: &FanoutOptions) -> Result<SideReport, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut config = crate::testutil::test_config(dir.path());
     config.log = "warn".into();
     config.chat.user_rate_per_s = (opts.uplink_per_s as f64).max(1.0);
     config.chat.user_burst = opts.uplink_per_s.max(1);
+    // Each sender's connection carries uplink/S frames a second.
+    config.chat.conn_rate_per_s =
+        (opts.uplink_per_s as f64 / opts.senders.max(1) as f64).max(1.0) * 2.0;
+    config.chat.conn_burst = opts.uplink_per_s.max(1);
     config.chat.room_rate_per_s = opts.uplink_per_s.max(1) * 2;
     config.chat.node_rate_per_s = opts.uplink_per_s.max(1) * 2;
     // Viewer processes each connect thousands of sockets from one loopback address.
     config.http.max_connections = opts.viewers + opts.senders + 100;
     config.http.max_connections_per_ip = config.http.max_connections;
-    let tick = Duration::from_millis(config.chat.tick_ms);
     let server = crate::app::start(config).await.map_err(|e| e.to_string())?;
     let addr = server.http_addr;
     eprintln!(
@@ -245,7 +319,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
 
     let rss_before = rss_kib(None);
     let url = format!("ws://{addr}/ws/demo?format=json");
-    let mut procs = spawn_viewers(&url, addr, &opts).map_err(|e| e.to_string())?;
+    let mut procs = spawn_viewers(&url, addr, opts).map_err(|e| e.to_string())?;
     let connected = tokio::task::block_in_place(|| procs.wait_ready());
     eprintln!("  {connected} viewers connected");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -256,7 +330,8 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
     let stop = tokio_util::sync::CancellationToken::new();
     let per_sender = (opts.uplink_per_s as f64 / opts.senders.max(1) as f64).max(0.001);
     let mut sender_tasks = Vec::new();
-    for s in 0..opts.senders {
+    let senders = opts.senders.max(1);
+    for s in 0..senders {
         let token = server.state.tokens.mint(
             &format!("bench-sender-{s}"),
             "bench",
@@ -273,7 +348,11 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
         let stop = stop.clone();
         sender_tasks.push(tokio::spawn(async move {
             tokio::spawn(async move { while let Some(Ok(_)) = read.next().await {} });
-            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sender));
+            // Senders are spread over the period: real viewers do not type in step, and
+            // senders in lockstep would make every tick's arrivals one burst.
+            let period = Duration::from_secs_f64(1.0 / per_sender);
+            let offset = period.mul_f64(s as f64 / senders as f64);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
             let mut id = 0u64;
             loop {
                 tokio::select! { _ = stop.cancelled() => return, _ = ticker.tick() => {} }
@@ -291,7 +370,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
         let _ = t.await;
     }
     server.stop().await;
-    let barrage = side(
+    Ok(side(
         "barrage",
         merge(&reports),
         secs,
@@ -302,28 +381,38 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
             end: rss_end,
         },
         opts.viewers,
-    );
+    ))
+}
 
-    // Baseline: same viewers, same frame size and rate.
+/// The raw broadcaster: same viewers, frames of `events` events and about `frame_bytes` bytes
+/// every tick.
+async fn run_baseline(
+    opts: &FanoutOptions,
+    events: usize,
+    frame_bytes: f64,
+) -> Result<SideReport, String> {
+    // barrage's tick on its defaults, which is what the barrage side ran with.
+    let defaults = crate::config::Config::from_toml_str("").map_err(|e| e.to_string())?;
+    let tick = Duration::from_millis(defaults.chat.tick_ms);
     let base = super::baseline::Baseline::start()
         .await
         .map_err(|e| e.to_string())?;
     let rss_before = rss_kib(None);
     let url = format!("ws://{}/", base.addr);
-    let mut procs = spawn_viewers(&url, base.addr, &opts).map_err(|e| e.to_string())?;
+    let mut procs = spawn_viewers(&url, base.addr, opts).map_err(|e| e.to_string())?;
     tokio::task::block_in_place(|| procs.wait_ready());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = rss_kib(None);
-    let events = barrage.events_per_frame.round().max(1.0) as usize;
+    let events = events.max(1);
     // Pad each event so the baseline's frames are as large as barrage's were.
     let plain = 150.0 * events as f64;
-    let pad = ((barrage.bytes_per_frame - plain) / events as f64).max(0.0) as usize;
+    let pad = ((frame_bytes - plain) / events as f64).max(0.0) as usize;
     let pacer = base.pace(tick, events, pad);
     let (secs, cpu, rss_end) = measure("baseline", opts.seconds, &AtomicU64::new(0)).await;
     let reports = tokio::task::block_in_place(|| procs.finish());
     base.stop();
     pacer.abort();
-    let baseline = side(
+    Ok(side(
         "baseline",
         merge(&reports),
         secs,
@@ -334,7 +423,12 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
             end: rss_end,
         },
         opts.viewers,
-    );
+    ))
+}
+
+/// Both sides and their ratios.
+fn compare(opts: &FanoutOptions, barrage: SideReport, baseline: SideReport) -> FanoutReport {
+    let secs = opts.seconds as f64;
     let per_frame = |s: &SideReport| {
         if s.frames_per_s > 0.0 {
             s.server_cpu_s / (s.frames_per_s * secs)
@@ -342,7 +436,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
             0.0
         }
     };
-    Ok(FanoutReport {
+    FanoutReport {
         viewers: opts.viewers,
         uplink_per_s: opts.uplink_per_s,
         seconds: opts.seconds,
@@ -358,7 +452,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, String> {
         },
         barrage,
         baseline,
-    })
+    }
 }
 
 /// The report as a Markdown table.

@@ -1,7 +1,8 @@
 //! Turns accepted publishes into HLS in object storage.
 //!
 //! [`Broadcaster`] is the [`PublishGate`] ingest asks: it checks the application and stream
-//! key, claims the room in the [`LiveRegistry`] (one publisher per room), and starts one
+//! key, claims the room across nodes ([`claims`], when clustered) and in the [`LiveRegistry`]
+//! (one publisher per room), and starts one
 //! [`writer::SessionWriter`] task per session, fed through a bounded channel. A session never
 //! waits on another: each has its own task, and a slow store only backs up its own publisher.
 //!
@@ -13,13 +14,15 @@
 //! will never grow; the next session of the room overwrites it with its own window.
 
 pub mod bitrate;
+pub mod claims;
 pub mod keys;
 pub mod store;
 pub mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,6 +33,7 @@ use crate::ingest::{Publication, PublishGate, PublishRefusal, PublishRequest};
 use crate::live::LiveRegistry;
 use crate::rooms::RoomDirectory;
 use crate::storage::Storage;
+use claims::{ClaimOutcome, PublishClaims};
 use writer::{SessionSettings, SessionWriter};
 
 /// Messages queued between ingest and a session's writer (about 10 s of a typical stream):
@@ -38,7 +42,6 @@ use writer::{SessionSettings, SessionWriter};
 pub const MEDIA_CHANNEL_CAPACITY: usize = 1024;
 
 /// Authorises publishes and runs one HLS writer per live session.
-#[derive(Debug)]
 pub struct Broadcaster {
     rooms: Arc<RoomDirectory>,
     live: Arc<LiveRegistry>,
@@ -52,6 +55,17 @@ pub struct Broadcaster {
     shutting_down: AtomicBool,
     /// Tells writers to finish what is queued and finalise (shutdown).
     stop: CancellationToken,
+    /// The other nodes' say in who publishes a room (set when clustered).
+    claims: OnceLock<Arc<dyn PublishClaims>>,
+}
+
+impl std::fmt::Debug for Broadcaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broadcaster")
+            .field("app", &self.app)
+            .field("clustered", &self.claims.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Broadcaster {
@@ -72,7 +86,13 @@ impl Broadcaster {
             tasks: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
             stop: CancellationToken::new(),
+            claims: OnceLock::new(),
         })
+    }
+
+    /// Makes every publish ask `claims` too (several nodes: one publisher per room in all).
+    pub fn set_claims(&self, claims: Arc<dyn PublishClaims>) {
+        let _ = self.claims.set(claims);
     }
 
     /// Shuts the gate and waits until every live session has written its final playlists.
@@ -91,7 +111,17 @@ impl Broadcaster {
 }
 
 impl PublishGate for Broadcaster {
-    fn open(&self, request: &PublishRequest) -> Result<Publication, PublishRefusal> {
+    fn open<'a>(
+        &'a self,
+        request: &'a PublishRequest,
+    ) -> BoxFuture<'a, Result<Publication, PublishRefusal>> {
+        Box::pin(self.publish(request))
+    }
+}
+
+impl Broadcaster {
+    /// Decides a publish and, when it is taken, starts its session writer.
+    pub async fn publish(&self, request: &PublishRequest) -> Result<Publication, PublishRefusal> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(PublishRefusal::ShuttingDown);
         }
@@ -109,6 +139,25 @@ impl PublishGate for Broadcaster {
             tracing::error!(%room, "publish refused: the gate was called outside the runtime");
             return Err(PublishRefusal::ShuttingDown);
         };
+        if self.live.get(&room).is_some() {
+            // Live here already: no need to ask the other nodes.
+            return Err(PublishRefusal::AlreadyLive { room });
+        }
+        let claim = match self.claims.get() {
+            None => None,
+            Some(claims) => match claims.claim(&room).await {
+                ClaimOutcome::Claimed(guard) => Some(guard),
+                ClaimOutcome::Elsewhere { node } => {
+                    tracing::info!(%room, %node, "publish refused: the room is live on another node");
+                    return Err(PublishRefusal::AlreadyLive { room });
+                }
+                ClaimOutcome::Unchecked => {
+                    tracing::warn!(%room, "cluster unreachable: taking the publish without asking the other nodes");
+                    metrics::counter!("barrage_publish_unchecked_total").increment(1);
+                    None
+                }
+            },
+        };
         let info = self
             .live
             .try_begin(&room)
@@ -122,8 +171,14 @@ impl PublishGate for Broadcaster {
         };
         let writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone());
         let span = tracing::info_span!("session", room = %room, session = %info.session, peer = %request.peer);
+        let stop = self.stop.clone();
         self.tasks.spawn_on(
-            writer.run(receiver, self.stop.clone()).instrument(span),
+            async move {
+                // The cross-node claim lasts as long as the session is written.
+                let _claim = claim;
+                writer.run(receiver, stop).await
+            }
+            .instrument(span),
             &runtime,
         );
         Ok(Publication {

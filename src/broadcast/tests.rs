@@ -93,22 +93,22 @@ async fn the_gate_refuses_wrong_app_unknown_key_and_a_second_publisher() {
     let f = fixture();
     let b = f.broadcaster.clone();
     assert!(matches!(
-        b.open(&request("app", KEY)),
+        b.publish(&request("app", KEY)).await,
         Err(PublishRefusal::WrongApp { app, expected }) if app == "app" && expected == "live"
     ));
     assert!(matches!(
-        b.open(&request("live", "live_nope")),
+        b.publish(&request("live", "live_nope")).await,
         Err(PublishRefusal::UnknownKey)
     ));
     assert!(matches!(
-        b.open(&request("live", "")),
+        b.publish(&request("live", "")).await,
         Err(PublishRefusal::UnknownKey)
     ));
-    let first = b.open(&request("live", KEY)).unwrap();
+    let first = b.publish(&request("live", KEY)).await.unwrap();
     assert_eq!(first.room, "demo");
     assert_eq!(f.live.get("demo").unwrap().session, first.session);
     assert!(matches!(
-        b.open(&request("live", KEY)),
+        b.publish(&request("live", KEY)).await,
         Err(PublishRefusal::AlreadyLive { room }) if room == "demo"
     ));
 
@@ -117,7 +117,7 @@ async fn the_gate_refuses_wrong_app_unknown_key_and_a_second_publisher() {
     let session = first.session.clone();
     drop(first);
     assert_eq!(ended(&f.live, changes, &session).await, None);
-    let second = b.open(&request("live", KEY)).unwrap();
+    let second = b.publish(&request("live", KEY)).await.unwrap();
     assert_ne!(second.session, session);
 
     // Shutdown: the live session is finalised and new publishes are refused.
@@ -126,7 +126,7 @@ async fn the_gate_refuses_wrong_app_unknown_key_and_a_second_publisher() {
     assert_eq!(b.running_sessions(), 0);
     assert!(f.live.get("demo").is_none());
     assert!(matches!(
-        b.open(&request("live", KEY)),
+        b.publish(&request("live", KEY)).await,
         Err(PublishRefusal::ShuttingDown)
     ));
 }
@@ -134,7 +134,7 @@ async fn the_gate_refuses_wrong_app_unknown_key_and_a_second_publisher() {
 #[tokio::test]
 async fn shutdown_finalises_a_session_whose_publisher_is_still_connected() {
     let f = fixture();
-    let publication = f.broadcaster.open(&request("live", KEY)).unwrap();
+    let publication = f.broadcaster.publish(&request("live", KEY)).await.unwrap();
     let file = Bytes::from(
         std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -172,7 +172,7 @@ async fn shutdown_finalises_a_session_whose_publisher_is_still_connected() {
 async fn invalid_media_never_ends_the_session() {
     let f = fixture();
     let changes = f.live.subscribe();
-    let publication = f.broadcaster.open(&request("live", KEY)).unwrap();
+    let publication = f.broadcaster.publish(&request("live", KEY)).await.unwrap();
     for i in 0..50u32 {
         let junk = Bytes::from(vec![(i % 256) as u8; (i as usize) % 7]);
         publication
@@ -258,7 +258,7 @@ async fn a_writer_that_dies_still_frees_the_room() {
 async fn a_segment_the_store_refuses_is_skipped_with_a_discontinuity() {
     let f = fixture();
     let changes = f.live.subscribe();
-    let publication = f.broadcaster.open(&request("live", KEY)).unwrap();
+    let publication = f.broadcaster.publish(&request("live", KEY)).await.unwrap();
     let session = publication.session.clone();
     // A folder where segment 2 must go: every put of it fails, retries included.
     let dir = f.dir.path().join(format!("hls/demo/{session}/000002.m4s"));
@@ -310,8 +310,12 @@ async fn two_rooms_broadcast_side_by_side() {
         .iter()
         .filter_map(|t| t.to_media_message())
         .collect();
-    let a = f.broadcaster.open(&request("live", KEY)).unwrap();
-    let b = f.broadcaster.open(&request("live", OTHER_KEY)).unwrap();
+    let a = f.broadcaster.publish(&request("live", KEY)).await.unwrap();
+    let b = f
+        .broadcaster
+        .publish(&request("live", OTHER_KEY))
+        .await
+        .unwrap();
     assert_eq!((a.room.as_str(), b.room.as_str()), ("demo", "other"));
     // Interleave the two publishes message by message.
     for m in &messages {

@@ -38,7 +38,7 @@ impl Cluster {
         }
     }
 
-    fn new_token(&self) -> String {
+    pub(crate) fn new_token(&self) -> String {
         format!("{}:{}", self.node_id, crate::secrets::random_secret(12))
     }
 

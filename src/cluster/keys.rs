@@ -18,6 +18,11 @@ impl Keys {
         format!("{}:room:{room}:owner", self.prefix)
     }
 
+    /// The node that has the room's RTMP push live (one publisher per room in the cluster).
+    pub(crate) fn live(&self, room: &str) -> String {
+        format!("{}:room:{room}:live", self.prefix)
+    }
+
     /// The last seq the room's owner published (the next owner continues after it).
     pub(crate) fn seq(&self, room: &str) -> String {
         format!("{}:room:{room}:seq", self.prefix)

@@ -32,6 +32,7 @@ mod keys;
 mod limits;
 mod link;
 pub mod load;
+mod publish_claims;
 mod rooms;
 mod scripts;
 mod uplink;

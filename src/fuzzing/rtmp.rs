@@ -20,7 +20,7 @@ use crate::ingest::chunk_guard::ChunkLimits;
 use crate::ingest::message::{parse_message, IncomingMessage};
 use crate::ingest::reader::MessageReader;
 use crate::ingest::{
-    serve_connection, IngestError, Publication, PublishGate, PublishRefusal, PublishRequest,
+    serve_connection, ImmediateGate, IngestError, Publication, PublishRefusal, PublishRequest,
     SessionEnd,
 };
 
@@ -214,8 +214,8 @@ impl FuzzGate {
     }
 }
 
-impl PublishGate for FuzzGate {
-    fn open(&self, request: &PublishRequest) -> Result<Publication, PublishRefusal> {
+impl ImmediateGate for FuzzGate {
+    fn decide(&self, request: &PublishRequest) -> Result<Publication, PublishRefusal> {
         if request.stream_key == REFUSED_KEY {
             return Err(PublishRefusal::UnknownKey);
         }

@@ -7,6 +7,8 @@
 //! gets `welcome`, what it missed, and one batch per tick. It never makes the room wait: past
 //! the backlog it skips to the newest batch and is told the gap (or is closed, by policy).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -54,8 +56,11 @@ pub mod close_code {
     pub const ROOM_CLOSED: u16 = 4410;
 }
 
-/// Per-socket read buffer: small, because every idle socket holds one (CRATE-NOTES).
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Per-socket read buffer. Every socket holds one for its whole life, and tungstenite zero-fills
+/// it to this size on each read, so all of it is resident: at 4 KiB it was most of an idle
+/// viewer's memory (heaptrack: 4 of 5.2 KiB of heap per socket). Client frames are a few
+/// hundred bytes; a larger one (up to `chat.max_frame_bytes`) just takes several reads.
+const READ_BUFFER_BYTES: usize = 512;
 /// How long the server waits for `hello` before joining the socket without resume.
 const HELLO_WAIT: Duration = Duration::from_secs(5);
 /// A send to a socket that does not finish in this long (at least) ends the socket.
@@ -99,7 +104,12 @@ async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session(state, room, format, admission, base, socket))
+        .on_upgrade(move |socket| {
+            // A task of its own, sized by the session alone: axum's upgrade task also holds
+            // the handshake's state, which an idle socket would keep for its whole life.
+            tokio::spawn(session(state, room, format, admission, base, socket));
+            std::future::ready(())
+        })
 }
 
 /// Decides whether the socket may join, and as whom.
@@ -160,55 +170,65 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-async fn session(
+/// One socket's whole life, as a boxed future of exactly its own size. The task of an idle
+/// viewer is most of what a connection costs, so everything is set up before the `async`
+/// block (whose captures would otherwise stay reserved for the socket's life beside the
+/// copies it makes), and the loop boxes the paths it rarely takes (see [`Viewer::run`]).
+fn session(
     state: Arc<AppState>,
     room: String,
     format: Format,
     admission: Result<(Arc<Room>, Option<Identity>), Refused>,
     base: String,
     socket: WebSocket,
-) {
-    let _tracked = state.chat.track_socket();
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let tracked = state.chat.track_socket();
     let user = match &admission {
-        Ok((_, Some(who))) => who.user.clone(),
-        _ => String::new(),
+        Ok((_, Some(who))) => who.user.as_str(),
+        _ => "",
     };
     let span = tracing::info_span!("ws", room = %room, user = %user, format = format.as_str());
-    async move {
-        let (room, who) = match admission {
-            Ok(ok) => ok,
-            Err(refused) => {
-                tracing::info!(code = refused.code, reason = %refused.message, "socket refused");
-                let mut viewer = Outbox::new(socket, format, &state);
-                viewer
-                    .close_with(refused.code, &refused.message, refused.close)
-                    .await;
-                return;
-            }
-        };
-        metrics::counter!("barrage_chat_connections_total", "format" => format.as_str())
-            .increment(1);
-        let open = metrics::gauge!("barrage_chat_connections");
-        open.increment(1.0);
-        let mut viewer = Viewer {
-            conn_limit: state.chat.connection_limiter(),
-            out: Outbox::new(socket, format, &state),
-            state,
-            room,
-            who,
-            base,
-            last_seq: 0,
-        };
-        let end = viewer.run().await;
-        if matches!(end, End::PeerClosed) {
-            // Send the close reply tungstenite queued, so the client sees a clean close.
-            let _ = tokio::time::timeout(Duration::from_secs(1), viewer.out.socket.close()).await;
+    let (room, who) = match admission {
+        Ok(ok) => ok,
+        Err(refused) => {
+            let mut out = Outbox::new(socket, format, &state);
+            return Box::pin(
+                async move {
+                    let _tracked = tracked;
+                    tracing::info!(code = refused.code, reason = %refused.message, "socket refused");
+                    out.close_with(refused.code, &refused.message, refused.close)
+                        .await;
+                }
+                .instrument(span),
+            );
         }
-        tracing::debug!(%end, "socket ended");
-        open.decrement(1.0);
-    }
-    .instrument(span)
-    .await;
+    };
+    metrics::counter!("barrage_chat_connections_total", "format" => format.as_str()).increment(1);
+    let open = metrics::gauge!("barrage_chat_connections");
+    open.increment(1.0);
+    let mut viewer = Viewer {
+        conn_limit: state.chat.connection_limiter(),
+        out: Outbox::new(socket, format, &state),
+        state,
+        room,
+        who,
+        base,
+        last_seq: 0,
+    };
+    Box::pin(
+        async move {
+            let _tracked = tracked;
+            let end = viewer.run().await;
+            if matches!(end, End::PeerClosed) {
+                // Send the close reply tungstenite queued, so the client sees a clean close.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), viewer.out.socket.close()).await;
+            }
+            tracing::debug!(%end, "socket ended");
+            open.decrement(1.0);
+        }
+        .instrument(span),
+    )
 }
 
 /// Why a socket ended (logged).
@@ -246,11 +266,13 @@ impl Outbox {
 
     /// Sends one message. The usual case completes on the first poll (no timer); a socket
     /// whose peer stopped reading gets `send_timeout` before it is given up.
+    /// The slow path (timer and all) is boxed, so it takes no room in every socket's future.
     async fn send(&mut self, msg: Message) -> Result<(), End> {
-        let mut fut = std::pin::pin!(self.socket.send(msg));
-        let result = match futures::poll!(fut.as_mut()) {
+        let timeout = self.send_timeout;
+        let mut fut = futures::SinkExt::send(&mut self.socket, msg);
+        let result = match futures::poll!(&mut fut) {
             Poll::Ready(r) => r,
-            Poll::Pending => match tokio::time::timeout(self.send_timeout, fut).await {
+            Poll::Pending => match Box::pin(tokio::time::timeout(timeout, fut)).await {
                 Ok(r) => r,
                 Err(_) => return Err(End::SendTimedOut),
             },
@@ -317,17 +339,20 @@ struct Viewer {
 }
 
 impl Viewer {
+    /// The socket's loop. Only the wait and `deliver` (every batch) are awaited in place; the
+    /// other steps are boxed, so the loop's future (kept for the socket's whole life) is sized
+    /// by what an idle viewer needs, not by the largest step.
     async fn run(&mut self) -> End {
-        let (resume_from, pending) = match self.await_hello().await {
+        let (resume_from, pending) = match Box::pin(self.await_hello()).await {
             Ok(first) => first,
             Err(end) => return end,
         };
         let mut membership = self.room.join(self.out.format, resume_from);
-        if let Err(end) = self.welcome(&mut membership).await {
+        if let Err(end) = Box::pin(self.welcome(&mut membership)).await {
             return end;
         }
         if let Some(frame) = pending {
-            if let Err(end) = self.handle(frame).await {
+            if let Err(end) = Box::pin(self.handle(frame)).await {
                 return end;
             }
         }
@@ -337,25 +362,21 @@ impl Viewer {
         let room = self.room.clone();
         loop {
             let step = tokio::select! {
-                _ = room.closed() => return self.room_gone().await,
+                _ = room.closed() => return Box::pin(self.room_gone()).await,
                 _ = &mut deadline => {
-                    return self.end("idle_timeout", "no frame from the client in chat.idle_timeout_s; send a heartbeat every 30 s", close_code::IDLE).await;
+                    return Box::pin(self.end("idle_timeout", "no frame from the client in chat.idle_timeout_s; send a heartbeat every 30 s", close_code::IDLE)).await;
                 }
                 msg = self.out.socket.recv() => {
                     deadline.as_mut().reset(Instant::now() + idle);
                     match msg {
                         None => Err(End::PeerClosed),
-                        Some(Err(e)) => Err(self.read_failed(e).await),
-                        Some(Ok(msg)) => match self.decode(msg).await {
-                            Ok(Some(frame)) => self.handle(frame).await,
-                            Ok(None) => Ok(()),
-                            Err(end) => Err(end),
-                        },
+                        Some(Err(e)) => Err(Box::pin(self.read_failed(e)).await),
+                        Some(Ok(msg)) => self.client_frame(msg).await,
                     }
                 }
                 batch = membership.batches.recv() => match batch {
                     Ok(batch) => self.deliver(&batch).await,
-                    Err(RecvError::Lagged(missed)) => self.lagged(&mut membership, missed).await,
+                    Err(RecvError::Lagged(missed)) => Box::pin(self.lagged(&mut membership, missed)).await,
                     Err(RecvError::Closed) => Err(End::PeerClosed),
                 },
             };
@@ -363,6 +384,19 @@ impl Viewer {
                 return end;
             }
         }
+    }
+
+    /// Decodes and handles one client frame (boxed: see [`Viewer::run`]).
+    fn client_frame(
+        &mut self,
+        msg: Message,
+    ) -> Pin<Box<dyn Future<Output = Result<(), End>> + Send + '_>> {
+        Box::pin(async move {
+            match self.decode(msg).await? {
+                Some(frame) => self.handle(frame).await,
+                None => Ok(()),
+            }
+        })
     }
 
     /// Waits for the first frame: `hello` gives the resume point; any other frame joins live

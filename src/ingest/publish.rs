@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 /// A publisher's request, as read from `connect` + `publish`.
@@ -81,6 +82,24 @@ impl PublishRefusal {
 
 /// Decides publishes and receives their media.
 pub trait PublishGate: Send + Sync + 'static {
-    /// Called once per `publish`; must not block (it runs on the session's task).
-    fn open(&self, request: &PublishRequest) -> Result<Publication, PublishRefusal>;
+    /// Called once per `publish`, on the session's task: it may ask other nodes (bounded in
+    /// time), never block the thread.
+    fn open<'a>(
+        &'a self,
+        request: &'a PublishRequest,
+    ) -> BoxFuture<'a, Result<Publication, PublishRefusal>>;
+}
+
+/// A gate that decides at once, without asking anyone (test and fuzz gates).
+pub trait ImmediateGate: Send + Sync + 'static {
+    fn decide(&self, request: &PublishRequest) -> Result<Publication, PublishRefusal>;
+}
+
+impl<G: ImmediateGate> PublishGate for G {
+    fn open<'a>(
+        &'a self,
+        request: &'a PublishRequest,
+    ) -> BoxFuture<'a, Result<Publication, PublishRefusal>> {
+        Box::pin(std::future::ready(self.decide(request)))
+    }
 }

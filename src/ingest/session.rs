@@ -275,11 +275,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let decision = if stream_key.is_empty() {
             Err(PublishRefusal::UnknownKey)
         } else {
-            self.gate.open(&PublishRequest {
+            let request = PublishRequest {
                 app,
                 stream_key,
                 peer: self.peer,
-            })
+            };
+            self.gate.open(&request).await
         };
         match decision {
             Ok(publication) => {

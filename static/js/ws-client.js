@@ -1,5 +1,8 @@
 // The viewer's WebSocket (JSON format): hello with resume_from after a reconnect, heartbeats,
-// reconnect with exponential backoff and jitter, and sends matched to their acks.
+// reconnect with exponential backoff and jitter, and sends matched to their acks. Where to
+// connect comes from the allocator (GET /api/rooms/{room}/connect: the least-loaded nodes'
+// URLs, assigned node first); a socket that fails moves on to the next URL, and when all were
+// tried the allocator is asked again. Without an answer the page's own host is used.
 
 /** Delay before reconnect attempt `attempt` (0, 1, ...): 0.5 s doubling to 15 s, +-25 %. */
 export function backoffMs(attempt, rnd = Math.random) {
@@ -13,6 +16,32 @@ export function socketUrl(loc, room, token) {
   let url = `${scheme}//${loc.host}/ws/${encodeURIComponent(room)}?format=json`;
   if (token) url += `&token=${encodeURIComponent(token)}`;
   return url;
+}
+
+/**
+ * A socket URL from the allocator's `ws_urls` entry, with the format and token added. On an
+ * https page a ws:// URL becomes wss:// (the browser refuses mixed content, and a TLS proxy in
+ * front of the node is what such a URL means).
+ */
+export function allocatedUrl(wsUrl, pageProtocol, token) {
+  let url = pageProtocol === 'https:' && wsUrl.startsWith('ws://') ? `wss://${wsUrl.slice(5)}` : wsUrl;
+  url += `${url.includes('?') ? '&' : '?'}format=json`;
+  if (token) url += `&token=${encodeURIComponent(token)}`;
+  return url;
+}
+
+/** Asks the allocator where to connect; resolves with its `ws_urls` (maybe empty). */
+export async function allocate(room, fetchFn = globalThis.fetch) {
+  try {
+    // A hung allocator must not hold the socket up: after 5 s the page's own host is used.
+    const signal = AbortSignal.timeout ? AbortSignal.timeout(5000) : undefined;
+    const r = await fetchFn(`/api/rooms/${encodeURIComponent(room)}/connect`, { cache: 'no-store', signal });
+    if (!r.ok) return [];
+    const answer = await r.json();
+    return Array.isArray(answer.ws_urls) ? answer.ws_urls.filter((u) => typeof u === 'string') : [];
+  } catch {
+    return [];
+  }
 }
 
 /** What the server's close codes mean (docs/PROTOCOL.md). */
@@ -44,6 +73,10 @@ export class ChatSocket {
     this.nextClientId = 1;
     this.pending = new Map(); // client_id -> {resolve, timer}
     this.welcome = null;
+    this.urls = []; // the allocator's answer, tried in order
+    this.urlIndex = 0;
+    this.url = ''; // the URL of the current (or last) socket
+    this.opening = 0; // bumps on every open, so a stale allocator answer is ignored
   }
 
   /** Connects (or reconnects with a new token). */
@@ -77,15 +110,32 @@ export class ChatSocket {
     return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.welcome !== null;
   }
 
-  open() {
+  /** The next URL to try: the allocator's, in order, asking again once all were tried. */
+  async nextUrl() {
+    if (this.urlIndex >= this.urls.length) {
+      this.urls = await allocate(this.room);
+      this.urlIndex = 0;
+    }
+    const allocated = this.urls[this.urlIndex];
+    return allocated
+      ? allocatedUrl(allocated, location.protocol, this.token)
+      : socketUrl(location, this.room, this.token);
+  }
+
+  async open() {
     this.state('connecting');
+    const generation = ++this.opening;
+    const url = await this.nextUrl();
+    if (this.stopped || generation !== this.opening) return;
     let ws;
     try {
-      ws = new WebSocket(socketUrl(location, this.room, this.token));
+      ws = new WebSocket(url);
     } catch (e) {
+      this.urlIndex++;
       this.scheduleReconnect(String(e));
       return;
     }
+    this.url = url;
     this.ws = ws;
     this.welcome = null;
     ws.addEventListener('open', () => {
@@ -110,6 +160,8 @@ export class ChatSocket {
       this.welcome = null;
       clearInterval(this.heartbeat);
       this.failPending('disconnected');
+      // Whatever ended this socket, the next attempt goes to the next node on the list.
+      this.urlIndex++;
       // Room unknown or closed: it may open again, but there is no hurry to ask.
       if (ev.code === 4404 || ev.code === 4410) this.attempt = Math.max(this.attempt, 10);
       this.scheduleReconnect(ev.reason || CLOSE_REASONS[ev.code] || `closed (${ev.code})`);

@@ -251,6 +251,32 @@ try {
     await until('viewer socket', () => viewer.evaluate(() => window.barrage && window.barrage.socket.isOpen));
   });
 
+  await check('viewer_socket_comes_from_the_allocator', async () => {
+    // The page asked GET /api/rooms/{room}/connect and opened the URL it named first.
+    const answer = await api(`/api/rooms/${ROOM}/connect`);
+    const url = await viewer.evaluate(() => window.barrage.socket.url);
+    if (!url.startsWith(`${answer.ws_urls[0]}?format=json`)) {
+      throw new Error(`socket ${url}, allocator said ${JSON.stringify(answer.ws_urls)}`);
+    }
+    // A node on the list that is down is skipped for the next one. The allocator's answer is
+    // replaced in the browser by one whose first node refuses connections.
+    const page = await context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(`failover: ${e.message}`));
+    const dead = `ws://127.0.0.1:9/ws/${ROOM}`;
+    let asked = 0;
+    await page.route('**/api/rooms/*/connect', (route) => {
+      asked += 1;
+      route.fulfill({ json: { ...answer, ws_urls: [dead, answer.ws_urls[0]] } });
+    });
+    await page.goto(`${BASE}/rooms/${ROOM}`, { waitUntil: 'domcontentloaded' });
+    await until('failover socket open', () => page.evaluate(() => window.barrage && window.barrage.socket.isOpen));
+    const used = await page.evaluate(() => window.barrage.socket.url);
+    await page.close();
+    if (!used.startsWith(answer.ws_urls[0])) throw new Error(`failed over to ${used}`);
+    if (asked < 1) throw new Error('the page never asked the allocator');
+    return { allocated: url, failed_over_to: used, asked };
+  });
+
   await check('node_danmaku_reaches_overlay', async () => {
     const text = `hello from node ${RUN}`;
     await node.send(text, { color: 0x7ad7ff });

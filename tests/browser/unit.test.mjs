@@ -7,7 +7,7 @@ import { ScrollLanes, FixedLanes, LanePlanner, laneFree, usableLanes, GAP_PX } f
 import { SeqFilter } from '../../static/js/seq-filter.js';
 import { ReplayTimeline, LATE_MS } from '../../static/js/replay.js';
 import { pickBase, danmakuUrl } from '../../static/js/cdn-poller.js';
-import { backoffMs, socketUrl } from '../../static/js/ws-client.js';
+import { allocate, allocatedUrl, backoffMs, socketUrl } from '../../static/js/ws-client.js';
 import { colorToCss, cssToColor, roomFromPath, intParam } from '../../static/js/format.js';
 
 const W = 1000;
@@ -118,6 +118,17 @@ test('backoff grows to a cap, with jitter', () => {
   assert.ok(backoffMs(30, () => 1) <= 15000 * 1.25);
   const url = socketUrl({ protocol: 'https:', host: 'x.example:8443' }, 'de mo', 'a&b');
   assert.equal(url, 'wss://x.example:8443/ws/de%20mo?format=json&token=a%26b');
+});
+
+test('allocated socket URLs get the format, the token and wss on https pages', async () => {
+  assert.equal(allocatedUrl('ws://n2.example:8080/ws/demo', 'http:', ''), 'ws://n2.example:8080/ws/demo?format=json');
+  assert.equal(allocatedUrl('ws://n2.example/ws/demo', 'https:', 'a&b'), 'wss://n2.example/ws/demo?format=json&token=a%26b');
+  assert.equal(allocatedUrl('wss://n/ws/d?x=1', 'https:', ''), 'wss://n/ws/d?x=1&format=json');
+  const answer = { ws_urls: ['ws://a/ws/r', 7, 'ws://b/ws/r'] };
+  const ok = async (url) => ({ ok: url === '/api/rooms/r%201/connect', json: async () => answer });
+  assert.deepEqual(await allocate('r 1', ok), ['ws://a/ws/r', 'ws://b/ws/r']);
+  assert.deepEqual(await allocate('r', ok), [], 'a refused answer gives no URLs');
+  assert.deepEqual(await allocate('r', async () => { throw new Error('down'); }), []);
 });
 
 test('formatting helpers', () => {

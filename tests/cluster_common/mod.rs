@@ -145,6 +145,9 @@ pub fn generous_limits(c: &mut barrage::config::Config) {
     c.chat.user_burst = 100;
     c.chat.conn_rate_per_s = 100.0;
     c.chat.conn_burst = 100;
+    // These tests send one user's bursts past the per-tick budget and check that they arrive in
+    // order; the default (newest first under a backlog) would show a burst's tail first.
+    c.chat.backlog_order = barrage::config::BacklogOrder::Oldest;
 }
 
 /// Reads a room's files under one index from `s` and returns their events' seqs, checking
