@@ -69,6 +69,9 @@ enum BenchCommand {
         /// Viewers per child process (each process holds its own sockets).
         #[arg(long, default_value_t = 5000)]
         per_process: usize,
+        /// chat.budget for the run (events per viewer per second; default config: 60).
+        #[arg(long)]
+        budget: Option<u32>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -150,6 +153,7 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
             senders,
             seconds,
             per_process,
+            budget,
             json,
             side,
             frame_events,
@@ -162,6 +166,7 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
                 senders: senders.max(1),
                 seconds: seconds.max(1),
                 per_process: per_process.max(1),
+                budget,
             };
             let side = match side.as_deref() {
                 None => return report(fanout::run(opts), json, fanout::table),

@@ -30,9 +30,11 @@ impl ImmediateGate for CountingGate {
         let (media, mut rx) = tokio::sync::mpsc::channel(64);
         let counter = self.media_bytes.clone();
         tokio::spawn(async move {
-            while let Some(m) = rx.recv().await {
-                if let MediaMessage::Video { body, .. } | MediaMessage::Audio { body, .. } = m {
-                    *counter.lock().unwrap() += body.len();
+            while let Some(batch) = rx.recv().await {
+                for m in batch {
+                    if let MediaMessage::Video { body, .. } | MediaMessage::Audio { body, .. } = m {
+                        *counter.lock().unwrap() += body.len();
+                    }
                 }
             }
         });

@@ -70,8 +70,8 @@ impl ImmediateGate for RecorderGate {
         let live = self.live.clone();
         let key = request.stream_key.clone();
         tokio::spawn(async move {
-            while let Some(message) = rx.recv().await {
-                recording.lock().unwrap().messages.push(message);
+            while let Some(batch) = rx.recv().await {
+                recording.lock().unwrap().messages.extend(batch);
             }
             recording.lock().unwrap().ended = true;
             live.lock().unwrap().remove(&key);

@@ -113,18 +113,18 @@ async fn a_recorded_push_becomes_playable_hls() {
     let session = publication.session.clone();
     publication
         .media
-        .send(MediaMessage::Metadata(StreamMetadata {
+        .send(vec![MediaMessage::Metadata(StreamMetadata {
             width: Some(320),
             height: Some(180),
             framerate: Some(30.0),
             video_kbps: Some(300.0),
             audio_kbps: Some(64.0),
             encoder: Some("Lavf59.27.100".into()),
-        }))
+        })])
         .await
         .unwrap();
     for message in ffmpeg_push() {
-        publication.media.send(message).await.unwrap();
+        publication.media.send(vec![message]).await.unwrap();
     }
 
     // While live: two segments are cut (at the keyframes at 2 s and 4 s), the registry knows

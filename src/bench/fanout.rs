@@ -28,6 +28,9 @@ pub struct FanoutOptions {
     pub senders: usize,
     pub seconds: u64,
     pub per_process: usize,
+    /// `chat.budget` for the run (events per viewer per second); None keeps the default (60).
+    /// A larger budget means larger batches: more events per frame for the same frames.
+    pub budget: Option<u32>,
 }
 
 /// Which server a side process runs.
@@ -239,6 +242,9 @@ fn run_side_process(opts: &FanoutOptions, side: Side) -> Result<SideReport, Stri
         .args(["--senders", &opts.senders.to_string()])
         .args(["--seconds", &opts.seconds.to_string()])
         .args(["--per-process", &opts.per_process.to_string()]);
+    if let Some(budget) = opts.budget {
+        cmd.args(["--budget", &budget.to_string()]);
+    }
     match side {
         Side::Barrage => cmd.args(["--side", "barrage"]),
         Side::Baseline {
@@ -301,6 +307,9 @@ async fn run_barrage(opts: &FanoutOptions) -> Result<SideReport, String> {
     config.log = "warn".into();
     config.chat.user_rate_per_s = (opts.uplink_per_s as f64).max(1.0);
     config.chat.user_burst = opts.uplink_per_s.max(1);
+    if let Some(budget) = opts.budget {
+        config.chat.budget = budget.max(1);
+    }
     // Each sender's connection carries uplink/S frames a second.
     config.chat.conn_rate_per_s =
         (opts.uplink_per_s as f64 / opts.senders.max(1) as f64).max(1.0) * 2.0;
@@ -480,6 +489,18 @@ pub fn table(r: &FanoutReport) -> String {
     out.push_str(&format!(
         "\nframes/s ratio barrage/baseline: {:.2}; server CPU per frame ratio: {:.2}\n",
         r.frames_ratio, r.cpu_per_frame_ratio
+    ));
+    let per_cpu = |s: &SideReport| {
+        if s.server_cpu_s > 0.0 {
+            s.delivered_events_per_s * r.seconds as f64 / s.server_cpu_s
+        } else {
+            0.0
+        }
+    };
+    out.push_str(&format!(
+        "delivered events per server CPU-second: barrage {:.0}, baseline {:.0}\n",
+        per_cpu(&r.barrage),
+        per_cpu(&r.baseline)
     ));
     out
 }

@@ -36,10 +36,11 @@ use crate::storage::Storage;
 use claims::{ClaimOutcome, PublishClaims};
 use writer::{SessionSettings, SessionWriter};
 
-/// Messages queued between ingest and a session's writer (about 10 s of a typical stream):
+/// Batches queued between ingest and a session's writer (at most `MEDIA_BATCH_MAX` messages
+/// each; usually a keyframe ends one sooner, so this is about 10-15 s of a typical stream):
 /// enough to ride out a slow store write, bounded so a stuck store backs up the publisher's TCP
 /// instead of memory.
-pub const MEDIA_CHANNEL_CAPACITY: usize = 1024;
+pub const MEDIA_CHANNEL_CAPACITY: usize = 32;
 
 /// Authorises publishes and runs one HLS writer per live session.
 pub struct Broadcaster {

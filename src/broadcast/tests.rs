@@ -144,7 +144,7 @@ async fn shutdown_finalises_a_session_whose_publisher_is_still_connected() {
     );
     for tag in read_flv(&file).unwrap() {
         if let Some(m) = tag.to_media_message() {
-            publication.media.send(m).await.unwrap();
+            publication.media.send(vec![m]).await.unwrap();
         }
     }
     // The sender is still held: wait_idle must not hang on it.
@@ -163,7 +163,7 @@ async fn shutdown_finalises_a_session_whose_publisher_is_still_connected() {
     assert_eq!(vod.matches(".m4s").count(), 3, "{vod}");
     assert!(publication
         .media
-        .send(MediaMessage::Metadata(Default::default()))
+        .send(vec![MediaMessage::Metadata(Default::default())])
         .await
         .is_err());
 }
@@ -177,18 +177,18 @@ async fn invalid_media_never_ends_the_session() {
         let junk = Bytes::from(vec![(i % 256) as u8; (i as usize) % 7]);
         publication
             .media
-            .send(MediaMessage::Video {
+            .send(vec![MediaMessage::Video {
                 timestamp: i,
                 body: junk.clone(),
-            })
+            }])
             .await
             .unwrap();
         publication
             .media
-            .send(MediaMessage::Audio {
+            .send(vec![MediaMessage::Audio {
                 timestamp: i,
                 body: junk,
-            })
+            }])
             .await
             .unwrap();
     }
@@ -244,7 +244,7 @@ async fn a_writer_that_dies_still_frees_the_room() {
     let (media, receiver) = mpsc::channel(4);
     let task = tokio::spawn(writer.run(receiver, CancellationToken::new()));
     media
-        .send(MediaMessage::Metadata(Default::default()))
+        .send(vec![MediaMessage::Metadata(Default::default())])
         .await
         .unwrap();
     tokio::task::yield_now().await;
@@ -272,7 +272,7 @@ async fn a_segment_the_store_refuses_is_skipped_with_a_discontinuity() {
     );
     for tag in read_flv(&file).unwrap() {
         if let Some(m) = tag.to_media_message() {
-            publication.media.send(m).await.unwrap();
+            publication.media.send(vec![m]).await.unwrap();
         }
     }
     drop(publication);
@@ -319,8 +319,8 @@ async fn two_rooms_broadcast_side_by_side() {
     assert_eq!((a.room.as_str(), b.room.as_str()), ("demo", "other"));
     // Interleave the two publishes message by message.
     for m in &messages {
-        a.media.send(m.clone()).await.unwrap();
-        b.media.send(m.clone()).await.unwrap();
+        a.media.send(vec![m.clone()]).await.unwrap();
+        b.media.send(vec![m.clone()]).await.unwrap();
     }
     let sessions = [
         (a.room.clone(), a.session.clone()),

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::ingest::MediaMessage;
+use crate::ingest::{MediaBatch, MediaMessage};
 use crate::media::aac::parse_audio_specific_config;
 use crate::media::sps::parse_sps;
 use crate::media::{MuxEvent, StreamMuxer};
@@ -80,12 +80,14 @@ fn run_media(data: &[u8]) -> u64 {
 /// What the RTMP harness's gate runs for each publication: the same muxer and checks, fed
 /// from the session's channel.
 /// Returns how many messages it received.
-pub async fn feed_publication(mut rx: mpsc::Receiver<MediaMessage>) -> usize {
+pub async fn feed_publication(mut rx: mpsc::Receiver<MediaBatch>) -> usize {
     let mut muxer = MuxCheck::new();
     let mut received = 0;
-    while let Some(message) = rx.recv().await {
-        received += 1;
-        muxer.push(message);
+    while let Some(batch) = rx.recv().await {
+        for message in batch {
+            received += 1;
+            muxer.push(message);
+        }
     }
     muxer.finish();
     received

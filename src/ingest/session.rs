@@ -22,7 +22,8 @@ use super::handshake::Handshake;
 use super::message::{parse_message, IncomingMessage};
 use super::outbox::Outbox;
 use super::publish::{
-    MediaMessage, Publication, PublishGate, PublishRefusal, PublishRequest, StreamMetadata,
+    MediaBatch, MediaMessage, Publication, PublishGate, PublishRefusal, PublishRequest,
+    StreamMetadata, MEDIA_BATCH_MAX,
 };
 use super::reader::MessageReader;
 use super::replies::{Replies, ANNOUNCED_WINDOW};
@@ -75,6 +76,8 @@ pub struct Session<S = TcpStream> {
     app: Option<String>,
     /// The live publish, if any; dropped to end it.
     publication: Option<Publication>,
+    /// Media read but not yet handed to the publication (see `MediaBatch`).
+    batch: MediaBatch,
     /// `onMetaData` sent before the publish was accepted, delivered when it is.
     pending_metadata: Option<StreamMetadata>,
     /// Reads must finish by this instant until a publish starts (`handshake_timeout_s`).
@@ -84,6 +87,7 @@ pub struct Session<S = TcpStream> {
     acknowledged: u64,
     /// The peer's window: it expects an Acknowledgement every this many bytes.
     ack_window: u32,
+    bytes_received: metrics::Counter,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -108,18 +112,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             reader: MessageReader::new(limits),
             app: None,
             publication: None,
+            batch: Vec::new(),
             pending_metadata: None,
             setup_deadline: Some(Instant::now() + Duration::from_secs(config.handshake_timeout_s)),
             received: 0,
             acknowledged: 0,
             ack_window: ANNOUNCED_WINDOW,
+            bytes_received: telemetry::bytes_received(),
             config,
             gate,
         }
     }
 
-    /// Serves the connection until it ends; an error says what the peer did wrong.
+    /// Serves the connection until it ends; an error says what the peer did wrong. Media
+    /// already read is handed over whatever the end.
     pub async fn run(mut self) -> Result<SessionEnd, IngestError> {
+        let end = self.serve().await;
+        self.hand_over().await;
+        end
+    }
+
+    async fn serve(&mut self) -> Result<SessionEnd, IngestError> {
         let mut handshake = Handshake::new(&self.outbox);
         while !handshake.advance(self.reader.input_mut()).await? {
             self.flush().await?;
@@ -233,9 +246,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .await
             }
             Command::FcUnpublish { .. } | Command::CloseStream { .. } => {
+                self.hand_over().await;
                 self.end_publish("the publisher unpublished")
             }
             Command::DeleteStream { .. } => {
+                self.hand_over().await;
                 self.end_publish("the publisher deleted its stream");
                 return Ok(Flow::Close(SessionEnd::StreamDeleted));
             }
@@ -315,18 +330,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         warn!(peer = %self.peer, reason = refusal.reason(), "publish refused: {refusal}");
     }
 
-    /// Sends into the publication (waiting when the consumer is behind: backpressure).
+    /// Adds to the batch for the publication, handing the batch over when it is due (waiting
+    /// when the consumer is behind: backpressure).
     async fn deliver(&mut self, message: MediaMessage) -> Result<Flow, IngestError> {
-        let Some(publication) = &self.publication else {
+        if self.publication.is_none() {
             trace!("media before publish ignored");
             return Ok(Flow::Continue);
-        };
-        if publication.media.send(message).await.is_err() {
-            info!(room = %publication.room, "the consumer closed the publication");
-            self.publication = None;
-            return Ok(Flow::Close(SessionEnd::ConsumerGone));
+        }
+        let urgent = message.is_urgent();
+        self.batch.push(message);
+        if urgent || self.batch.len() >= MEDIA_BATCH_MAX {
+            return Ok(self.hand_over().await);
         }
         Ok(Flow::Continue)
+    }
+
+    /// Sends the batch to the publication, if there is one and the batch is not empty.
+    async fn hand_over(&mut self) -> Flow {
+        let Some(publication) = &self.publication else {
+            self.batch.clear();
+            return Flow::Continue;
+        };
+        if self.batch.is_empty() {
+            return Flow::Continue;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(MEDIA_BATCH_MAX));
+        if publication.media.send(batch).await.is_err() {
+            info!(room = %publication.room, "the consumer closed the publication");
+            self.publication = None;
+            return Flow::Close(SessionEnd::ConsumerGone);
+        }
+        Flow::Continue
     }
 
     /// Reads more bytes into the reader's input; 0 means the peer closed.
@@ -349,7 +383,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }),
             Ok(Ok(n)) => {
                 self.received += n as u64;
-                telemetry::bytes_received(n);
+                self.bytes_received.increment(n as u64);
                 Ok(n)
             }
         }
@@ -403,6 +437,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 impl<S> Session<S> {
     fn end_publish(&mut self, why: &str) {
         if let Some(publication) = self.publication.take() {
+            if !self.batch.is_empty() {
+                // The session was dropped mid-run (shutdown): hand over what fits, never wait.
+                let _ = publication.media.try_send(std::mem::take(&mut self.batch));
+            }
             info!(room = %publication.room, session = %publication.session, "publish ended: {why}");
         }
     }

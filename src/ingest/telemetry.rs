@@ -12,9 +12,10 @@ pub fn connection_refused(reason: &'static str) {
     metrics::counter!("barrage_rtmp_connections_refused_total", "reason" => reason).increment(1);
 }
 
-/// Bytes read from publishers (handshake included).
-pub fn bytes_received(n: usize) {
-    metrics::counter!("barrage_ingest_bytes_total").increment(n as u64);
+/// Bytes read from publishers (handshake included); a session takes the handle once and
+/// counts every read on it.
+pub fn bytes_received() -> metrics::Counter {
+    metrics::counter!("barrage_ingest_bytes_total")
 }
 
 /// A publish was accepted by the gate.
