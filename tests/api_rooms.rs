@@ -7,6 +7,24 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// `POST /api/rooms` with `key` as the bearer (None: no Authorization header) and `body` as the
+/// JSON text.
+async fn post_rooms(
+    http: &reqwest::Client,
+    base: &str,
+    key: Option<&str>,
+    body: impl Into<String>,
+) -> reqwest::Response {
+    let mut request = http
+        .post(format!("{base}/api/rooms"))
+        .header("content-type", "application/json")
+        .body(body.into());
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().await.unwrap()
+}
+
 #[tokio::test]
 async fn rooms_are_made_listed_rotated_closed_and_kept_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -15,31 +33,32 @@ async fn rooms_are_made_listed_rotated_closed_and_kept_across_restarts() {
     let http = client();
 
     // Writes need the admin key.
-    let r = http
-        .post(format!("{base}/api/rooms"))
-        .json(&json!({"id":"concert","title":"Concert"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_rooms(
+        &http,
+        &base,
+        None,
+        json!({"id":"concert","title":"Concert"}).to_string(),
+    )
+    .await;
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
-    let r = http
-        .post(format!("{base}/api/rooms"))
-        .bearer_auth("wrong")
-        .json(&json!({"id":"concert","title":"Concert"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_rooms(
+        &http,
+        &base,
+        Some("wrong"),
+        json!({"id":"concert","title":"Concert"}).to_string(),
+    )
+    .await;
     assert_eq!(r.status(), 403);
 
-    let r = http
-        .post(format!("{base}/api/rooms"))
-        .bearer_auth(TEST_ADMIN_KEY)
-        .json(&json!({"id":"concert","title":"Concert"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_rooms(
+        &http,
+        &base,
+        Some(TEST_ADMIN_KEY),
+        json!({"id":"concert","title":"Concert"}).to_string(),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let made: Value = r.json().await.unwrap();
     let key = made["stream_key"].as_str().unwrap().to_string();
@@ -49,41 +68,33 @@ async fn rooms_are_made_listed_rotated_closed_and_kept_across_restarts() {
     assert_eq!(made["room"]["id"], "concert");
 
     // Same id again: conflict; bad id: 400; bad JSON: 400 with a code; huge body: 413.
-    let again = http
-        .post(format!("{base}/api/rooms"))
-        .bearer_auth(TEST_ADMIN_KEY)
-        .json(&json!({"id":"concert","title":"x"}))
-        .send()
-        .await
-        .unwrap();
+    let again = post_rooms(
+        &http,
+        &base,
+        Some(TEST_ADMIN_KEY),
+        json!({"id":"concert","title":"x"}).to_string(),
+    )
+    .await;
     assert_eq!(again.status(), 409);
-    let bad = http
-        .post(format!("{base}/api/rooms"))
-        .bearer_auth(TEST_ADMIN_KEY)
-        .json(&json!({"id":"Bad Id","title":"x"}))
-        .send()
-        .await
-        .unwrap();
+    let bad = post_rooms(
+        &http,
+        &base,
+        Some(TEST_ADMIN_KEY),
+        json!({"id":"Bad Id","title":"x"}).to_string(),
+    )
+    .await;
     assert_eq!(bad.status(), 400);
-    let garbage = http
-        .post(format!("{base}/api/rooms"))
-        .bearer_auth(TEST_ADMIN_KEY)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let garbage = post_rooms(&http, &base, Some(TEST_ADMIN_KEY), "{not json").await;
     assert_eq!(garbage.status(), 400);
     let v: Value = garbage.json().await.unwrap();
     assert_eq!(v["error"]["code"], "bad_json");
-    let huge = http
-        .post(format!("{base}/api/rooms"))
-        .bearer_auth(TEST_ADMIN_KEY)
-        .header("content-type", "application/json")
-        .body(format!("{{\"title\":\"{}\"}}", "x".repeat(200_000)))
-        .send()
-        .await
-        .unwrap();
+    let huge = post_rooms(
+        &http,
+        &base,
+        Some(TEST_ADMIN_KEY),
+        format!("{{\"title\":\"{}\"}}", "x".repeat(200_000)),
+    )
+    .await;
     assert_eq!(huge.status(), 413);
 
     // Listed (public), paged.
