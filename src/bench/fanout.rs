@@ -349,9 +349,15 @@ async fn run_barrage(opts: &FanoutOptions) -> Result<SideReport, String> {
             Duration::from_secs(3600),
         );
         let url = format!("ws://{addr}/ws/demo?format=json&token={token}");
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(|e| format!("sender connect: {e}"))?;
+        // The senders live in barrage's process, so their buffers count against it: the small
+        // viewer config, not tungstenite's 128 KiB read buffer zero-filled on every read.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(
+            url.as_str(),
+            Some(super::viewers::small_ws_config()),
+            true,
+        )
+        .await
+        .map_err(|e| format!("sender connect: {e}"))?;
         let (mut write, mut read) = ws.split();
         let sent = sent.clone();
         let stop = stop.clone();

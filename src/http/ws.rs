@@ -192,14 +192,14 @@ fn session(
         Ok(ok) => ok,
         Err(refused) => {
             let mut out = Outbox::new(socket, format, &state);
-            return Box::pin(
+            return instrumented(
                 async move {
                     let _tracked = tracked;
                     tracing::info!(code = refused.code, reason = %refused.message, "socket refused");
                     out.close_with(refused.code, &refused.message, refused.close)
                         .await;
-                }
-                .instrument(span),
+                },
+                span,
             );
         }
     };
@@ -215,7 +215,7 @@ fn session(
         base,
         last_seq: 0,
     };
-    Box::pin(
+    instrumented(
         async move {
             let _tracked = tracked;
             let end = viewer.run().await;
@@ -226,9 +226,22 @@ fn session(
             }
             tracing::debug!(%end, "socket ended");
             open.decrement(1.0);
-        }
-        .instrument(span),
+        },
+        span,
     )
+}
+
+/// Boxes a socket's future, inside its span only when the span is on: entering even a
+/// disabled span on every poll of every socket was 1.7% of a fan-out server's CPU.
+fn instrumented(
+    fut: impl Future<Output = ()> + Send + 'static,
+    span: tracing::Span,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    if span.is_disabled() {
+        Box::pin(fut)
+    } else {
+        Box::pin(fut.instrument(span))
+    }
 }
 
 /// Why a socket ended (logged).
