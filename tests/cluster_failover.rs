@@ -13,8 +13,8 @@ use barrage::chat::protocol::AckStatus;
 use barrage::testutil::{redis_cleanup, redis_prefix, redis_url, require_redis, RedisServer};
 use chat_common::{Client, WAIT};
 use cluster_common::{
-    assert_contiguous, assert_once, cluster, collect, file_seqs, generous_limits, index_covering,
-    label, node, owner_of, poll_for, until,
+    assert_files_hold, assert_once, cluster, collect, collect_both, generous_limits, node,
+    owner_of, poll_for, until,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -82,30 +82,20 @@ async fn when_the_owner_stops_another_node_continues_the_seqs_and_the_files() {
         want.push(text);
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
-    let (more0, gaps0) = collect(&mut viewers[0], &want[10..]).await;
-    let (more1, gaps1) = collect(&mut viewers[1], &want[10..]).await;
-    assert!(gaps0.is_empty() && gaps1.is_empty(), "{gaps0:?} {gaps1:?}");
-    got0.extend(more0);
-    got1.extend(more1);
-    assert_contiguous(&got0, "viewer 0");
-    assert_once(&got0, &want, "viewer 0");
-    assert_eq!(
-        got0, got1,
-        "both viewers got the same events with the same seqs"
-    );
+    let [v0, v1] = &mut viewers[..] else {
+        unreachable!("two viewers")
+    };
+    collect_both([v0, v1], &want, 10, &mut got0, &mut got1).await;
 
     // The files, written by the old owner then the new one, are one contiguous sequence
     // holding exactly what the sockets got.
-    let reader = &nodes[new_owner];
-    let last = got0.last().expect("events").seq;
-    let index = index_covering(reader, "demo", last).await;
-    let in_files = file_seqs(reader, "demo", &index).await;
-    let from_sockets: Vec<(u64, String)> = got0.iter().map(|e| (e.seq, label(e))).collect();
-    let files_part: Vec<(u64, String)> = in_files
-        .into_iter()
-        .filter(|(s, _)| *s >= got0[0].seq && *s <= last)
-        .collect();
-    assert_eq!(files_part, from_sockets);
+    assert_files_hold(
+        &nodes[new_owner],
+        "demo",
+        &got0,
+        "files continue across the stop",
+    )
+    .await;
 
     drop((sender, viewers));
     for n in nodes {
@@ -383,31 +373,14 @@ async fn a_killed_owner_is_taken_over_without_a_gap_or_a_duplicate() {
         want.push(text);
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
-    let (more0, gaps0) = collect(&mut v0, &want[10..]).await;
-    let (more1, gaps1) = collect(&mut v1, &want[10..]).await;
-    assert!(gaps0.is_empty() && gaps1.is_empty(), "{gaps0:?} {gaps1:?}");
-    got0.extend(more0);
-    got1.extend(more1);
-    assert_contiguous(&got0, "viewer 0");
-    assert_once(&got0, &want, "viewer 0");
-    assert_eq!(
-        got0, got1,
-        "both viewers got the same events with the same seqs"
-    );
-
-    let reader = &nodes[new_owner];
-    let last = got0.last().expect("events").seq;
-    let index = index_covering(reader, "demo", last).await;
-    let in_files = file_seqs(reader, "demo", &index).await;
-    let from_sockets: Vec<(u64, String)> = got0.iter().map(|e| (e.seq, label(e))).collect();
-    let files_part: Vec<(u64, String)> = in_files
-        .into_iter()
-        .filter(|(s, _)| *s >= got0[0].seq && *s <= last)
-        .collect();
-    assert_eq!(
-        files_part, from_sockets,
-        "the files continue the dead owner's"
-    );
+    collect_both([&mut v0, &mut v1], &want, 10, &mut got0, &mut got1).await;
+    assert_files_hold(
+        &nodes[new_owner],
+        "demo",
+        &got0,
+        "the files continue the dead owner's",
+    )
+    .await;
 
     drop((sender, v0, v1));
     for n in nodes {

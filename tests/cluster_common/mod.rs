@@ -205,3 +205,41 @@ pub async fn index_covering(s: &TestServer, room: &str, last: u64) -> IndexFile 
     })
     .await
 }
+
+/// Reads the rest of `want` on two viewers into `got0`/`got1`, then checks that neither saw a
+/// gap, that both got the same events with the same seqs, contiguous, each wanted label once.
+pub async fn collect_both(
+    viewers: [&mut Client; 2],
+    want: &[String],
+    rest_from: usize,
+    got0: &mut Vec<Event>,
+    got1: &mut Vec<Event>,
+) {
+    let [v0, v1] = viewers;
+    let (more0, gaps0) = collect(v0, &want[rest_from..]).await;
+    let (more1, gaps1) = collect(v1, &want[rest_from..]).await;
+    assert!(gaps0.is_empty() && gaps1.is_empty(), "{gaps0:?} {gaps1:?}");
+    got0.extend(more0);
+    got1.extend(more1);
+    assert_contiguous(got0, "viewer 0");
+    assert_once(got0, want, "viewer 0");
+    assert_eq!(
+        got0, got1,
+        "both viewers got the same events with the same seqs"
+    );
+}
+
+/// Checks that `reader`'s danmaku files for `room` hold exactly the events a socket got, in the
+/// same seqs (the files' part from the first to the last of `got`).
+pub async fn assert_files_hold(reader: &TestServer, room: &str, got: &[Event], why: &str) {
+    let first = got.first().expect("events").seq;
+    let last = got.last().expect("events").seq;
+    let index = index_covering(reader, room, last).await;
+    let in_files = file_seqs(reader, room, &index).await;
+    let from_sockets: Vec<(u64, String)> = got.iter().map(|e| (e.seq, label(e))).collect();
+    let files_part: Vec<(u64, String)> = in_files
+        .into_iter()
+        .filter(|(s, _)| *s >= first && *s <= last)
+        .collect();
+    assert_eq!(files_part, from_sockets, "{why}");
+}
