@@ -50,19 +50,17 @@ impl Cluster {
             .collect();
         let lease_ms = self.settings.lease.as_millis() as u64;
         let sent = Instant::now();
-        let results = join_all(held.iter().map(|(room, token)| {
-            let mut conn = self.link.conn();
-            let key = self.keys.owner(room);
-            async move {
-                scripts::RENEW
-                    .key(key)
-                    .arg(token)
-                    .arg(lease_ms)
-                    .invoke_async::<i64>(&mut conn)
-                    .await
-            }
-        }))
-        .await;
+        let results =
+            join_all(
+                held.iter().map(|(room, token)| {
+                    let mut conn = self.link.conn();
+                    let key = self.keys.owner(room);
+                    async move {
+                        scripts::lease(&scripts::RENEW, &key, token, lease_ms, &mut conn).await
+                    }
+                }),
+            )
+            .await;
         let until = sent + self.settings.lease - self.settings.margin();
         for ((room, token), result) in held.into_iter().zip(results) {
             match result {
@@ -110,12 +108,8 @@ impl Cluster {
             let mut conn = self.link.conn();
             let key = self.keys.owner(&shared.room.id);
             async move {
-                let taken = scripts::ACQUIRE
-                    .key(key)
-                    .arg(&token)
-                    .arg(lease_ms)
-                    .invoke_async::<i64>(&mut conn)
-                    .await;
+                let taken =
+                    scripts::lease(&scripts::ACQUIRE, &key, &token, lease_ms, &mut conn).await;
                 (shared, token, taken)
             }
         });
@@ -220,12 +214,15 @@ impl Cluster {
         let token = self.new_token();
         let sent = Instant::now();
         let mut conn = self.link.conn();
-        let claimed = scripts::CLAIM
-            .key(self.keys.owner(room))
-            .arg(&token)
-            .arg(self.settings.lease.as_millis() as u64)
-            .invoke_async::<i64>(&mut conn)
-            .await;
+        let lease_ms = self.settings.lease.as_millis() as u64;
+        let claimed = scripts::lease(
+            &scripts::CLAIM,
+            &self.keys.owner(room),
+            &token,
+            lease_ms,
+            &mut conn,
+        )
+        .await;
         match claimed {
             Ok(_) => {
                 tracing::info!(
@@ -305,12 +302,14 @@ impl Cluster {
                     .await;
                 continue;
             }
-            let renewed = scripts::RENEW
-                .key(self.keys.owner(&room))
-                .arg(&token)
-                .arg(lease_ms)
-                .invoke_async::<i64>(&mut conn)
-                .await;
+            let renewed = scripts::lease(
+                &scripts::RENEW,
+                &self.keys.owner(&room),
+                &token,
+                lease_ms,
+                &mut conn,
+            )
+            .await;
             match renewed {
                 Ok(1) => {
                     kept.insert(room, token);

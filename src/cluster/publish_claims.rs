@@ -18,22 +18,6 @@ use crate::broadcast::claims::{ClaimGuard, ClaimOutcome, PublishClaims};
 /// The longest a publish waits on Redis before it is taken unchecked.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs a lease script (KEYS: the key; ARGV: token, lease_ms) and returns its number.
-async fn lease_script(
-    script: &redis::Script,
-    key: &str,
-    token: &str,
-    lease_ms: u64,
-    conn: &mut redis::aio::ConnectionManager,
-) -> redis::RedisResult<i64> {
-    script
-        .key(key)
-        .arg(token)
-        .arg(lease_ms)
-        .invoke_async(conn)
-        .await
-}
-
 /// The node named in a claim token (`node:random`).
 fn holder_node(token: &str) -> &str {
     token.rsplit_once(':').map_or(token, |(node, _)| node)
@@ -54,7 +38,7 @@ impl PublishClaims for Cluster {
             let mut conn = self.link.conn();
             let attempt = async {
                 let taken =
-                    lease_script(&scripts::ACQUIRE, &key, &token, lease_ms, &mut conn).await?;
+                    scripts::lease(&scripts::ACQUIRE, &key, &token, lease_ms, &mut conn).await?;
                 if taken == 1 {
                     return Ok(None);
                 }
@@ -109,13 +93,13 @@ impl Cluster {
                 continue;
             }
             let mut conn = self.link.conn();
-            let renewed = lease_script(&scripts::RENEW, &key, &token, lease_ms, &mut conn).await;
+            let renewed = scripts::lease(&scripts::RENEW, &key, &token, lease_ms, &mut conn).await;
             match renewed {
                 Ok(1) => {}
                 Ok(_) => {
                     // Expired while Redis was away, and maybe taken: put ours back only if free.
                     let retaken =
-                        lease_script(&scripts::ACQUIRE, &key, &token, lease_ms, &mut conn).await;
+                        scripts::lease(&scripts::ACQUIRE, &key, &token, lease_ms, &mut conn).await;
                     if !matches!(retaken, Ok(1)) {
                         tracing::warn!(
                             key,

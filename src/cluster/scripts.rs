@@ -113,6 +113,23 @@ return {0, 0}
     )
 });
 
+/// Runs a lease script ([`ACQUIRE`], [`RENEW`], [`CLAIM`]: KEYS the lease key, ARGV token and
+/// lease_ms) and returns its number.
+pub(crate) async fn lease<C: redis::aio::ConnectionLike + Send>(
+    script: &Script,
+    key: &str,
+    token: &str,
+    lease_ms: u64,
+    conn: &mut C,
+) -> redis::RedisResult<i64> {
+    script
+        .key(key)
+        .arg(token)
+        .arg(lease_ms)
+        .invoke_async(conn)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     //! The scripts against the machine's Redis (`BARRAGE_TEST_REDIS`), under a prefix of
@@ -147,21 +164,9 @@ mod tests {
                 .arg("v");
             inv
         };
-        let taken: i64 = ACQUIRE
-            .key(&owner)
-            .arg("a")
-            .arg(5000)
-            .invoke_async(&mut c)
-            .await
-            .unwrap();
+        let taken = lease(&ACQUIRE, &owner, "a", 5000, &mut c).await.unwrap();
         assert_eq!(taken, 1);
-        let again: i64 = ACQUIRE
-            .key(&owner)
-            .arg("b")
-            .arg(5000)
-            .invoke_async(&mut c)
-            .await
-            .unwrap();
+        let again = lease(&ACQUIRE, &owner, "b", 5000, &mut c).await.unwrap();
         assert_eq!(again, 0, "a held lease is not taken");
         let (code, _): (i64, redis::Value) = publish("a", 1, 3).invoke_async(&mut c).await.unwrap();
         assert_eq!(code, 1, "the holder appends");
@@ -173,13 +178,7 @@ mod tests {
         );
         let (code, _): (i64, i64) = publish("b", 4, 4).invoke_async(&mut c).await.unwrap();
         assert_eq!(code, 0, "a stale owner is fenced off");
-        let renewed: i64 = RENEW
-            .key(&owner)
-            .arg("b")
-            .arg(5000)
-            .invoke_async(&mut c)
-            .await
-            .unwrap();
+        let renewed = lease(&RENEW, &owner, "b", 5000, &mut c).await.unwrap();
         assert_eq!(renewed, 0, "only the holder renews");
         let released: i64 = RELEASE
             .key(&owner)
