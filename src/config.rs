@@ -58,6 +58,7 @@ pub struct RtmpConfig {
     pub max_chunk_size: u32,
     pub max_message_bytes: u32,
     pub max_chunk_streams: usize,
+    pub gather_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +272,12 @@ impl Config {
         }
         if self.rtmp.max_connections_per_ip == 0 {
             return bad("rtmp.max_connections_per_ip", "must be at least 1");
+        }
+        if self.rtmp.gather_ms > 500 {
+            return bad(
+                "rtmp.gather_ms",
+                "must be at most 500 (it delays the live edge by up to that much)",
+            );
         }
         if self.http.max_connections == 0 {
             return bad("http.max_connections", "must be at least 1");
@@ -543,6 +550,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("hls.window_segments"), "{err}");
+        let err = Config::from_toml_str("[rtmp]\ngather_ms = 5000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rtmp.gather_ms"), "{err}");
         let err = Config::from_toml_str("[http]\nlisen = \"x\"\n")
             .unwrap_err()
             .to_string();

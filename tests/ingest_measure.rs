@@ -57,6 +57,7 @@ fn config() -> RtmpConfig {
         max_chunk_size: 65536,
         max_message_bytes: 8 << 20,
         max_chunk_streams: 16,
+        gather_ms: 25,
     }
 }
 

@@ -150,6 +150,7 @@ fn config(handshake_timeout_s: u64) -> RtmpConfig {
         // Smaller than the 2^24-1 a hostile header claims; larger than any test frame.
         max_message_bytes: 1 << 20,
         max_chunk_streams: 16,
+        gather_ms: 25,
     }
 }
 

@@ -3,6 +3,7 @@
 //! bounded time for them.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
+use super::low_water::{LowWater, SocketLowWater};
 use super::publish::PublishGate;
 use super::session::Session;
 use super::telemetry;
@@ -117,7 +119,13 @@ impl Listener {
             debug!(%peer, %error, "cannot set TCP_NODELAY");
         }
         let span = tracing::info_span!("rtmp", %peer, room = tracing::field::Empty);
-        let session = Session::new(socket, peer, self.config.clone(), self.gate.clone());
+        let gather = Duration::from_millis(self.config.gather_ms);
+        let low_water = (!gather.is_zero())
+            .then(|| LowWater::new(Box::new(SocketLowWater::new(socket.as_raw_fd())), gather));
+        let mut session = Session::new(socket, peer, self.config.clone(), self.gate.clone());
+        if let Some(low_water) = low_water {
+            session = session.with_low_water(low_water);
+        }
         let shutdown = self.shutdown.clone();
         self.sessions
             .spawn(run_session(session, shutdown, permit).instrument(span));

@@ -14,6 +14,7 @@ mod commands;
 mod error;
 mod handshake;
 mod listener;
+pub mod low_water;
 pub(crate) mod message;
 mod metadata;
 mod outbox;

@@ -19,6 +19,7 @@ use super::chunk_guard::ChunkLimits;
 use super::commands::Command;
 use super::error::{IngestError, ProtocolError};
 use super::handshake::Handshake;
+use super::low_water::LowWater;
 use super::message::{parse_message, IncomingMessage};
 use super::outbox::Outbox;
 use super::publish::{
@@ -88,6 +89,8 @@ pub struct Session<S = TcpStream> {
     /// The peer's window: it expects an Acknowledgement every this many bytes.
     ack_window: u32,
     bytes_received: metrics::Counter,
+    /// Fewer wake-ups while publishing (a real socket only).
+    low_water: Option<LowWater>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -119,9 +122,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             acknowledged: 0,
             ack_window: ANNOUNCED_WINDOW,
             bytes_received: telemetry::bytes_received(),
+            low_water: None,
             config,
             gate,
         }
+    }
+
+    /// Lets the session move the socket's receive low-water mark while a publish is live.
+    pub fn with_low_water(mut self, low_water: LowWater) -> Self {
+        self.low_water = Some(low_water);
+        self
     }
 
     /// Serves the connection until it ends; an error says what the peer did wrong. Media
@@ -310,6 +320,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.replies.publish_start(transaction_id).await?;
                 self.setup_deadline = None;
                 self.publication = Some(publication);
+                if let Some(low_water) = &mut self.low_water {
+                    low_water.start(self.received);
+                }
                 match self.pending_metadata.take() {
                     Some(metadata) => self.deliver(MediaMessage::Metadata(metadata)).await,
                     None => Ok(Flow::Continue),
@@ -384,6 +397,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(Ok(n)) => {
                 self.received += n as u64;
                 self.bytes_received.increment(n as u64);
+                if let Some(low_water) = &mut self.low_water {
+                    low_water.on_read(self.received);
+                }
                 Ok(n)
             }
         }
@@ -436,6 +452,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
 impl<S> Session<S> {
     fn end_publish(&mut self, why: &str) {
+        if let Some(low_water) = &mut self.low_water {
+            low_water.stop();
+        }
         if let Some(publication) = self.publication.take() {
             if !self.batch.is_empty() {
                 // The session was dropped mid-run (shutdown): hand over what fits, never wait.
