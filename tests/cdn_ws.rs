@@ -171,6 +171,25 @@ async fn run(server: TestServer) {
     assert!(texts.iter().any(|t| t == "Welcome to the show"));
     assert!(texts.iter().any(|t| t.contains("Rocket")));
     assert_eq!(texts.len(), expected_texts.len() + 2);
+
+    // After the broadcast, the replay listing counts every file of its session (a player
+    // fetches 1..=batches).
+    let (index, listed) = poll(
+        Duration::from_secs(15),
+        "the last file, recorded",
+        || async {
+            let index: IndexFile = get_json(&server, "/danmaku/demo/index.json").await?;
+            let page: serde_json::Value = get_json(&server, "/api/rooms/demo/sessions").await?;
+            let listed = page["sessions"]
+                .as_array()?
+                .iter()
+                .find(|s| s["session"] == live.session.as_str())?["batches"]
+                .as_u64()?;
+            (index.session == live.session && listed == index.latest).then_some((index, listed))
+        },
+    )
+    .await;
+    assert_eq!(listed, index.latest);
     server.stop().await;
 }
 
