@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::cluster::NodeReport;
 use crate::config::CdnBase;
 use crate::http::api_error::ApiError;
-use crate::http::public_base;
+use crate::http::{client_cdn_bases, live_playlist_url, public_base};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -74,24 +74,14 @@ async fn connect(
         .iter()
         .map(|b| format!("{}/ws/{room}", ws_base(b)))
         .collect();
-    let cdn_bases: Vec<CdnBase> = state
-        .config
-        .cdn
-        .bases
-        .iter()
-        .map(|b| CdnBase {
-            url: b.url.trim_end_matches('/').to_string(),
-            weight: b.weight,
-        })
-        .collect();
+    let cdn_bases = client_cdn_bases(&state);
     let cdn_base = state
         .cdn
         .pick_base()
         .map(|b| b.trim_end_matches('/').to_string())
         .unwrap_or_else(|| own.clone());
-    let hls_base = cdn_bases.first().map_or(own.as_str(), |b| b.url.as_str());
     let answer = Connect {
-        hls_url: format!("{hls_base}/hls/{room}/live.m3u8"),
+        hls_url: live_playlist_url(&cdn_bases, &own, &room),
         danmaku_index: format!("{cdn_base}/danmaku/{room}/index.json"),
         room,
         ws_urls,

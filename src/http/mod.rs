@@ -83,6 +83,26 @@ async fn metrics(
     )
 }
 
+/// `cdn.bases` as clients are given them: URLs without a trailing '/'.
+pub fn client_cdn_bases(state: &AppState) -> Vec<crate::config::CdnBase> {
+    state
+        .config
+        .cdn
+        .bases
+        .iter()
+        .map(|b| crate::config::CdnBase {
+            url: b.url.trim_end_matches('/').to_string(),
+            weight: b.weight,
+        })
+        .collect()
+}
+
+/// A room's live playlist: through the first CDN base, else through `own` (this node).
+pub fn live_playlist_url(bases: &[crate::config::CdnBase], own: &str, room: &str) -> String {
+    let base = bases.first().map_or(own, |b| b.url.as_str());
+    format!("{base}/hls/{room}/live.m3u8")
+}
+
 /// The base URL clients should use: `http.public_url`, else `http://<Host header>`.
 pub fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
     if !state.config.http.public_url.is_empty() {

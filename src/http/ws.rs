@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -35,6 +35,7 @@ use crate::chat::protocol::{Ack, AckStatus, CdnBase, ClientFrame, ServerFrame, W
 use crate::chat::room::{DeliveredBatch, Identity, Membership, Room};
 use crate::config::SlowPolicy;
 use crate::http::api_error::ApiError;
+use crate::http::{client_cdn_bases, live_playlist_url, public_base};
 
 /// WebSocket close codes barrage uses (the error frame before the close says why in words).
 pub mod close_code {
@@ -153,21 +154,6 @@ fn admit(
         None => None,
     };
     Ok((room_handle, who))
-}
-
-/// The base URL clients use for `/hls` and `/danmaku`: `http.public_url`, else the Host the
-/// client used.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
-    let configured = state.config.http.public_url.trim_end_matches('/');
-    if !configured.is_empty() {
-        return configured.to_string();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    format!("http://{host}")
 }
 
 /// One socket's whole life, as a boxed future of exactly its own size. The task of an idle
@@ -437,27 +423,23 @@ impl Viewer {
     }
 
     async fn welcome(&mut self, membership: &mut Membership) -> Result<(), End> {
-        let cdn_bases: Vec<CdnBase> = if self.state.config.cdn.bases.is_empty() {
+        let bases = client_cdn_bases(&self.state);
+        let hls_url = live_playlist_url(&bases, &self.base, &self.room.id);
+        // Without CDN bases the files come from this node.
+        let cdn_bases: Vec<CdnBase> = if bases.is_empty() {
             vec![CdnBase {
                 url: self.base.clone(),
                 weight: 1,
             }]
         } else {
-            self.state
-                .config
-                .cdn
-                .bases
-                .iter()
+            bases
+                .into_iter()
                 .map(|b| CdnBase {
-                    url: b.url.trim_end_matches('/').to_string(),
+                    url: b.url,
                     weight: b.weight,
                 })
                 .collect()
         };
-        let hls_base = cdn_bases
-            .first()
-            .map_or(self.base.as_str(), |b| b.url.as_str());
-        let hls_url = format!("{hls_base}/hls/{}/live.m3u8", self.room.id);
         let welcome = Welcome {
             room: self.room.id.to_string(),
             user: self
