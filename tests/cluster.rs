@@ -16,7 +16,7 @@ use barrage::testutil::{redis_cleanup, redis_prefix, redis_url, require_redis};
 use chat_common::{start, Client, WAIT};
 use cluster_common::{
     assert_contiguous, assert_files_hold, assert_once, cluster, collect, generous_limits, get_json,
-    index_covering, label, node, owner_of, poll_for, until,
+    index_covering, label, node, owner_of, until,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -250,7 +250,7 @@ async fn connect_hands_out_the_least_loaded_nodes_or_the_node_itself() {
     .await;
     // All nodes of this test share one process, so their CPU figures are the same process's
     // seen at different moments; the order by connections shows once no sample reads as hot.
-    let answer = poll_for(WAIT, "an answer ranking by connections", || async {
+    let answer = common::poll(WAIT, "an answer ranking by connections", || async {
         let answer: serde_json::Value = get_json(&nodes[0], "/api/rooms/demo/connect").await?;
         let urls: Vec<String> = serde_json::from_value(answer["ws_urls"].clone()).ok()?;
         let cool = cluster(&nodes[0])

@@ -5,6 +5,7 @@
 
 mod chat_common;
 mod cluster_common;
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use barrage::testutil::{redis_cleanup, redis_prefix, redis_url, require_redis, R
 use chat_common::{Client, WAIT};
 use cluster_common::{
     assert_files_hold, assert_once, cluster, collect, collect_both, generous_limits, node,
-    owner_of, poll_for, until,
+    owner_of, send_accepted, until,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -48,40 +49,40 @@ async fn when_the_owner_stops_another_node_continues_the_seqs_and_the_files() {
     let (mut sender, _) = Client::join(&nodes[0], "demo", Some(&token), Format::Json).await;
 
     let mut want = Vec::new();
-    for i in 0..10u64 {
-        let text = format!("before {i}");
-        assert_eq!(
-            sender.say_and_ack(i + 1, &text).await.status,
-            AckStatus::Accepted
-        );
-        want.push(text);
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
+    send_accepted(
+        &mut sender,
+        "before",
+        1,
+        10,
+        Duration::from_millis(60),
+        &mut want,
+    )
+    .await;
     let (mut got0, _) = collect(&mut viewers[0], &want).await;
     let (mut got1, _) = collect(&mut viewers[1], &want).await;
 
     // The owner stops; sends go on meanwhile (they wait in the room's list for a new owner).
     let stopping = tokio::spawn(owner_node.stop());
-    for i in 0..5u64 {
-        let text = format!("during {i}");
-        assert_eq!(
-            sender.say_and_ack(100 + i, &text).await.status,
-            AckStatus::Accepted
-        );
-        want.push(text);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    send_accepted(
+        &mut sender,
+        "during",
+        100,
+        5,
+        Duration::from_millis(100),
+        &mut want,
+    )
+    .await;
     stopping.await.expect("the owner stopped");
     let new_owner = owner_of(&nodes, "demo").await;
-    for i in 0..10u64 {
-        let text = format!("after {i}");
-        assert_eq!(
-            sender.say_and_ack(200 + i, &text).await.status,
-            AckStatus::Accepted
-        );
-        want.push(text);
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
+    send_accepted(
+        &mut sender,
+        "after",
+        200,
+        10,
+        Duration::from_millis(60),
+        &mut want,
+    )
+    .await;
     let [v0, v1] = &mut viewers[..] else {
         unreachable!("two viewers")
     };
@@ -301,7 +302,7 @@ async fn a_killed_owner_is_taken_over_without_a_gap_or_a_duplicate() {
         .await
         .expect("a viewer on the child");
     let api = reqwest::Client::new();
-    poll_for(WAIT, "the child owning the room", || async {
+    common::poll(WAIT, "the child owning the room", || async {
         let view: serde_json::Value = api
             .get(format!("http://{child_addr}/api/cluster"))
             .send()
@@ -336,15 +337,15 @@ async fn a_killed_owner_is_taken_over_without_a_gap_or_a_duplicate() {
     let token = nodes[0].token("kim", "demo");
     let (mut sender, _) = Client::join(&nodes[0], "demo", Some(&token), Format::Json).await;
     let mut want = Vec::new();
-    for i in 0..10u64 {
-        let text = format!("before {i}");
-        assert_eq!(
-            sender.say_and_ack(i + 1, &text).await.status,
-            AckStatus::Accepted
-        );
-        want.push(text);
-        tokio::time::sleep(Duration::from_millis(80)).await;
-    }
+    send_accepted(
+        &mut sender,
+        "before",
+        1,
+        10,
+        Duration::from_millis(80),
+        &mut want,
+    )
+    .await;
     let (mut got0, _) = collect(&mut v0, &want).await;
     let (mut got1, _) = collect(&mut v1, &want).await;
     assert!(
@@ -364,15 +365,15 @@ async fn a_killed_owner_is_taken_over_without_a_gap_or_a_duplicate() {
         want.push(text);
     }
     let new_owner = owner_of(&nodes, "demo").await;
-    for i in 0..10u64 {
-        let text = format!("after {i}");
-        assert_eq!(
-            sender.say_and_ack(200 + i, &text).await.status,
-            AckStatus::Accepted
-        );
-        want.push(text);
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
+    send_accepted(
+        &mut sender,
+        "after",
+        200,
+        10,
+        Duration::from_millis(60),
+        &mut want,
+    )
+    .await;
     collect_both([&mut v0, &mut v1], &want, 10, &mut got0, &mut got1).await;
     assert_files_hold(
         &nodes[new_owner],

@@ -41,6 +41,16 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         stream_key: String::new(),
     });
     tweak(&mut config);
+    serve(config, dir).await
+}
+
+/// Starts a server on exactly `config` (its own data folder, kept by the caller).
+pub async fn start_config(config: Config) -> TestServer {
+    serve(config, tempfile::tempdir().expect("tempdir")).await
+}
+
+/// Starts `config`, keeping `dir` for as long as the server is held.
+async fn serve(config: Config, dir: tempfile::TempDir) -> TestServer {
     let server = barrage::app::start(config).await.expect("server starts");
     let addr = server.http_addr;
     TestServer {
@@ -50,20 +60,6 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         api: reqwest::Client::new(),
         server,
         _dir: dir,
-    }
-}
-
-/// Starts a server on exactly `config` (its own data folder, kept by the caller).
-pub async fn start_config(config: Config) -> TestServer {
-    let server = barrage::app::start(config).await.expect("server starts");
-    let addr = server.http_addr;
-    TestServer {
-        admin_key: server.state.secrets.admin_key.clone(),
-        http: format!("http://{addr}"),
-        ws: format!("ws://{addr}"),
-        api: reqwest::Client::new(),
-        server,
-        _dir: tempfile::tempdir().expect("tempdir"),
     }
 }
 

@@ -1,9 +1,10 @@
 //! Helpers for the many-node tests: several servers in this process, each with its own ports
 //! and data folder, sharing one Redis under a key prefix of the test's own.
+//! Uses `chat_common` and `common`: a test file that has this module declares those too.
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use barrage::cdn::{BatchFile, IndexFile};
 use barrage::chat::protocol::{Body, Event, ServerFrame};
@@ -176,25 +177,9 @@ pub async fn file_seqs(s: &TestServer, room: &str, index: &IndexFile) -> Vec<(u6
     out
 }
 
-/// Polls every 100 ms until `f` gives a value, failing with `what` after `limit`.
-pub async fn poll_for<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until the room's index (read from `s`) covers `last`, and returns it.
 pub async fn index_covering(s: &TestServer, room: &str, last: u64) -> IndexFile {
-    poll_for(WAIT, "the index covering the last seq", || async {
+    crate::common::poll(WAIT, "the index covering the last seq", || async {
         let index: IndexFile = get_json(s, &format!("/danmaku/{room}/index.json")).await?;
         let newest: BatchFile = get_json(
             s,
@@ -242,4 +227,27 @@ pub async fn assert_files_hold(reader: &TestServer, room: &str, got: &[Event], w
         .filter(|(s, _)| *s >= first && *s <= last)
         .collect();
     assert_eq!(files_part, from_sockets, "{why}");
+}
+
+/// Sends `count` danmaku "{prefix} {i}" from `sender` (client ids from `first_id`), checks that
+/// each is accepted, waits `pause` after each, and adds their texts to `want`.
+pub async fn send_accepted(
+    sender: &mut Client,
+    prefix: &str,
+    first_id: u64,
+    count: u64,
+    pause: Duration,
+    want: &mut Vec<String>,
+) {
+    for i in 0..count {
+        let text = format!("{prefix} {i}");
+        let ack = sender.say_and_ack(first_id + i, &text).await;
+        assert_eq!(
+            ack.status,
+            barrage::chat::protocol::AckStatus::Accepted,
+            "{text}"
+        );
+        want.push(text);
+        tokio::time::sleep(pause).await;
+    }
 }
