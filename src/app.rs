@@ -115,9 +115,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     let storage = Storage::from_config(&config)?;
     let db = Database::open(&config.db_url()).await?;
-    let interrupted = db
-        .end_interrupted_sessions(chrono::Utc::now().timestamp_millis())
-        .await?;
+    let interrupted = db.end_interrupted_sessions(crate::clock::now_ms()).await?;
     if interrupted > 0 {
         tracing::warn!(
             sessions = interrupted,

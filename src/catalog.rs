@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::{Database, DbError, RoomRow};
 use crate::live::{LiveChange, LiveRegistry};
@@ -62,10 +63,6 @@ pub fn check_new_room<'a>(id: &str, title: &'a str) -> Result<&'a str, CatalogEr
         return Err(CatalogError::BadTitle);
     }
     Ok(title)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl RoomCatalog {

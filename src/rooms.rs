@@ -122,11 +122,11 @@ impl RoomDirectory {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Room>> {
-        self.rooms.read().unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.rooms)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Room>> {
-        self.rooms.write().unwrap_or_else(|p| p.into_inner())
+        crate::sync::write(&self.rooms)
     }
 }
 

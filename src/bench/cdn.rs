@@ -93,7 +93,7 @@ async fn run_store(name: &str, storage: Storage, opts: &CdnOptions) -> Result<St
                     let seq = seqs[i];
                     CdnEvent {
                         seq,
-                        ts_ms: chrono::Utc::now().timestamp_millis(),
+                        ts_ms: crate::clock::now_ms(),
                         stream_ms: seq * 50,
                         json: serde_json::json!({"seq": seq, "priority": "danmaku",
                             "danmaku": {"user": "u", "name": "bench", "text": "bench 666 comment", "color": 16777215, "mode": "scroll"}}),

@@ -15,9 +15,11 @@ use tokio_util::task::TaskTracker;
 use super::collector::PeriodCollector;
 use super::files::{chat_session_id, BatchFile, CdnEvent, IndexFile};
 use super::weights::WeightedBases;
+use crate::clock::now_ms;
 use crate::db::Database;
 use crate::live::{LiveChange, LiveRegistry};
 use crate::storage::Storage;
+use crate::sync::lock;
 
 /// A room's chat session without a stream ends after this long without events.
 const CHAT_IDLE: Duration = Duration::from_secs(30);
@@ -89,10 +91,6 @@ impl std::fmt::Debug for CdnPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CdnPublisher").finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl CdnPublisher {
@@ -168,7 +166,7 @@ impl CdnPublisher {
     }
 
     fn send(self: &CdnPublisher, room: &str, input: RoomInput) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = lock(&self.rooms);
         if let Some(tx) = rooms.get(room) {
             match tx.send(input) {
                 Ok(()) => return,
@@ -375,10 +373,6 @@ impl RoomTask {
             tracing::error!(room = %self.room, error = %e, "danmaku uploader failed");
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Uploader {

@@ -17,7 +17,6 @@ use tracing::Instrument;
 
 use super::history::Resume;
 use super::limits::{LimitsConfig, NodeLimits};
-use super::lock;
 use super::moderation::{normalize_words, ModerationChange, ModerationSnapshot, RoomModeration};
 use super::protocol::{Ack, AckStatus, Gift, Priority, SendDanmaku};
 use super::relay::RoomRelay;
@@ -25,6 +24,7 @@ use super::room::{self, DeliveredBatch, Identity, Room, RoomStats};
 use crate::config::ChatConfig;
 use crate::live::LiveRegistry;
 use crate::rooms::RoomDirectory;
+use crate::sync::lock;
 
 /// How long [`ChatEngine::stop`] waits for rooms and sockets to finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -283,7 +283,7 @@ impl ChatEngine {
     /// A room's moderation state as it stands.
     pub fn moderation_snapshot(&self, room: &str) -> Result<ModerationSnapshot, ChatError> {
         self.known(room)?;
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::clock::now_ms();
         Ok(lock(&self.moderation_of(room)).snapshot(now))
     }
 

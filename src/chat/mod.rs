@@ -25,10 +25,5 @@ pub mod pb {
 
 pub use engine::{ChatEngine, ChatError};
 
-/// Locks a mutex, going on with the data if a panicking thread poisoned it: every critical
-/// section here leaves the state consistent, and one bad request must not stop a room.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 pub use protocol::{AckStatus, Event, Priority};
 pub use room::DeliveredBatch;

@@ -19,7 +19,6 @@ use super::codec::{encode_batch, Format};
 use super::engine::ChatError;
 use super::history::{History, Resume};
 use super::limits::{LayerLimiter, NodeLimits};
-use super::lock;
 use super::moderation::{Author, Content, RoomModeration};
 use super::protocol::{
     Ack, AckStatus, Body, Danmaku, Event, Gift, Limits, Moderation, Priority, SendDanmaku,
@@ -29,8 +28,10 @@ use super::scheduler::{Pending, RoomScheduler, SchedulerConfig};
 use super::stats::RoomAccounting;
 pub use super::stats::RoomStats;
 use crate::auth::Role;
+use crate::clock::now_ms;
 use crate::config::ChatConfig;
 use crate::live::LiveRegistry;
+use crate::sync::lock;
 
 pub mod relayed;
 
@@ -139,10 +140,6 @@ fn format_index(f: Format) -> usize {
         Format::Json => 0,
         Format::Proto => 1,
     }
-}
-
-fn wall_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// One room's engine state, shared by its task, its sockets and the API.
@@ -284,7 +281,7 @@ impl Room {
                 } else {
                     0
                 };
-                (m.is_muted(&id.user, wall_ms()), m.is_banned(&id.user), slow)
+                (m.is_muted(&id.user, now_ms()), m.is_banned(&id.user), slow)
             }
             None => (false, false, lock(&self.moderation).slow_mode_s()),
         };
@@ -334,7 +331,7 @@ impl Room {
                 Some(refusal.retry_after.as_millis().max(1) as u64),
             );
         }
-        let now = wall_ms();
+        let now = now_ms();
         let verdict = lock(&self.moderation).check(
             Author {
                 user: &who.user,
@@ -394,7 +391,7 @@ impl Room {
     fn pending(&self, body: Body) -> Pending {
         Pending {
             body,
-            ts_ms: wall_ms(),
+            ts_ms: now_ms(),
             stream_ms: self.stream_position(None),
         }
     }
@@ -462,7 +459,7 @@ impl Room {
         if tick.events.is_empty() {
             return;
         }
-        let batch = Arc::new(DeliveredBatch::new(self.id.clone(), tick.events, wall_ms()));
+        let batch = Arc::new(DeliveredBatch::new(self.id.clone(), tick.events, now_ms()));
         match self.relay.get() {
             Some(relay) => relay.batch(self, batch),
             None => {
@@ -501,7 +498,7 @@ impl Room {
     /// Once a second: rates, moderation upkeep.
     pub(crate) fn housekeeping(&self) {
         self.accounting.refresh_rates();
-        lock(&self.moderation).prune(wall_ms());
+        lock(&self.moderation).prune(now_ms());
     }
 
     /// Counts a socket that fell behind the backlog (skipped or closed by policy).

@@ -10,10 +10,10 @@ use metrics::{Counter, Gauge};
 use serde::Serialize;
 
 use super::codec::Format;
-use super::lock;
 use super::protocol::Priority;
 use super::room::DeliveredBatch;
 use super::scheduler::DropCounts;
+use crate::sync::lock;
 
 /// A room's numbers for dashboards.
 #[derive(Debug, Clone, Serialize)]

@@ -7,9 +7,10 @@ use crate::cdn::publisher::ResumePoint;
 use crate::cdn::{BatchFile, CdnEvent, IndexFile};
 use crate::chat::history::Resume;
 use crate::chat::room::Room;
+use crate::clock::now_ms;
 use crate::storage::StorageError;
 
-use super::{now_ms, Cluster};
+use super::Cluster;
 
 /// An index older than this belongs to a session that ended: the files start a new one.
 const RECENT_MS: i64 = 60_000;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use super::rooms::{Role, SharedRoom};
-use super::{lock, scripts, Cluster};
+use super::{scripts, Cluster};
+
+use crate::sync::lock;
 
 /// How long a new owner waits for its reader to reach the stored seq before it continues
 /// anyway (history then has a gap, the seq does not).

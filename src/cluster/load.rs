@@ -11,8 +11,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::allocate::{Allocator, NodeLoad};
-use super::{lock, now_ms, Cluster};
+use super::Cluster;
 use crate::chat::room::RoomStats;
+use crate::clock::now_ms;
+use crate::sync::lock;
 
 /// One node's report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -55,6 +55,7 @@ use crate::chat::ChatEngine;
 use crate::config::Config;
 use crate::live::LiveRegistry;
 use crate::storage::Storage;
+use crate::sync::lock;
 
 pub use load::{NodeReport, RoomReport};
 use rooms::SharedRoom;
@@ -359,13 +360,4 @@ impl Cluster {
             }
         }
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

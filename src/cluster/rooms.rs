@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::wire::{batch_fields, UplinkItem};
-use super::{lock, scripts, Cluster};
+use super::{scripts, Cluster};
 use crate::chat::limits::LimitRefusal;
 use crate::chat::moderation::ModerationChange;
 use crate::chat::protocol::Priority;
@@ -19,6 +19,7 @@ use crate::chat::relay::RoomRelay;
 use crate::chat::room::Room;
 use crate::chat::scheduler::Pending;
 use crate::chat::DeliveredBatch;
+use crate::sync::lock;
 
 /// What this node does for a room now.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -201,7 +201,7 @@ async fn mute(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_user(&user)?;
     let seconds = mute_seconds(&body)?;
-    let until_ms = seconds.map(|s| chrono::Utc::now().timestamp_millis() + (s as i64) * 1000);
+    let until_ms = seconds.map(|s| crate::clock::now_ms() + (s as i64) * 1000);
     moderate(
         &state,
         &room,

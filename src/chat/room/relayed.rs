@@ -8,11 +8,12 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 
-use super::{lock, DeliveredBatch, Room};
+use super::{DeliveredBatch, Room};
 use crate::chat::codec::decode_server_binary;
 use crate::chat::protocol::{Priority, ServerFrame};
 use crate::chat::relay::RoomRelay;
 use crate::chat::scheduler::Pending;
+use crate::sync::lock;
 
 /// Why bytes from another node are not a batch.
 #[derive(Debug, thiserror::Error)]
