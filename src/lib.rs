@@ -21,6 +21,7 @@ pub mod http;
 pub mod ingest;
 pub mod live;
 pub mod media;
+pub mod proc_stats;
 pub mod rooms;
 pub mod secrets;
 pub mod storage;

@@ -87,7 +87,7 @@ pub async fn run(opts: UplinkOptions) -> Result<UplinkReport, String> {
     );
 
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
-    let cpu0 = super::proc_stats::cpu_seconds(None);
+    let cpu0 = crate::proc_stats::cpu_seconds(None);
     let start = Instant::now();
     for (i, text) in input.iter().enumerate() {
         let who = &identities[i % identities.len()];
@@ -104,13 +104,13 @@ pub async fn run(opts: UplinkOptions) -> Result<UplinkReport, String> {
             eprint!("\r  {i}/{}", opts.messages);
         }
     }
-    let barrage_cpu = super::proc_stats::cpu_seconds(None) - cpu0;
+    let barrage_cpu = crate::proc_stats::cpu_seconds(None) - cpu0;
     let barrage_wall = start.elapsed();
     eprintln!();
     server.stop().await;
 
     // Baseline: decode the same frames and push them onto a bounded queue.
-    let cpu0 = super::proc_stats::cpu_seconds(None);
+    let cpu0 = crate::proc_stats::cpu_seconds(None);
     let start = Instant::now();
     let mut queue: VecDeque<ClientFrame> = VecDeque::with_capacity(100_000);
     for text in &input {
@@ -122,7 +122,7 @@ pub async fn run(opts: UplinkOptions) -> Result<UplinkReport, String> {
         }
     }
     std::hint::black_box(&queue);
-    let base_cpu = super::proc_stats::cpu_seconds(None) - cpu0;
+    let base_cpu = crate::proc_stats::cpu_seconds(None) - cpu0;
     let base_wall = start.elapsed();
 
     // CPU time when measurable, else wall time (one thread either way).

@@ -6,9 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::ingest::MediaMessage;
 use crate::live::LiveChange;
 use crate::media::flv_file::read_flv;
+use crate::media::MediaMessage;
 use crate::rooms::{hash_key, Room};
 
 const KEY: &str = "live_testkey";

@@ -17,9 +17,9 @@ use super::bitrate::BitrateMeter;
 use super::keys::SessionKeys;
 use super::store::put_with_retry;
 use crate::hls::playlist::{ListedSegment, SessionPlaylists, SessionState};
-use crate::ingest::{MediaBatch, MediaMessage, StreamMetadata};
+use crate::ingest::MediaBatch;
 use crate::live::LiveRegistry;
-use crate::media::{MediaError, MuxEvent, Segment, StreamMuxer};
+use crate::media::{MediaError, MediaMessage, MuxEvent, Segment, StreamMetadata, StreamMuxer};
 use crate::storage::Storage;
 
 /// Window of the measured ingest bitrate.

@@ -85,7 +85,7 @@ impl CpuSampler {
 
     fn sample(&mut self) -> f64 {
         let now = Instant::now();
-        let cpu_s = crate::bench::proc_stats::cpu_seconds(None);
+        let cpu_s = crate::proc_stats::cpu_seconds(None);
         let share = match self.last {
             Some((at, before)) => {
                 let secs = now.duration_since(at).as_secs_f64().max(1e-3);

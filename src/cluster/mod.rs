@@ -157,8 +157,8 @@ pub struct Cluster {
     cdn: Arc<CdnPublisher>,
     storage: Storage,
     /// Content on its way to the owners (one task pushes it, batched).
-    forward: mpsc::UnboundedSender<uplink::Forward>,
-    forward_rx: Mutex<Option<mpsc::UnboundedReceiver<uplink::Forward>>>,
+    forward: mpsc::UnboundedSender<rooms::Forward>,
+    forward_rx: Mutex<Option<mpsc::UnboundedReceiver<rooms::Forward>>>,
     /// Wakes the election when a room starts here (so a new room gets an owner at once).
     wake_election: Notify,
     /// The latest reports of every node, and the allocator over them.

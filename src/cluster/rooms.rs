@@ -107,6 +107,12 @@ impl SharedRoom {
     }
 }
 
+/// One accepted item for a room's owner, on its way to the task that pushes it to the room's list.
+pub(crate) struct Forward {
+    pub shared: Arc<SharedRoom>,
+    pub item: UplinkItem,
+}
+
 /// What the fenced publish said.
 enum Published {
     Appended,
@@ -119,7 +125,7 @@ enum Published {
 impl Cluster {
     /// Sends accepted content towards the room's owner.
     pub(crate) fn forward_item(&self, shared: &Arc<SharedRoom>, item: UplinkItem) {
-        let forward = super::uplink::Forward {
+        let forward = Forward {
             shared: shared.clone(),
             item,
         };
