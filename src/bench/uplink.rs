@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::auth::Role;
 use crate::chat::codec::decode_client_text;
 use crate::chat::protocol::ClientFrame;
-use crate::chat::room::Identity;
+use crate::chat::uplink::{self, Identity};
 use crate::chat::ChatEngine;
 
 /// What to run.
@@ -93,7 +93,12 @@ pub async fn run(opts: UplinkOptions) -> Result<UplinkReport, String> {
         let who = &identities[i % identities.len()];
         let status = match decode_client_text(text) {
             Ok(ClientFrame::Send(send)) => match conn.check() {
-                Ok(()) => format!("{:?}", chat.submit(&room, Some(who), &send).status),
+                Ok(()) => format!(
+                    "{:?}",
+                    uplink::submit(&chat, &room, Some(who), &send, Ok(()))
+                        .await
+                        .status
+                ),
                 Err(_) => "connection_limited".to_string(),
             },
             Ok(_) => "other_frame".to_string(),

@@ -480,7 +480,7 @@ impl Uploader {
 
 /// The chat engine hands every delivered batch here; events go to the room's file stream in
 /// their JSON wire form (the same JSON the WebSocket batch carries).
-impl crate::chat::engine::BatchSink for CdnPublisher {
+impl crate::chat::BatchSink for CdnPublisher {
     fn deliver(&self, batch: &Arc<crate::chat::DeliveredBatch>) {
         let events = batch
             .events

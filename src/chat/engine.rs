@@ -9,18 +9,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::history::Resume;
-use super::limits::{LimitsConfig, NodeLimits};
+use super::limits::{LayerLimiter, LimitsConfig, NodeLimits};
 use super::moderation::{normalize_words, ModerationChange, ModerationSnapshot, RoomModeration};
-use super::protocol::{Ack, AckStatus, Gift, Priority, SendDanmaku};
-use super::relay::RoomRelay;
-use super::room::{self, DeliveredBatch, Identity, Room, RoomStats};
+use super::protocol::{Gift, Priority};
+use super::room::{self, Room, RoomRelay};
+use super::stats::RoomStats;
+use super::{BatchSink, ChatError};
 use crate::config::ChatConfig;
 use crate::live::LiveRegistry;
 use crate::rooms::RoomDirectory;
@@ -31,24 +31,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often idle users are dropped from the per-user limiter.
 const FORGET_USERS_EVERY: Duration = Duration::from_secs(60);
 
-/// Why an engine call could not be done; each names the room.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChatError {
-    #[error("room {0} does not exist or is closed")]
-    RoomNotFound(String),
-    #[error("room {room}: the {queue} queue is full; try again later")]
-    QueueFull { room: String, queue: &'static str },
-    #[error("room {room}: seq {seq} has not been delivered")]
-    NotDelivered { room: String, seq: u64 },
-}
-
 type Shared<T> = Arc<Mutex<T>>;
-
-/// Receives every batch any room delivers, inline in the room's tick (so it never lags or
-/// misses one): the CDN file writer. It must only hand the batch on, never wait.
-pub trait BatchSink: Send + Sync + std::fmt::Debug {
-    fn deliver(&self, batch: &Arc<DeliveredBatch>);
-}
 
 /// The chat rooms of one server.
 #[derive(Debug)]
@@ -212,34 +195,23 @@ impl ChatEngine {
         }
     }
 
-    /// A socket's danmaku (see [`Room::submit`]).
-    pub fn submit(&self, room: &Room, who: Option<&Identity>, send: &SendDanmaku) -> Ack {
-        room.submit(&self.limits, &self.global_words, who, send)
+    /// The node layer and the per-user limiters every room's uplink shares.
+    pub(super) fn node_limits(&self) -> &NodeLimits {
+        &self.limits
     }
 
-    /// A socket's danmaku with the shared rate layers first when other nodes share the room
-    /// (one round trip to their store), then [`ChatEngine::submit`].
-    pub async fn submit_shared(
-        &self,
-        room: &Room,
-        who: Option<&Identity>,
-        send: &SendDanmaku,
-    ) -> Ack {
-        if let (Some(relay), Some(who)) = (self.relay.get(), who) {
-            if let Err(refusal) = relay.check_send(&room.id, &who.user).await {
-                room.count_refusal(refusal.layer.as_str());
-                return Ack {
-                    client_id: send.client_id,
-                    status: AckStatus::RateLimited,
-                    retry_after_ms: Some(refusal.retry_after.as_millis().max(1) as u64),
-                };
-            }
-        }
-        self.submit(room, who, send)
+    /// `chat.blocked_words`, normalised.
+    pub(super) fn global_words(&self) -> &[String] {
+        &self.global_words
+    }
+
+    /// The relay to the other nodes, when they share the rooms.
+    pub(super) fn relay(&self) -> Option<&Arc<dyn RoomRelay>> {
+        self.relay.get()
     }
 
     /// The per-connection limiter for a new socket.
-    pub fn connection_limiter(&self) -> super::limits::LayerLimiter {
+    pub fn connection_limiter(&self) -> LayerLimiter {
         self.limits.connection_limiter()
     }
 
@@ -290,15 +262,6 @@ impl ChatEngine {
     /// A room's numbers for dashboards.
     pub fn stats(&self, room: &str) -> Result<RoomStats, ChatError> {
         Ok(self.room(room)?.stats())
-    }
-
-    /// Every batch the room delivers from now on, each with its events and encoded bytes (the
-    /// CDN writer's feed). A receiver that lags refills from [`ChatEngine::history_after`].
-    pub fn subscribe_batches(
-        &self,
-        room: &str,
-    ) -> Result<broadcast::Receiver<Arc<DeliveredBatch>>, ChatError> {
-        Ok(self.room(room)?.subscribe_batches())
     }
 
     /// Delivered events after `seq` that history still holds.

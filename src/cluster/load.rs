@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::allocate::{Allocator, NodeLoad};
 use super::Cluster;
-use crate::chat::room::RoomStats;
+use crate::chat::stats::RoomStats;
 use crate::clock::now_ms;
 use crate::sync::lock;
 

@@ -15,8 +15,7 @@ use super::{scripts, Cluster};
 use crate::chat::limits::LimitRefusal;
 use crate::chat::moderation::ModerationChange;
 use crate::chat::protocol::Priority;
-use crate::chat::relay::RoomRelay;
-use crate::chat::room::Room;
+use crate::chat::room::{Room, RoomRelay};
 use crate::chat::scheduler::Pending;
 use crate::chat::DeliveredBatch;
 use crate::sync::lock;
@@ -203,7 +202,11 @@ impl Cluster {
             Role::Local { files_until } => files_until.is_some_and(|u| Instant::now() < u),
             _ => false,
         };
-        shared.room.deliver(batch, files);
+        if files {
+            shared.room.deliver_with_files(batch);
+        } else {
+            shared.room.deliver_to_sockets(batch);
+        }
     }
 
     async fn publish(
@@ -339,11 +342,11 @@ impl RoomRelay for Cluster {
 
     fn batch(&self, room: &Room, batch: Arc<DeliveredBatch>) {
         let Some(shared) = self.shared(&room.id) else {
-            room.deliver(batch, false);
+            room.deliver_to_sockets(batch);
             return;
         };
         if let Err(mpsc::error::SendError(batch)) = shared.publish.send(batch) {
-            room.deliver(batch, false);
+            room.deliver_to_sockets(batch);
         }
     }
 

@@ -366,7 +366,7 @@ async fn get_moderation(
 async fn stats(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
-) -> Result<Json<crate::chat::room::RoomStats>, ApiError> {
+) -> Result<Json<crate::chat::stats::RoomStats>, ApiError> {
     let stats = state.chat.stats(&room)?;
     Ok(Json(match &state.cluster {
         Some(cluster) => cluster.sum_stats(stats),

@@ -29,10 +29,12 @@ use crate::app::AppState;
 use crate::chat::codec::{
     decode_client_binary, decode_client_text, encode_server, Encoded, Format,
 };
+use crate::chat::fanout::{DeliveredBatch, Membership};
 use crate::chat::history::Resume;
-use crate::chat::limits::LayerLimiter;
-use crate::chat::protocol::{Ack, AckStatus, CdnBase, ClientFrame, ServerFrame, Welcome};
-use crate::chat::room::{DeliveredBatch, Identity, Membership, Room};
+use crate::chat::limits::{LayerLimiter, LimitRefusal};
+use crate::chat::protocol::{CdnBase, ClientFrame, SendDanmaku, ServerFrame, Welcome};
+use crate::chat::room::Room;
+use crate::chat::uplink::{self, Identity};
 use crate::config::SlowPolicy;
 use crate::http::api_error::ApiError;
 use crate::http::{client_cdn_bases, live_playlist_url, public_base};
@@ -449,7 +451,7 @@ impl Viewer {
                 .unwrap_or_default(),
             seq: membership.seq,
             online: self.room.online(),
-            limits: self.room.limits_for(self.who.as_ref()),
+            limits: uplink::limits_for(&self.room, self.who.as_ref()),
             hls_url,
             cdn_bases,
         };
@@ -481,13 +483,8 @@ impl Viewer {
         let limited = self.conn_limit.check();
         match (decoded, limited) {
             (Ok(ClientFrame::Send(send)), Err(refusal)) => {
-                self.room.count_refusal(refusal.layer.as_str());
-                let ack = Ack {
-                    client_id: send.client_id,
-                    status: AckStatus::RateLimited,
-                    retry_after_ms: Some(refusal.retry_after.as_millis().max(1) as u64),
-                };
-                self.out.frame(&ServerFrame::Ack(ack)).await?;
+                // A send is answered with an ack even when the connection layer refused it.
+                self.answer(&send, Err(refusal)).await?;
                 Ok(None)
             }
             (_, Err(_)) => {
@@ -516,19 +513,30 @@ impl Viewer {
                     .error("bad_frame", "hello is only valid as the first frame")
                     .await
             }
-            ClientFrame::Send(send) => {
-                let ack = self
-                    .state
-                    .chat
-                    .submit_shared(&self.room, self.who.as_ref(), &send)
-                    .await;
-                self.out.frame(&ServerFrame::Ack(ack)).await
-            }
+            ClientFrame::Send(send) => self.answer(&send, Ok(())).await,
             ClientFrame::Heartbeat => {
                 let online = self.room.online();
                 self.out.frame(&ServerFrame::Heartbeat { online }).await
             }
         }
+    }
+
+    /// Runs a send through the uplink (with the connection layer's verdict on its frame) and
+    /// sends the ack.
+    async fn answer(
+        &mut self,
+        send: &SendDanmaku,
+        connection: Result<(), LimitRefusal>,
+    ) -> Result<(), End> {
+        let ack = uplink::submit(
+            &self.state.chat,
+            &self.room,
+            self.who.as_ref(),
+            send,
+            connection,
+        )
+        .await;
+        self.out.frame(&ServerFrame::Ack(ack)).await
     }
 
     /// Sends a shared batch, first telling the client about any seqs it will not get.
