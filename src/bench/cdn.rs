@@ -95,8 +95,9 @@ async fn run_store(name: &str, storage: Storage, opts: &CdnOptions) -> Result<St
                         seq,
                         ts_ms: crate::clock::now_ms(),
                         stream_ms: seq * 50,
-                        json: serde_json::json!({"seq": seq, "priority": "danmaku",
-                            "danmaku": {"user": "u", "name": "bench", "text": "bench 666 comment", "color": 16777215, "mode": "scroll"}}),
+                        json: serde_json::value::to_raw_value(&serde_json::json!({"seq": seq, "priority": "danmaku",
+                            "danmaku": {"user": "u", "name": "bench", "text": "bench 666 comment", "color": 16777215, "mode": "scroll"}}))
+                        .expect("JSON values serialise"),
                     }
                 })
                 .collect();

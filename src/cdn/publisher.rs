@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::collector::PeriodCollector;
-use super::files::{chat_session_id, BatchFile, CdnEvent, IndexFile};
+use super::collector::{PendingFile, PeriodCollector};
+use super::files::{chat_session_id, CdnEvent, IndexFile};
 use super::weights::WeightedBases;
 use crate::clock::now_ms;
 use crate::db::Database;
@@ -421,7 +421,7 @@ impl Uploader {
     }
 
     /// Writes the batch file, then the index that points at it, then the session record.
-    async fn write(&self, file: &BatchFile) -> Result<(), crate::storage::StorageError> {
+    async fn write(&self, file: &PendingFile) -> Result<(), crate::storage::StorageError> {
         let started = Instant::now();
         let body = Bytes::from(serde_json::to_vec(file).unwrap_or_default());
         let len = body.len();
@@ -479,19 +479,9 @@ impl Uploader {
 }
 
 /// The chat engine hands every delivered batch here; events go to the room's file stream in
-/// their JSON wire form (the same JSON the WebSocket batch carries).
+/// their JSON wire form, the bytes the WebSocket batch carries.
 impl crate::chat::BatchSink for CdnPublisher {
     fn deliver(&self, batch: &Arc<crate::chat::DeliveredBatch>) {
-        let events = batch
-            .events
-            .iter()
-            .map(|e| CdnEvent {
-                seq: e.seq,
-                ts_ms: e.ts_ms,
-                stream_ms: e.stream_ms,
-                json: serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
-            })
-            .collect();
-        CdnPublisher::deliver(self, &batch.room, events);
+        CdnPublisher::deliver(self, &batch.room, CdnEvent::from_batch(batch));
     }
 }
