@@ -12,15 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenSigner;
 use crate::broadcast::Broadcaster;
-use crate::catalog::{CatalogError, RoomCatalog};
 use crate::cdn::publisher::{CdnPublisher, NextSeq, PublisherSettings};
 use crate::cdn::weights::WeightedBases;
 use crate::chat::ChatEngine;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::db::{Database, DbError};
-use crate::live::LiveRegistry;
-use crate::rooms::RoomDirectory;
+use crate::rooms::{CatalogError, LiveRegistry, ModerationStore, RoomCatalog, RoomDirectory};
 use crate::secrets::{Secrets, SecretsError};
 use crate::storage::{Storage, StorageError};
 
@@ -130,7 +128,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     let rooms = catalog.rooms.clone();
     let live = Arc::new(LiveRegistry::new());
-    crate::catalog::record_sessions(db.clone(), &live);
+    crate::rooms::sessions::record_sessions(db.clone(), &live);
     let broadcaster = Broadcaster::new(
         rooms.clone(),
         live.clone(),
@@ -140,13 +138,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
+    let moderation = Arc::new(ModerationStore::load(&db).await?);
     let chat = ChatEngine::new(
         Arc::new(config.chat.clone()),
         rooms.clone(),
         live.clone(),
+        moderation,
         shutdown.child_token(),
     );
-    crate::catalog::load_moderation(&db, &chat).await?;
     let cdn = CdnPublisher::start(
         storage.clone(),
         db.clone(),

@@ -8,7 +8,7 @@ use barrage::cdn::publisher::{CdnPublisher, PublisherSettings};
 use barrage::cdn::weights::WeightedBases;
 use barrage::cdn::{BatchFile, CdnEvent, IndexFile};
 use barrage::db::Database;
-use barrage::live::LiveRegistry;
+use barrage::rooms::LiveRegistry;
 use barrage::storage::Storage;
 use barrage::testutil::{test_config, S3Server};
 

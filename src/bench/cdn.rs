@@ -15,7 +15,7 @@ use crate::cdn::publisher::{CdnPublisher, PublisherSettings};
 use crate::cdn::weights::WeightedBases;
 use crate::cdn::CdnEvent;
 use crate::db::Database;
-use crate::live::LiveRegistry;
+use crate::rooms::live::LiveRegistry;
 use crate::storage::Storage;
 
 /// What to run.

@@ -123,7 +123,7 @@ impl IndexFile {
 /// How a session's name says where it came from: the live broadcast's own id, or a chat-only
 /// session (`chat-...`) for talk while the room is off air.
 pub fn chat_session_id(now: chrono::DateTime<chrono::Utc>) -> String {
-    format!("chat-{}", crate::live::new_session_id(now))
+    format!("chat-{}", crate::rooms::live::new_session_id(now))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::files::{chat_session_id, CdnEvent, IndexFile};
 use super::weights::WeightedBases;
 use crate::clock::now_ms;
 use crate::db::Database;
-use crate::live::{LiveChange, LiveRegistry};
+use crate::rooms::live::{LiveChange, LiveRegistry};
 use crate::storage::Storage;
 use crate::sync::lock;
 

@@ -1,7 +1,7 @@
 //! `ChatEngine`: the rooms of this node by id, created lazily for open rooms, and the public
-//! methods the WebSocket and API layers call. It owns the node-wide limits and each room's
-//! moderation state (which outlives a room's task, and is what the database layer loads and
-//! persists through [`ChatEngine::moderate`] and [`ChatEngine::load_moderation`]).
+//! methods the WebSocket and API layers call. It owns the node-wide limits, and applies
+//! moderation changes to the rooms' moderation store (`crate::rooms::moderation`, which
+//! outlives a room's task) through [`ChatEngine::moderate`].
 //!
 //! Nothing here is global: several engines (several servers) can live in one process.
 
@@ -16,14 +16,14 @@ use tracing::Instrument;
 
 use super::history::Resume;
 use super::limits::{LayerLimiter, LimitsConfig, NodeLimits};
-use super::moderation::{normalize_words, ModerationChange, ModerationSnapshot, RoomModeration};
+use super::moderation::{normalize_words, ModerationChange, ModerationSnapshot};
 use super::protocol::{Gift, Priority};
 use super::room::{self, Room, RoomRelay};
 use super::stats::RoomStats;
 use super::{BatchSink, ChatError};
 use crate::config::ChatConfig;
-use crate::live::LiveRegistry;
-use crate::rooms::RoomDirectory;
+use crate::rooms::LiveRegistry;
+use crate::rooms::{ModerationStore, RoomDirectory};
 use crate::sync::lock;
 
 /// How long [`ChatEngine::stop`] waits for rooms and sockets to finish.
@@ -43,7 +43,8 @@ pub struct ChatEngine {
     /// `chat.blocked_words`, normalised once.
     global_words: Vec<String>,
     rooms: Shared<HashMap<String, Arc<Room>>>,
-    moderation: Mutex<HashMap<String, Shared<RoomModeration>>>,
+    /// Every room's moderation, loaded from the database at start.
+    moderation: Arc<ModerationStore>,
     /// The last seq of rooms whose task ended, so a reopened room continues its numbering.
     last_seqs: Shared<HashMap<String, u64>>,
     /// Cancelled on stop; every room's close token is a child of it.
@@ -57,12 +58,14 @@ pub struct ChatEngine {
 }
 
 impl ChatEngine {
-    /// An engine for the rooms in `directory`, stopping when `shutdown` is cancelled. Must be
-    /// called inside a tokio runtime (it starts a small upkeep task).
+    /// An engine for the rooms in `directory` with their `moderation`, stopping when
+    /// `shutdown` is cancelled. Must be called inside a tokio runtime (it starts a small upkeep
+    /// task).
     pub fn new(
         config: Arc<ChatConfig>,
         directory: Arc<RoomDirectory>,
         live: Arc<LiveRegistry>,
+        moderation: Arc<ModerationStore>,
         shutdown: CancellationToken,
     ) -> Arc<ChatEngine> {
         let engine = Arc::new(ChatEngine {
@@ -72,7 +75,7 @@ impl ChatEngine {
             directory,
             live,
             rooms: Default::default(),
-            moderation: Default::default(),
+            moderation,
             last_seqs: Default::default(),
             shutdown,
             tasks: TaskTracker::new(),
@@ -135,7 +138,7 @@ impl ChatEngine {
             self.config.clone(),
             self.live.clone(),
             &self.limits,
-            self.moderation_of(id),
+            self.moderation.of(id),
             last_seq,
             self.shutdown.child_token(),
         ));
@@ -178,14 +181,6 @@ impl ChatEngine {
             .instrument(span),
         );
         Ok(room)
-    }
-
-    /// A room's moderation state, created empty on first use.
-    fn moderation_of(&self, id: &str) -> Shared<RoomModeration> {
-        lock(&self.moderation)
-            .entry(id.to_string())
-            .or_default()
-            .clone()
     }
 
     fn known(&self, id: &str) -> Result<(), ChatError> {
@@ -242,21 +237,15 @@ impl ChatEngine {
     /// Applies a moderation change on this node only (one another node made and stored).
     pub fn moderate_here(&self, room: &str, change: &ModerationChange) -> Result<(), ChatError> {
         self.known(room)?;
-        lock(&self.moderation_of(room)).apply(change);
+        self.moderation.apply(room, change);
         tracing::info!(room, ?change, "moderation change");
         Ok(())
-    }
-
-    /// Replaces a room's moderation state in one step (loading from the database at start).
-    pub fn load_moderation(&self, room: &str, snapshot: ModerationSnapshot) {
-        *lock(&self.moderation_of(room)) = RoomModeration::from_snapshot(snapshot);
     }
 
     /// A room's moderation state as it stands.
     pub fn moderation_snapshot(&self, room: &str) -> Result<ModerationSnapshot, ChatError> {
         self.known(room)?;
-        let now = crate::clock::now_ms();
-        Ok(lock(&self.moderation_of(room)).snapshot(now))
+        Ok(self.moderation.snapshot(room, crate::clock::now_ms()))
     }
 
     /// A room's numbers for dashboards.

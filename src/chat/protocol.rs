@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::pb;
+/// The welcome's CDN bases are the configured ones (`cdn.bases`), as clients get them.
+pub use crate::config::CdnBase;
 
 /// Display mode of a danmaku.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -200,13 +202,6 @@ pub struct Limits {
     pub idle_timeout_s: u32,
     pub muted: bool,
     pub banned: bool,
-}
-
-/// A CDN (or origin) base URL with its weight for weighted round robin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CdnBase {
-    pub url: String,
-    pub weight: u32,
 }
 
 /// The first server frame of a connection.

@@ -20,7 +20,7 @@ use super::stats::{RoomAccounting, RoomStats};
 use super::{BatchSink, ChatError};
 use crate::clock::now_ms;
 use crate::config::ChatConfig;
-use crate::live::LiveRegistry;
+use crate::rooms::live::LiveRegistry;
 use crate::sync::lock;
 
 pub mod relay;

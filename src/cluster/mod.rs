@@ -49,11 +49,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::catalog::RoomCatalog;
 use crate::cdn::publisher::CdnPublisher;
 use crate::chat::ChatEngine;
 use crate::config::Config;
-use crate::live::LiveRegistry;
+use crate::rooms::catalog::RoomCatalog;
+use crate::rooms::live::LiveRegistry;
 use crate::storage::Storage;
 use crate::sync::lock;
 

@@ -23,6 +23,7 @@ use crate::chat::moderation::{
 use crate::chat::protocol::Gift;
 use crate::chat::ChatError;
 use crate::http::api_error::{AdminAuth, ApiError, ApiJson};
+use crate::rooms::ModerationError;
 
 /// Longest system message in characters.
 pub const MAX_SYSTEM_CHARS: usize = 500;
@@ -49,6 +50,18 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/rooms/{room}/moderation", get(get_moderation))
         .route("/api/rooms/{room}/stats", get(stats))
         .route("/api/rooms/{room}/guest-token", post(guest_token))
+}
+
+impl From<ModerationError> for ApiError {
+    fn from(e: ModerationError) -> ApiError {
+        match e {
+            ModerationError::Chat(e) => e.into(),
+            // The catalog logged it, with the room.
+            ModerationError::NotStored(_) => {
+                ApiError::internal("database unavailable; nothing was changed")
+            }
+        }
+    }
 }
 
 impl From<ChatError> for ApiError {
@@ -431,19 +444,9 @@ async fn guest_token(
     ))
 }
 
-/// Applies a moderation change database-first: a change that cannot be stored is refused and
-/// changes nothing, and one that was stored survives a restart.
+/// Applies a moderation change through the catalog (database first).
 async fn moderate(state: &AppState, room: &str, change: &ModerationChange) -> Result<(), ApiError> {
-    if state.rooms.get(room).is_none() {
-        return Err(ChatError::RoomNotFound(room.to_string()).into());
-    }
-    if let Err(e) = crate::catalog::persist_moderation(&state.catalog.db, room, change).await {
-        tracing::error!(room, error = %e, "moderation change not stored");
-        return Err(ApiError::internal(
-            "database unavailable; nothing was changed",
-        ));
-    }
-    Ok(state.chat.moderate(room, change)?)
+    Ok(state.catalog.moderate(&state.chat, room, change).await?)
 }
 
 /// Deserialises and validates one route's body from raw bytes.

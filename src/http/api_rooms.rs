@@ -11,11 +11,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::catalog::CatalogError;
 use crate::http::api_error::{AdminAuth, ApiError, ApiJson};
 use crate::http::public_base;
-use crate::live::LiveInfo;
-use crate::rooms::Room;
+use crate::rooms::catalog::CatalogError;
+use crate::rooms::live::LiveInfo;
+use crate::rooms::RoomRecord;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -62,7 +62,7 @@ pub struct RoomView {
     pub hls_url: String,
 }
 
-fn view(room: Room, state: &AppState, base: &str) -> RoomView {
+fn view(room: RoomRecord, state: &AppState, base: &str) -> RoomView {
     RoomView {
         hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
         live: state.live.get(&room.id),
@@ -116,7 +116,7 @@ pub(crate) fn check_create_room(body: &[u8]) -> Result<(), ApiError> {
     let body: CreateRoom = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
     let id = body.id.unwrap_or_else(|| "room-fuzz".to_string());
-    crate::catalog::check_new_room(&id, &body.title)?;
+    crate::rooms::catalog::check_new_room(&id, &body.title)?;
     Ok(())
 }
 
@@ -193,7 +193,7 @@ async fn list_rooms(
 ) -> Result<Json<RoomPage>, ApiError> {
     check_page(&p)?;
     let base = public_base(&state, &headers);
-    let all: Vec<Room> = state
+    let all: Vec<RoomRecord> = state
         .rooms
         .list()
         .into_iter()
@@ -221,7 +221,7 @@ fn rooms_changed(state: &AppState) {
     }
 }
 
-fn room_or_404(state: &AppState, id: &str) -> Result<Room, ApiError> {
+fn room_or_404(state: &AppState, id: &str) -> Result<RoomRecord, ApiError> {
     state
         .rooms
         .get(id)

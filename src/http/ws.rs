@@ -32,10 +32,10 @@ use crate::chat::codec::{
 use crate::chat::fanout::{DeliveredBatch, Membership};
 use crate::chat::history::Resume;
 use crate::chat::limits::{LayerLimiter, LimitRefusal};
-use crate::chat::protocol::{CdnBase, ClientFrame, SendDanmaku, ServerFrame, Welcome};
+use crate::chat::protocol::{ClientFrame, SendDanmaku, ServerFrame, Welcome};
 use crate::chat::room::Room;
 use crate::chat::uplink::{self, Identity};
-use crate::config::SlowPolicy;
+use crate::config::{CdnBase, SlowPolicy};
 use crate::http::api_error::ApiError;
 use crate::http::{client_cdn_bases, live_playlist_url, public_base};
 
@@ -179,7 +179,7 @@ fn session(
     let (room, who) = match admission {
         Ok(ok) => ok,
         Err(refused) => {
-            let mut out = Outbox::new(socket, format, &state);
+            let mut out = SocketWriter::new(socket, format, &state);
             return instrumented(
                 async move {
                     let _tracked = tracked;
@@ -196,7 +196,7 @@ fn session(
     open.increment(1.0);
     let mut viewer = Viewer {
         conn_limit: state.chat.connection_limiter(),
-        out: Outbox::new(socket, format, &state),
+        out: SocketWriter::new(socket, format, &state),
         state,
         room,
         who,
@@ -248,16 +248,17 @@ enum End {
     Closed(&'static str),
 }
 
-/// The write half: encodes frames for the socket's format and sends without waiting forever.
-struct Outbox {
+/// The viewer's socket, written frame by frame: encodes frames for the socket's format and
+/// sends without waiting forever (the loop reads from its `socket` too).
+struct SocketWriter {
     socket: WebSocket,
     format: Format,
     send_timeout: Duration,
 }
 
-impl Outbox {
-    fn new(socket: WebSocket, format: Format, state: &AppState) -> Outbox {
-        Outbox {
+impl SocketWriter {
+    fn new(socket: WebSocket, format: Format, state: &AppState) -> SocketWriter {
+        SocketWriter {
             socket,
             format,
             send_timeout: Duration::from_secs(state.config.chat.idle_timeout_s)
@@ -331,7 +332,7 @@ struct Viewer {
     state: Arc<AppState>,
     room: Arc<Room>,
     who: Option<Identity>,
-    out: Outbox,
+    out: SocketWriter,
     /// Every client frame passes this layer first (floods of any frame kind).
     conn_limit: LayerLimiter,
     base: String,
@@ -428,19 +429,13 @@ impl Viewer {
         let bases = client_cdn_bases(&self.state);
         let hls_url = live_playlist_url(&bases, &self.base, &self.room.id);
         // Without CDN bases the files come from this node.
-        let cdn_bases: Vec<CdnBase> = if bases.is_empty() {
+        let cdn_bases = if bases.is_empty() {
             vec![CdnBase {
                 url: self.base.clone(),
                 weight: 1,
             }]
         } else {
             bases
-                .into_iter()
-                .map(|b| CdnBase {
-                    url: b.url,
-                    weight: b.weight,
-                })
-                .collect()
         };
         let welcome = Welcome {
             room: self.room.id.to_string(),
