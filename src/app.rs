@@ -18,8 +18,9 @@ use crate::chat::ChatEngine;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::db::{Database, DbError};
-use crate::rooms::{CatalogError, LiveRegistry, ModerationStore, RoomCatalog, RoomDirectory};
+use crate::rooms::{CatalogError, LiveRegistry, ModerationStore, RoomCatalog};
 use crate::secrets::{Secrets, SecretsError};
+use crate::state::{AppState, RtmpBound};
 use crate::storage::{Storage, StorageError};
 
 /// Why the service could not start; each names what to fix.
@@ -48,32 +49,6 @@ pub enum StartError {
     },
 }
 
-/// Everything the handlers share.
-#[derive(Debug)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub secrets: Secrets,
-    pub tokens: TokenSigner,
-    pub storage: Storage,
-    pub rooms: Arc<RoomDirectory>,
-    /// Room writes (database first, then `rooms`).
-    pub catalog: RoomCatalog,
-    pub live: Arc<LiveRegistry>,
-    pub broadcaster: Arc<Broadcaster>,
-    /// Chat rooms: WebSocket danmaku, gifts, system messages, moderation.
-    pub chat: Arc<ChatEngine>,
-    /// Writes every room's delivered danmaku as per-period files for a CDN.
-    pub cdn: Arc<CdnPublisher>,
-    /// The other nodes sharing the rooms (None: this node alone, `cluster.redis_url` empty).
-    pub cluster: Option<Arc<Cluster>>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// The RTMP address actually bound (the configured port may be 0), for OBS settings.
-    pub rtmp_bound: OnceLock<SocketAddr>,
-    /// Cancelled once on shutdown; every listener and session watches it.
-    pub shutdown: CancellationToken,
-}
-
 /// The Prometheus recorder is process-wide; tests start several servers in one process.
 fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -90,7 +65,7 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// A started service: its bound addresses and the handles to stop it.
 pub struct RunningServer {
-    pub state: Arc<AppState>,
+    pub state: AppState,
     pub http_addr: SocketAddr,
     pub rtmp_addr: SocketAddr,
     http_task: JoinHandle<()>,
@@ -166,22 +141,22 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         // One publisher per room across the nodes, not only on this one.
         broadcaster.set_claims(cluster.clone());
     }
-    let state = Arc::new(AppState {
-        tokens: TokenSigner::new(&secrets.token_secret),
-        secrets,
-        storage,
+    let state = AppState {
+        tokens: Arc::new(TokenSigner::new(&secrets.token_secret)),
+        secrets: Arc::new(secrets),
+        storage: Arc::new(storage),
         rooms,
-        catalog,
+        catalog: Arc::new(catalog),
         live,
         broadcaster,
         chat,
         cdn,
         cluster,
         metrics: metrics_handle(),
-        rtmp_bound: OnceLock::new(),
+        rtmp_bound: RtmpBound::default(),
         shutdown,
         config: config.clone(),
-    });
+    };
 
     let http_listener = TcpListener::bind(config.http.listen)
         .await
@@ -212,7 +187,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source,
         })?;
 
-    let _ = state.rtmp_bound.set(rtmp_addr);
+    state.rtmp_bound.set(rtmp_addr);
     if let Some(cluster) = &state.cluster {
         cluster.start(http_addr).await;
     }

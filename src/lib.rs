@@ -22,6 +22,7 @@ pub mod media;
 pub mod proc_stats;
 pub mod rooms;
 pub mod secrets;
+pub mod state;
 pub mod storage;
 pub(crate) mod sync;
 pub mod testutil;

@@ -14,7 +14,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,7 +25,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::app::AppState;
+use crate::auth::TokenSigner;
 use crate::chat::codec::{
     decode_client_binary, decode_client_text, encode_server, Encoded, Format,
 };
@@ -35,9 +35,11 @@ use crate::chat::limits::{LayerLimiter, LimitRefusal};
 use crate::chat::protocol::{ClientFrame, SendDanmaku, ServerFrame, Welcome};
 use crate::chat::room::Room;
 use crate::chat::uplink::{self, Identity};
-use crate::config::{CdnBase, SlowPolicy};
+use crate::chat::ChatEngine;
+use crate::config::{CdnBase, Config, SlowPolicy};
 use crate::http::api_error::ApiError;
 use crate::http::{client_cdn_bases, live_playlist_url, public_base};
+use crate::state::AppState;
 
 /// WebSocket close codes barrage uses (the error frame before the close says why in words).
 pub mod close_code {
@@ -70,8 +72,27 @@ const HELLO_WAIT: Duration = Duration::from_secs(5);
 const MIN_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The viewer socket route, merged into the main router.
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new().route("/ws/{room}", get(upgrade))
+}
+
+/// What a viewer socket uses of the state: the chat engine, the token check at admission, and
+/// the settings.
+#[derive(Clone)]
+struct Viewers {
+    chat: Arc<ChatEngine>,
+    tokens: Arc<TokenSigner>,
+    config: Arc<Config>,
+}
+
+impl FromRef<AppState> for Viewers {
+    fn from_ref(state: &AppState) -> Viewers {
+        Viewers {
+            chat: state.chat.clone(),
+            tokens: state.tokens.clone(),
+            config: state.config.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +110,7 @@ struct Refused {
 }
 
 async fn upgrade(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Viewers>,
     Path(room): Path<String>,
     Query(params): Query<WsParams>,
     headers: HeaderMap,
@@ -101,7 +122,7 @@ async fn upgrade(
         Some(Err(message)) => return ApiError::bad_request("bad_format", message).into_response(),
     };
     let admission = admit(&state, &room, params.token.as_deref());
-    let base = public_base(&state, &headers);
+    let base = public_base(&state.config, &headers);
     let max = state.config.chat.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
@@ -117,7 +138,7 @@ async fn upgrade(
 
 /// Decides whether the socket may join, and as whom.
 fn admit(
-    state: &AppState,
+    state: &Viewers,
     room: &str,
     token: Option<&str>,
 ) -> Result<(Arc<Room>, Option<Identity>), Refused> {
@@ -163,7 +184,7 @@ fn admit(
 /// block (whose captures would otherwise stay reserved for the socket's life beside the
 /// copies it makes), and the loop boxes the paths it rarely takes (see [`Viewer::run`]).
 fn session(
-    state: Arc<AppState>,
+    state: Viewers,
     room: String,
     format: Format,
     admission: Result<(Arc<Room>, Option<Identity>), Refused>,
@@ -179,7 +200,7 @@ fn session(
     let (room, who) = match admission {
         Ok(ok) => ok,
         Err(refused) => {
-            let mut out = SocketWriter::new(socket, format, &state);
+            let mut out = SocketWriter::new(socket, format, &state.config);
             return instrumented(
                 async move {
                     let _tracked = tracked;
@@ -196,8 +217,9 @@ fn session(
     open.increment(1.0);
     let mut viewer = Viewer {
         conn_limit: state.chat.connection_limiter(),
-        out: SocketWriter::new(socket, format, &state),
-        state,
+        out: SocketWriter::new(socket, format, &state.config),
+        chat: state.chat,
+        config: state.config,
         room,
         who,
         base,
@@ -257,12 +279,11 @@ struct SocketWriter {
 }
 
 impl SocketWriter {
-    fn new(socket: WebSocket, format: Format, state: &AppState) -> SocketWriter {
+    fn new(socket: WebSocket, format: Format, config: &Config) -> SocketWriter {
         SocketWriter {
             socket,
             format,
-            send_timeout: Duration::from_secs(state.config.chat.idle_timeout_s)
-                .max(MIN_SEND_TIMEOUT),
+            send_timeout: Duration::from_secs(config.chat.idle_timeout_s).max(MIN_SEND_TIMEOUT),
         }
     }
 
@@ -329,7 +350,8 @@ fn classify(e: axum::Error) -> ReadError {
 
 /// One joined (or joining) viewer.
 struct Viewer {
-    state: Arc<AppState>,
+    chat: Arc<ChatEngine>,
+    config: Arc<Config>,
     room: Arc<Room>,
     who: Option<Identity>,
     out: SocketWriter,
@@ -358,7 +380,7 @@ impl Viewer {
                 return end;
             }
         }
-        let idle = Duration::from_secs(self.state.config.chat.idle_timeout_s.max(1));
+        let idle = Duration::from_secs(self.config.chat.idle_timeout_s.max(1));
         let deadline = tokio::time::sleep(idle);
         tokio::pin!(deadline);
         let room = self.room.clone();
@@ -426,7 +448,7 @@ impl Viewer {
     }
 
     async fn welcome(&mut self, membership: &mut Membership) -> Result<(), End> {
-        let bases = client_cdn_bases(&self.state);
+        let bases = client_cdn_bases(&self.config);
         let hls_url = live_playlist_url(&bases, &self.base, &self.room.id);
         // Without CDN bases the files come from this node.
         let cdn_bases = if bases.is_empty() {
@@ -523,14 +545,7 @@ impl Viewer {
         send: &SendDanmaku,
         connection: Result<(), LimitRefusal>,
     ) -> Result<(), End> {
-        let ack = uplink::submit(
-            &self.state.chat,
-            &self.room,
-            self.who.as_ref(),
-            send,
-            connection,
-        )
-        .await;
+        let ack = uplink::submit(&self.chat, &self.room, self.who.as_ref(), send, connection).await;
         self.out.frame(&ServerFrame::Ack(ack)).await
     }
 
@@ -555,7 +570,7 @@ impl Viewer {
     /// The socket fell more than the backlog behind: skip to the newest batch (the gap is
     /// told by `deliver`), or close, by `chat.slow_policy`.
     async fn lagged(&mut self, membership: &mut Membership, missed: u64) -> Result<(), End> {
-        match self.state.config.chat.slow_policy {
+        match self.config.chat.slow_policy {
             SlowPolicy::Close => {
                 self.room.count_slow_socket(true);
                 Err(self
@@ -587,7 +602,7 @@ impl Viewer {
     async fn read_failed(&mut self, e: axum::Error) -> End {
         match classify(e) {
             ReadError::TooBig(m) => {
-                let limit = self.state.config.chat.max_frame_bytes;
+                let limit = self.config.chat.max_frame_bytes;
                 tracing::info!(reason = %m, "frame too large; closing");
                 self.end(
                     "too_large",
@@ -610,7 +625,7 @@ impl Viewer {
 
     /// The room closed or the server is stopping: say which, and close.
     async fn room_gone(&mut self) -> End {
-        if self.state.chat.is_stopping() {
+        if self.chat.is_stopping() {
             self.end(
                 "going_away",
                 "the server is shutting down; reconnect and resume",
