@@ -56,6 +56,15 @@ impl Priority {
     }
 }
 
+/// The name shown with a user's danmaku or gift: the one given, else the user id.
+pub fn display_name(name: String, user: &str) -> String {
+    if name.is_empty() {
+        user.to_string()
+    } else {
+        name
+    }
+}
+
 /// A viewer's comment as delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Danmaku {

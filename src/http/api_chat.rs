@@ -19,7 +19,7 @@ use crate::auth::{Role, TokenSigner};
 use crate::chat::moderation::{
     normalize_words, ModerationChange, MAX_SLOW_MODE_S, MAX_WORDS, MAX_WORD_CHARS,
 };
-use crate::chat::protocol::Gift;
+use crate::chat::protocol::{display_name, Gift};
 use crate::chat::{ChatEngine, ChatError};
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -134,11 +134,7 @@ impl GiftBody {
             return Err(ApiError::bad_request("bad_field", "count: at least 1"));
         }
         Ok(Gift {
-            name: if self.name.is_empty() {
-                self.user.clone()
-            } else {
-                self.name
-            },
+            name: display_name(self.name, &self.user),
             user: self.user,
             gift_id: self.gift_id,
             gift_name: self.gift_name,
@@ -436,15 +432,11 @@ async fn guest_token(
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     let user = format!("guest-{suffix}");
-    let name = if name.is_empty() {
-        user.as_str()
-    } else {
-        &name
-    };
+    let name = display_name(name, &user);
     let ttl = config.auth.guest_token_ttl_s;
     let token = tokens.mint(
         &user,
-        name,
+        &name,
         Role::Viewer,
         Some(&room),
         Duration::from_secs(ttl),

@@ -32,7 +32,7 @@ use crate::chat::codec::{
 use crate::chat::fanout::{DeliveredBatch, Membership};
 use crate::chat::history::Resume;
 use crate::chat::limits::{LayerLimiter, LimitRefusal};
-use crate::chat::protocol::{ClientFrame, SendDanmaku, ServerFrame, Welcome};
+use crate::chat::protocol::{display_name, ClientFrame, SendDanmaku, ServerFrame, Welcome};
 use crate::chat::room::Room;
 use crate::chat::uplink::{self, Identity};
 use crate::chat::ChatEngine;
@@ -158,11 +158,7 @@ fn admit(
                     close: close_code::POLICY,
                 })?;
             Some(Identity {
-                name: if claims.name.is_empty() {
-                    claims.sub.clone()
-                } else {
-                    claims.name
-                },
+                name: display_name(claims.name, &claims.sub),
                 user: claims.sub,
                 role: claims.role,
             })
