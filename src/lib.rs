@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod auth;
+/// Load generators behind `barrage bench` (feature `bench`).
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod broadcast;
 pub mod cdn;
@@ -12,7 +14,9 @@ pub mod cluster;
 pub mod config;
 pub mod conn_limits;
 pub mod db;
-/// Fuzz harnesses (used by `fuzz/` and the corpus replay test); not part of the service API.
+/// Fuzz harnesses (used by `fuzz/` and the corpus replay test; feature `testing`); not part
+/// of the service.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hls;
@@ -25,4 +29,6 @@ pub mod secrets;
 pub mod state;
 pub mod storage;
 pub(crate) mod sync;
+/// Real peers and scratch state for tests and benchmarks (feature `testing`; unit tests too).
+#[cfg(any(test, feature = "testing"))]
 pub mod testutil;

@@ -473,11 +473,13 @@ async fn moderate(
 }
 
 /// Deserialises and validates one route's body from raw bytes.
+#[cfg(feature = "testing")]
 pub(crate) type BodyCheck = fn(&[u8]) -> Result<(), ApiError>;
 
 /// The body checks of every chat API route that takes one, by name, for the fuzz harness and
 /// its seeds: the same deserialisation and validation the handlers run, on any bytes. On
 /// success, what the handler would act on is checked against the limits it promises.
+#[cfg(feature = "testing")]
 pub(crate) const BODY_CHECKS: &[(&str, BodyCheck)] = &[
     ("gift", |b| {
         let gift = json_body::<GiftBody>(b)?.validate()?;
@@ -515,6 +517,7 @@ pub(crate) const BODY_CHECKS: &[(&str, BodyCheck)] = &[
 ];
 
 /// A required JSON body, as `ApiJson` reads it (same `Deserialize`, same error code).
+#[cfg(feature = "testing")]
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("bad_json", e.to_string()))
 }

@@ -141,6 +141,7 @@ struct CreateRoom {
 }
 
 /// `POST /api/rooms` body checks, without the database: what the fuzz harness runs on any bytes.
+#[cfg(feature = "testing")]
 pub(crate) fn check_create_room(body: &[u8]) -> Result<(), ApiError> {
     let body: CreateRoom = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
