@@ -12,16 +12,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenSigner;
 use crate::broadcast::Broadcaster;
-use crate::catalog::{CatalogError, RoomCatalog};
 use crate::cdn::publisher::{CdnPublisher, NextSeq, PublisherSettings};
 use crate::cdn::weights::WeightedBases;
 use crate::chat::ChatEngine;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::db::{Database, DbError};
-use crate::live::LiveRegistry;
-use crate::rooms::RoomDirectory;
+use crate::rooms::{CatalogError, LiveRegistry, ModerationStore, RoomCatalog};
 use crate::secrets::{Secrets, SecretsError};
+use crate::state::{AppState, RtmpBound};
 use crate::storage::{Storage, StorageError};
 
 /// Why the service could not start; each names what to fix.
@@ -50,32 +49,6 @@ pub enum StartError {
     },
 }
 
-/// Everything the handlers share.
-#[derive(Debug)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub secrets: Secrets,
-    pub tokens: TokenSigner,
-    pub storage: Storage,
-    pub rooms: Arc<RoomDirectory>,
-    /// Room writes (database first, then `rooms`).
-    pub catalog: RoomCatalog,
-    pub live: Arc<LiveRegistry>,
-    pub broadcaster: Arc<Broadcaster>,
-    /// Chat rooms: WebSocket danmaku, gifts, system messages, moderation.
-    pub chat: Arc<ChatEngine>,
-    /// Writes every room's delivered danmaku as per-period files for a CDN.
-    pub cdn: Arc<CdnPublisher>,
-    /// The other nodes sharing the rooms (None: this node alone, `cluster.redis_url` empty).
-    pub cluster: Option<Arc<Cluster>>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// The RTMP address actually bound (the configured port may be 0), for OBS settings.
-    pub rtmp_bound: OnceLock<SocketAddr>,
-    /// Cancelled once on shutdown; every listener and session watches it.
-    pub shutdown: CancellationToken,
-}
-
 /// The Prometheus recorder is process-wide; tests start several servers in one process.
 fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -92,7 +65,7 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// A started service: its bound addresses and the handles to stop it.
 pub struct RunningServer {
-    pub state: Arc<AppState>,
+    pub state: AppState,
     pub http_addr: SocketAddr,
     pub rtmp_addr: SocketAddr,
     http_task: JoinHandle<()>,
@@ -115,9 +88,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     let storage = Storage::from_config(&config)?;
     let db = Database::open(&config.db_url()).await?;
-    let interrupted = db
-        .end_interrupted_sessions(chrono::Utc::now().timestamp_millis())
-        .await?;
+    let interrupted = db.end_interrupted_sessions(crate::clock::now_ms()).await?;
     if interrupted > 0 {
         tracing::warn!(
             sessions = interrupted,
@@ -132,7 +103,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     let rooms = catalog.rooms.clone();
     let live = Arc::new(LiveRegistry::new());
-    crate::catalog::record_sessions(db.clone(), &live);
+    crate::rooms::sessions::record_sessions(db.clone(), &live);
     let broadcaster = Broadcaster::new(
         rooms.clone(),
         live.clone(),
@@ -142,13 +113,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
+    let moderation = Arc::new(ModerationStore::load(&db).await?);
     let chat = ChatEngine::new(
         Arc::new(config.chat.clone()),
         rooms.clone(),
         live.clone(),
+        moderation,
         shutdown.child_token(),
     );
-    crate::catalog::load_moderation(&db, &chat).await?;
     let cdn = CdnPublisher::start(
         storage.clone(),
         db.clone(),
@@ -169,22 +141,22 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         // One publisher per room across the nodes, not only on this one.
         broadcaster.set_claims(cluster.clone());
     }
-    let state = Arc::new(AppState {
-        tokens: TokenSigner::new(&secrets.token_secret),
-        secrets,
-        storage,
+    let state = AppState {
+        tokens: Arc::new(TokenSigner::new(&secrets.token_secret)),
+        secrets: Arc::new(secrets),
+        storage: Arc::new(storage),
         rooms,
-        catalog,
+        catalog: Arc::new(catalog),
         live,
         broadcaster,
         chat,
         cdn,
         cluster,
         metrics: metrics_handle(),
-        rtmp_bound: OnceLock::new(),
+        rtmp_bound: RtmpBound::default(),
         shutdown,
         config: config.clone(),
-    });
+    };
 
     let http_listener = TcpListener::bind(config.http.listen)
         .await
@@ -215,7 +187,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source,
         })?;
 
-    let _ = state.rtmp_bound.set(rtmp_addr);
+    state.rtmp_bound.set(rtmp_addr);
     if let Some(cluster) = &state.cluster {
         cluster.start(http_addr).await;
     }

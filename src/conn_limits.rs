@@ -100,7 +100,7 @@ impl ConnectionLimits {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.per_ip.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.per_ip)
     }
 }
 

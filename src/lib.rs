@@ -3,24 +3,32 @@
 
 pub mod app;
 pub mod auth;
+/// Load generators behind `barrage bench` (feature `bench`).
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod broadcast;
-pub mod catalog;
 pub mod cdn;
 pub mod chat;
+pub(crate) mod clock;
 pub mod cluster;
 pub mod config;
 pub mod conn_limits;
 pub mod db;
-/// Fuzz harnesses (used by `fuzz/` and the corpus replay test); not part of the service API.
+/// Fuzz harnesses (used by `fuzz/` and the corpus replay test; feature `testing`); not part
+/// of the service.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod ingest;
-pub mod live;
 pub mod media;
+pub mod proc_stats;
 pub mod rooms;
 pub mod secrets;
+pub mod state;
 pub mod storage;
+pub(crate) mod sync;
+/// Real peers and scratch state for tests and benchmarks (feature `testing`; unit tests too).
+#[cfg(any(test, feature = "testing"))]
 pub mod testutil;

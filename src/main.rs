@@ -1,4 +1,5 @@
-//! The `barrage` command: `serve` runs the service, `token` mints a viewer token.
+//! The `barrage` command: `serve` runs the service, `token` mints a viewer token, `bench` runs
+//! the benchmarks (the load generators need the `bench` feature).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,7 +54,9 @@ enum Command {
     },
 }
 
+// Without the `bench` feature only `ingest` (a script) runs; the others' options go unread.
 #[derive(Subcommand)]
+#[cfg_attr(not(feature = "bench"), allow(dead_code))]
 enum BenchCommand {
     /// WebSocket fan-out: viewers in one room, danmaku uplink, latency; vs a raw tokio baseline.
     Fanout {
@@ -135,6 +138,7 @@ enum BenchCommand {
 
 fn run_bench(bench: BenchCommand) -> ExitCode {
     match bench {
+        #[cfg(feature = "bench")]
         BenchCommand::Viewers {
             url,
             server,
@@ -147,6 +151,7 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        #[cfg(feature = "bench")]
         BenchCommand::Fanout {
             viewers,
             uplink,
@@ -182,6 +187,7 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
             };
             report(fanout::run_side(opts, side), true, |_| String::new())
         }
+        #[cfg(feature = "bench")]
         BenchCommand::Uplink {
             messages,
             users,
@@ -197,6 +203,7 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
                 barrage::bench::uplink::table(r)
             })
         }
+        #[cfg(feature = "bench")]
         BenchCommand::Cdn {
             rooms,
             seconds,
@@ -241,10 +248,19 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
                 }
             }
         }
+        #[cfg(not(feature = "bench"))]
+        _ => {
+            eprintln!(
+                "barrage bench: this binary was built without the load generators; \
+                 build it with `cargo build --release --features bench`"
+            );
+            ExitCode::from(2)
+        }
     }
 }
 
 /// Runs a benchmark future on a fresh runtime and prints its report as a table or JSON.
+#[cfg(feature = "bench")]
 fn report<T: serde::Serialize>(
     run: impl std::future::Future<Output = Result<T, String>>,
     json: bool,

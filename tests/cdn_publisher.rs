@@ -8,7 +8,7 @@ use barrage::cdn::publisher::{CdnPublisher, PublisherSettings};
 use barrage::cdn::weights::WeightedBases;
 use barrage::cdn::{BatchFile, CdnEvent, IndexFile};
 use barrage::db::Database;
-use barrage::live::LiveRegistry;
+use barrage::rooms::LiveRegistry;
 use barrage::storage::Storage;
 use barrage::testutil::{test_config, S3Server};
 
@@ -17,8 +17,11 @@ fn event(seq: u64) -> CdnEvent {
         seq,
         ts_ms: 1_764_000_000_000 + seq as i64,
         stream_ms: seq * 10,
-        json: serde_json::json!({"seq": seq, "priority": "danmaku",
+        json: serde_json::value::to_raw_value(
+            &serde_json::json!({"seq": seq, "priority": "danmaku",
             "danmaku": {"user": "u", "text": format!("m{seq}"), "mode": "scroll", "color": 1}}),
+        )
+        .unwrap(),
     }
 }
 

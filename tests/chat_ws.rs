@@ -685,19 +685,16 @@ async fn the_api_checks_the_admin_key_and_hands_out_guest_tokens() {
 async fn the_batch_feed_hands_every_delivered_event_with_its_encoded_bytes() {
     use barrage::chat::codec::{decode_server_binary, decode_server_text};
     let s = start(|c| c.chat.tick_ms = 20).await;
-    let mut feed = s
-        .server
-        .state
-        .chat
-        .subscribe_batches("demo")
-        .expect("open room");
-    assert!(s.server.state.chat.subscribe_batches("nope").is_err());
+    // What every socket reads: a member's feed of the room's shared batches.
+    let room = s.server.state.chat.room("demo").expect("open room");
+    let mut feed = room.join(Format::Json, None);
+    assert!(s.server.state.chat.room("nope").is_err());
     for i in 0..3 {
         s.system("demo", &format!("fed {i}")).await;
     }
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let batch = tokio::time::timeout(chat_common::WAIT, feed.recv())
+        let batch = tokio::time::timeout(chat_common::WAIT, feed.batches.recv())
             .await
             .expect("a batch in time")
             .expect("no lag");

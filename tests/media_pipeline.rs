@@ -15,9 +15,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use barrage::broadcast::Broadcaster;
 use barrage::config::HlsConfig;
 use barrage::ingest::{MediaMessage, PublishRequest, StreamMetadata};
-use barrage::live::{LiveChange, LiveRegistry};
 use barrage::media::flv_file::read_flv;
-use barrage::rooms::{hash_key, Room, RoomDirectory};
+use barrage::rooms::{hash_key, RoomDirectory, RoomRecord};
+use barrage::rooms::{LiveChange, LiveRegistry};
 use barrage::storage::Storage;
 
 const KEY: &str = "live_pipeline_test";
@@ -87,7 +87,7 @@ async fn a_recorded_push_becomes_playable_hls() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::local(dir.path()).unwrap();
     let rooms = Arc::new(RoomDirectory::new());
-    rooms.upsert(Room {
+    rooms.upsert(RoomRecord {
         id: "demo".into(),
         title: "Demo".into(),
         key_hash: hash_key(KEY),

@@ -15,7 +15,7 @@ use crate::cdn::publisher::{CdnPublisher, PublisherSettings};
 use crate::cdn::weights::WeightedBases;
 use crate::cdn::CdnEvent;
 use crate::db::Database;
-use crate::live::LiveRegistry;
+use crate::rooms::live::LiveRegistry;
 use crate::storage::Storage;
 
 /// What to run.
@@ -93,10 +93,11 @@ async fn run_store(name: &str, storage: Storage, opts: &CdnOptions) -> Result<St
                     let seq = seqs[i];
                     CdnEvent {
                         seq,
-                        ts_ms: chrono::Utc::now().timestamp_millis(),
+                        ts_ms: crate::clock::now_ms(),
                         stream_ms: seq * 50,
-                        json: serde_json::json!({"seq": seq, "priority": "danmaku",
-                            "danmaku": {"user": "u", "name": "bench", "text": "bench 666 comment", "color": 16777215, "mode": "scroll"}}),
+                        json: serde_json::value::to_raw_value(&serde_json::json!({"seq": seq, "priority": "danmaku",
+                            "danmaku": {"user": "u", "name": "bench", "text": "bench 666 comment", "color": 16777215, "mode": "scroll"}}))
+                        .expect("JSON values serialise"),
                     }
                 })
                 .collect();

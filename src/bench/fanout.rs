@@ -17,8 +17,8 @@ use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::proc_stats::{cpu_seconds, raise_open_files_limit, rss_kib};
 use super::viewers::{merge, now_us, ViewerReport};
+use crate::proc_stats::{cpu_seconds, raise_open_files_limit, rss_kib};
 
 /// What to run.
 #[derive(Debug, Clone)]

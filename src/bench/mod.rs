@@ -4,6 +4,5 @@
 pub mod baseline;
 pub mod cdn;
 pub mod fanout;
-pub mod proc_stats;
 pub mod uplink;
 pub mod viewers;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::auth::Role;
 use crate::chat::codec::decode_client_text;
 use crate::chat::protocol::ClientFrame;
-use crate::chat::room::Identity;
+use crate::chat::uplink::{self, Identity};
 use crate::chat::ChatEngine;
 
 /// What to run.
@@ -87,13 +87,18 @@ pub async fn run(opts: UplinkOptions) -> Result<UplinkReport, String> {
     );
 
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
-    let cpu0 = super::proc_stats::cpu_seconds(None);
+    let cpu0 = crate::proc_stats::cpu_seconds(None);
     let start = Instant::now();
     for (i, text) in input.iter().enumerate() {
         let who = &identities[i % identities.len()];
         let status = match decode_client_text(text) {
             Ok(ClientFrame::Send(send)) => match conn.check() {
-                Ok(()) => format!("{:?}", chat.submit(&room, Some(who), &send).status),
+                Ok(()) => format!(
+                    "{:?}",
+                    uplink::submit(&chat, &room, Some(who), &send, Ok(()))
+                        .await
+                        .status
+                ),
                 Err(_) => "connection_limited".to_string(),
             },
             Ok(_) => "other_frame".to_string(),
@@ -104,13 +109,13 @@ pub async fn run(opts: UplinkOptions) -> Result<UplinkReport, String> {
             eprint!("\r  {i}/{}", opts.messages);
         }
     }
-    let barrage_cpu = super::proc_stats::cpu_seconds(None) - cpu0;
+    let barrage_cpu = crate::proc_stats::cpu_seconds(None) - cpu0;
     let barrage_wall = start.elapsed();
     eprintln!();
     server.stop().await;
 
     // Baseline: decode the same frames and push them onto a bounded queue.
-    let cpu0 = super::proc_stats::cpu_seconds(None);
+    let cpu0 = crate::proc_stats::cpu_seconds(None);
     let start = Instant::now();
     let mut queue: VecDeque<ClientFrame> = VecDeque::with_capacity(100_000);
     for text in &input {
@@ -122,7 +127,7 @@ pub async fn run(opts: UplinkOptions) -> Result<UplinkReport, String> {
         }
     }
     std::hint::black_box(&queue);
-    let base_cpu = super::proc_stats::cpu_seconds(None) - cpu0;
+    let base_cpu = crate::proc_stats::cpu_seconds(None) - cpu0;
     let base_wall = start.elapsed();
 
     // CPU time when measurable, else wall time (one thread either way).

@@ -77,7 +77,7 @@ struct Shared {
 /// Runs the viewer process: connects `count` sockets from `bind_ip` to `url` (at `server`),
 /// prints `ready N` when connected, reads until stdin closes, then prints its report as JSON.
 pub fn run(url: String, server: SocketAddr, bind_ip: IpAddr, count: usize) -> std::io::Result<()> {
-    super::proc_stats::raise_open_files_limit();
+    crate::proc_stats::raise_open_files_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -167,8 +167,8 @@ pub fn run(url: String, server: SocketAddr, bind_ip: IpAddr, count: usize) -> st
                 .collect();
             report
         };
-        report.cpu_s = super::proc_stats::cpu_seconds(None);
-        report.rss_kib = super::proc_stats::rss_kib(None);
+        report.cpu_s = crate::proc_stats::cpu_seconds(None);
+        report.rss_kib = crate::proc_stats::rss_kib(None);
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
         stop.cancel();
         tokio::time::sleep(Duration::from_millis(50)).await;

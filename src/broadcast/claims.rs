@@ -1,4 +1,4 @@
-//! One publisher per room across nodes. [`LiveRegistry`](crate::live::LiveRegistry) keeps a
+//! One publisher per room across nodes. [`LiveRegistry`](crate::rooms::live::LiveRegistry) keeps a
 //! node from taking a second push of a live room; with several nodes the same key pushed to
 //! another node must be refused too. The broadcaster asks its [`PublishClaims`] (the cluster,
 //! when there is one) before it takes a publish, and holds the returned [`ClaimGuard`] for as

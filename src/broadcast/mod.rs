@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use crate::config::HlsConfig;
 use crate::ingest::{Publication, PublishGate, PublishRefusal, PublishRequest};
-use crate::live::LiveRegistry;
+use crate::rooms::live::LiveRegistry;
 use crate::rooms::RoomDirectory;
 use crate::storage::Storage;
 use claims::{ClaimOutcome, PublishClaims};

@@ -6,10 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::ingest::MediaMessage;
-use crate::live::LiveChange;
 use crate::media::flv_file::read_flv;
-use crate::rooms::{hash_key, Room};
+use crate::media::MediaMessage;
+use crate::rooms::live::LiveChange;
+use crate::rooms::{hash_key, RoomRecord};
 
 const KEY: &str = "live_testkey";
 const OTHER_KEY: &str = "live_otherkey";
@@ -25,14 +25,14 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::local(dir.path()).unwrap();
     let rooms = Arc::new(RoomDirectory::new());
-    rooms.upsert(Room {
+    rooms.upsert(RoomRecord {
         id: "demo".into(),
         title: "Demo".into(),
         key_hash: hash_key(KEY),
         created_ms: 0,
         closed: false,
     });
-    rooms.upsert(Room {
+    rooms.upsert(RoomRecord {
         id: "other".into(),
         title: "Other".into(),
         key_hash: hash_key(OTHER_KEY),

@@ -17,9 +17,9 @@ use super::bitrate::BitrateMeter;
 use super::keys::SessionKeys;
 use super::store::put_with_retry;
 use crate::hls::playlist::{ListedSegment, SessionPlaylists, SessionState};
-use crate::ingest::{MediaBatch, MediaMessage, StreamMetadata};
-use crate::live::LiveRegistry;
-use crate::media::{MediaError, MuxEvent, Segment, StreamMuxer};
+use crate::ingest::MediaBatch;
+use crate::media::{MediaError, MediaMessage, MuxEvent, Segment, StreamMetadata, StreamMuxer};
+use crate::rooms::live::LiveRegistry;
 use crate::storage::Storage;
 
 /// Window of the measured ingest bitrate.
@@ -420,7 +420,7 @@ impl SessionWriter {
         vod_key
     }
 
-    fn update_live(&self, f: impl FnOnce(&mut crate::live::LiveInfo)) {
+    fn update_live(&self, f: impl FnOnce(&mut crate::rooms::live::LiveInfo)) {
         self.live
             .update(&self.settings.room, &self.settings.session, f);
     }

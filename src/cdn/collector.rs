@@ -3,7 +3,12 @@
 
 use std::collections::VecDeque;
 
+use serde_json::value::RawValue;
+
 use super::files::{BatchFile, CdnEvent};
+
+/// A cut file as the collector keeps it until written: each event its encoded JSON.
+pub type PendingFile = BatchFile<Box<RawValue>>;
 
 /// One room's file sequence and the files not yet written.
 #[derive(Debug)]
@@ -17,7 +22,7 @@ pub struct PeriodCollector {
     period_start_ms: i64,
     current: Vec<CdnEvent>,
     /// Cut but not yet written, oldest first.
-    pending: VecDeque<BatchFile>,
+    pending: VecDeque<PendingFile>,
     max_pending: usize,
     /// Periods folded into the newest pending file because `pending` was full.
     pub merged_periods: u64,
@@ -95,7 +100,7 @@ impl PeriodCollector {
             .unwrap_or(from_seq.saturating_sub(1));
         let start_ms = self.period_start_ms;
         self.period_start_ms = now_ms;
-        let json: Vec<serde_json::Value> = events.into_iter().map(|e| e.json).collect();
+        let json: Vec<Box<RawValue>> = events.into_iter().map(|e| e.json).collect();
         if self.pending.len() >= self.max_pending && self.pending.len() >= 2 {
             if let Some(last) = self.pending.back_mut() {
                 if !json.is_empty() {
@@ -124,13 +129,13 @@ impl PeriodCollector {
     }
 
     /// The oldest file waiting to be written.
-    pub fn front(&self) -> Option<&BatchFile> {
+    pub fn front(&self) -> Option<&PendingFile> {
         self.pending.front()
     }
 
     /// Marks the oldest pending file written. The front is never changed by a fold, so the
     /// file handed out by [`front`](Self::front) is the one removed here.
-    pub fn written(&mut self) -> Option<BatchFile> {
+    pub fn written(&mut self) -> Option<PendingFile> {
         self.pending.pop_front()
     }
 
@@ -162,7 +167,7 @@ mod tests {
             seq,
             ts_ms: seq as i64,
             stream_ms: seq,
-            json: serde_json::json!({ "seq": seq }),
+            json: serde_json::value::to_raw_value(&serde_json::json!({ "seq": seq })).unwrap(),
         }
     }
 
@@ -174,7 +179,7 @@ mod tests {
         c.cut(2000);
         c.push([ev(3)]);
         c.cut(3000);
-        let files: Vec<BatchFile> = std::iter::from_fn(|| c.written()).collect();
+        let files: Vec<PendingFile> = std::iter::from_fn(|| c.written()).collect();
         let ranges: Vec<(u64, u64, u64)> =
             files.iter().map(|f| (f.n, f.from_seq, f.to_seq)).collect();
         assert_eq!(ranges, vec![(1, 1, 2), (2, 3, 2), (3, 3, 3)]);
@@ -222,6 +227,7 @@ mod tests {
                 prop_assert_eq!(f.n, i as u64 + 1);
                 prop_assert_eq!(f.from_seq, expect_seq);
                 for (k, e) in f.events.iter().enumerate() {
+                    let e: serde_json::Value = serde_json::from_str(e.get()).unwrap();
                     prop_assert_eq!(e["seq"].as_u64(), Some(f.from_seq + k as u64));
                 }
                 prop_assert_eq!(f.to_seq + 1, f.from_seq + f.events.len() as u64);

@@ -12,12 +12,14 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::collector::PeriodCollector;
-use super::files::{chat_session_id, BatchFile, CdnEvent, IndexFile};
+use super::collector::{PendingFile, PeriodCollector};
+use super::files::{chat_session_id, CdnEvent, IndexFile};
 use super::weights::WeightedBases;
+use crate::clock::now_ms;
 use crate::db::Database;
-use crate::live::{LiveChange, LiveRegistry};
+use crate::rooms::live::{LiveChange, LiveRegistry};
 use crate::storage::Storage;
+use crate::sync::lock;
 
 /// A room's chat session without a stream ends after this long without events.
 const CHAT_IDLE: Duration = Duration::from_secs(30);
@@ -89,10 +91,6 @@ impl std::fmt::Debug for CdnPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CdnPublisher").finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl CdnPublisher {
@@ -168,7 +166,7 @@ impl CdnPublisher {
     }
 
     fn send(self: &CdnPublisher, room: &str, input: RoomInput) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = lock(&self.rooms);
         if let Some(tx) = rooms.get(room) {
             match tx.send(input) {
                 Ok(()) => return,
@@ -377,10 +375,6 @@ impl RoomTask {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 struct Uploader {
     room: String,
     storage: Storage,
@@ -427,7 +421,7 @@ impl Uploader {
     }
 
     /// Writes the batch file, then the index that points at it, then the session record.
-    async fn write(&self, file: &BatchFile) -> Result<(), crate::storage::StorageError> {
+    async fn write(&self, file: &PendingFile) -> Result<(), crate::storage::StorageError> {
         let started = Instant::now();
         let body = Bytes::from(serde_json::to_vec(file).unwrap_or_default());
         let len = body.len();
@@ -485,19 +479,9 @@ impl Uploader {
 }
 
 /// The chat engine hands every delivered batch here; events go to the room's file stream in
-/// their JSON wire form (the same JSON the WebSocket batch carries).
-impl crate::chat::engine::BatchSink for CdnPublisher {
+/// their JSON wire form, the bytes the WebSocket batch carries.
+impl crate::chat::BatchSink for CdnPublisher {
     fn deliver(&self, batch: &Arc<crate::chat::DeliveredBatch>) {
-        let events = batch
-            .events
-            .iter()
-            .map(|e| CdnEvent {
-                seq: e.seq,
-                ts_ms: e.ts_ms,
-                stream_ms: e.stream_ms,
-                json: serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
-            })
-            .collect();
-        CdnPublisher::deliver(self, &batch.room, events);
+        CdnPublisher::deliver(self, &batch.room, CdnEvent::from_batch(batch));
     }
 }

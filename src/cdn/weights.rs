@@ -33,7 +33,7 @@ impl WeightedBases {
         if total == 0 {
             return None;
         }
-        let mut scores = self.scores.lock().unwrap_or_else(|p| p.into_inner());
+        let mut scores = crate::sync::lock(&self.scores);
         let mut best = 0;
         for (i, base) in self.bases.iter().enumerate() {
             scores[i] += base.weight as i64;

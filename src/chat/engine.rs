@@ -1,7 +1,7 @@
 //! `ChatEngine`: the rooms of this node by id, created lazily for open rooms, and the public
-//! methods the WebSocket and API layers call. It owns the node-wide limits and each room's
-//! moderation state (which outlives a room's task, and is what the database layer loads and
-//! persists through [`ChatEngine::moderate`] and [`ChatEngine::load_moderation`]).
+//! methods the WebSocket and API layers call. It owns the node-wide limits, and applies
+//! moderation changes to the rooms' moderation store (`crate::rooms::moderation`, which
+//! outlives a room's task) through [`ChatEngine::moderate`].
 //!
 //! Nothing here is global: several engines (several servers) can live in one process.
 
@@ -9,46 +9,29 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::history::Resume;
-use super::limits::{LimitsConfig, NodeLimits};
-use super::lock;
-use super::moderation::{normalize_words, ModerationChange, ModerationSnapshot, RoomModeration};
-use super::protocol::{Ack, AckStatus, Gift, Priority, SendDanmaku};
-use super::relay::RoomRelay;
-use super::room::{self, DeliveredBatch, Identity, Room, RoomStats};
+use super::limits::{LayerLimiter, LimitsConfig, NodeLimits};
+use super::moderation::{normalize_words, ModerationChange, ModerationSnapshot};
+use super::protocol::{Gift, Priority};
+use super::room::{self, Room, RoomRelay};
+use super::stats::RoomStats;
+use super::{BatchSink, ChatError};
 use crate::config::ChatConfig;
-use crate::live::LiveRegistry;
-use crate::rooms::RoomDirectory;
+use crate::rooms::LiveRegistry;
+use crate::rooms::{ModerationStore, RoomDirectory};
+use crate::sync::lock;
 
 /// How long [`ChatEngine::stop`] waits for rooms and sockets to finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often idle users are dropped from the per-user limiter.
 const FORGET_USERS_EVERY: Duration = Duration::from_secs(60);
 
-/// Why an engine call could not be done; each names the room.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChatError {
-    #[error("room {0} does not exist or is closed")]
-    RoomNotFound(String),
-    #[error("room {room}: the {queue} queue is full; try again later")]
-    QueueFull { room: String, queue: &'static str },
-    #[error("room {room}: seq {seq} has not been delivered")]
-    NotDelivered { room: String, seq: u64 },
-}
-
 type Shared<T> = Arc<Mutex<T>>;
-
-/// Receives every batch any room delivers, inline in the room's tick (so it never lags or
-/// misses one): the CDN file writer. It must only hand the batch on, never wait.
-pub trait BatchSink: Send + Sync + std::fmt::Debug {
-    fn deliver(&self, batch: &Arc<DeliveredBatch>);
-}
 
 /// The chat rooms of one server.
 #[derive(Debug)]
@@ -60,7 +43,8 @@ pub struct ChatEngine {
     /// `chat.blocked_words`, normalised once.
     global_words: Vec<String>,
     rooms: Shared<HashMap<String, Arc<Room>>>,
-    moderation: Mutex<HashMap<String, Shared<RoomModeration>>>,
+    /// Every room's moderation, loaded from the database at start.
+    moderation: Arc<ModerationStore>,
     /// The last seq of rooms whose task ended, so a reopened room continues its numbering.
     last_seqs: Shared<HashMap<String, u64>>,
     /// Cancelled on stop; every room's close token is a child of it.
@@ -74,12 +58,14 @@ pub struct ChatEngine {
 }
 
 impl ChatEngine {
-    /// An engine for the rooms in `directory`, stopping when `shutdown` is cancelled. Must be
-    /// called inside a tokio runtime (it starts a small upkeep task).
+    /// An engine for the rooms in `directory` with their `moderation`, stopping when
+    /// `shutdown` is cancelled. Must be called inside a tokio runtime (it starts a small upkeep
+    /// task).
     pub fn new(
         config: Arc<ChatConfig>,
         directory: Arc<RoomDirectory>,
         live: Arc<LiveRegistry>,
+        moderation: Arc<ModerationStore>,
         shutdown: CancellationToken,
     ) -> Arc<ChatEngine> {
         let engine = Arc::new(ChatEngine {
@@ -89,7 +75,7 @@ impl ChatEngine {
             directory,
             live,
             rooms: Default::default(),
-            moderation: Default::default(),
+            moderation,
             last_seqs: Default::default(),
             shutdown,
             tasks: TaskTracker::new(),
@@ -152,7 +138,7 @@ impl ChatEngine {
             self.config.clone(),
             self.live.clone(),
             &self.limits,
-            self.moderation_of(id),
+            self.moderation.of(id),
             last_seq,
             self.shutdown.child_token(),
         ));
@@ -197,14 +183,6 @@ impl ChatEngine {
         Ok(room)
     }
 
-    /// A room's moderation state, created empty on first use.
-    fn moderation_of(&self, id: &str) -> Shared<RoomModeration> {
-        lock(&self.moderation)
-            .entry(id.to_string())
-            .or_default()
-            .clone()
-    }
-
     fn known(&self, id: &str) -> Result<(), ChatError> {
         match self.directory.get(id) {
             Some(_) => Ok(()),
@@ -212,34 +190,23 @@ impl ChatEngine {
         }
     }
 
-    /// A socket's danmaku (see [`Room::submit`]).
-    pub fn submit(&self, room: &Room, who: Option<&Identity>, send: &SendDanmaku) -> Ack {
-        room.submit(&self.limits, &self.global_words, who, send)
+    /// The node layer and the per-user limiters every room's uplink shares.
+    pub(super) fn node_limits(&self) -> &NodeLimits {
+        &self.limits
     }
 
-    /// A socket's danmaku with the shared rate layers first when other nodes share the room
-    /// (one round trip to their store), then [`ChatEngine::submit`].
-    pub async fn submit_shared(
-        &self,
-        room: &Room,
-        who: Option<&Identity>,
-        send: &SendDanmaku,
-    ) -> Ack {
-        if let (Some(relay), Some(who)) = (self.relay.get(), who) {
-            if let Err(refusal) = relay.check_send(&room.id, &who.user).await {
-                room.count_refusal(refusal.layer.as_str());
-                return Ack {
-                    client_id: send.client_id,
-                    status: AckStatus::RateLimited,
-                    retry_after_ms: Some(refusal.retry_after.as_millis().max(1) as u64),
-                };
-            }
-        }
-        self.submit(room, who, send)
+    /// `chat.blocked_words`, normalised.
+    pub(super) fn global_words(&self) -> &[String] {
+        &self.global_words
+    }
+
+    /// The relay to the other nodes, when they share the rooms.
+    pub(super) fn relay(&self) -> Option<&Arc<dyn RoomRelay>> {
+        self.relay.get()
     }
 
     /// The per-connection limiter for a new socket.
-    pub fn connection_limiter(&self) -> super::limits::LayerLimiter {
+    pub fn connection_limiter(&self) -> LayerLimiter {
         self.limits.connection_limiter()
     }
 
@@ -270,35 +237,20 @@ impl ChatEngine {
     /// Applies a moderation change on this node only (one another node made and stored).
     pub fn moderate_here(&self, room: &str, change: &ModerationChange) -> Result<(), ChatError> {
         self.known(room)?;
-        lock(&self.moderation_of(room)).apply(change);
+        self.moderation.apply(room, change);
         tracing::info!(room, ?change, "moderation change");
         Ok(())
-    }
-
-    /// Replaces a room's moderation state in one step (loading from the database at start).
-    pub fn load_moderation(&self, room: &str, snapshot: ModerationSnapshot) {
-        *lock(&self.moderation_of(room)) = RoomModeration::from_snapshot(snapshot);
     }
 
     /// A room's moderation state as it stands.
     pub fn moderation_snapshot(&self, room: &str) -> Result<ModerationSnapshot, ChatError> {
         self.known(room)?;
-        let now = chrono::Utc::now().timestamp_millis();
-        Ok(lock(&self.moderation_of(room)).snapshot(now))
+        Ok(self.moderation.snapshot(room, crate::clock::now_ms()))
     }
 
     /// A room's numbers for dashboards.
     pub fn stats(&self, room: &str) -> Result<RoomStats, ChatError> {
         Ok(self.room(room)?.stats())
-    }
-
-    /// Every batch the room delivers from now on, each with its events and encoded bytes (the
-    /// CDN writer's feed). A receiver that lags refills from [`ChatEngine::history_after`].
-    pub fn subscribe_batches(
-        &self,
-        room: &str,
-    ) -> Result<broadcast::Receiver<Arc<DeliveredBatch>>, ChatError> {
-        Ok(self.room(room)?.subscribe_batches())
     }
 
     /// Delivered events after `seq` that history still holds.

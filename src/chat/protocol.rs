@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::pb;
+/// The welcome's CDN bases are the configured ones (`cdn.bases`), as clients get them.
+pub use crate::config::CdnBase;
 
 /// Display mode of a danmaku.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,6 +53,15 @@ impl Priority {
             Priority::GiftLow => "gift_low",
             Priority::Danmaku => "danmaku",
         }
+    }
+}
+
+/// The name shown with a user's danmaku or gift: the one given, else the user id.
+pub fn display_name(name: String, user: &str) -> String {
+    if name.is_empty() {
+        user.to_string()
+    } else {
+        name
     }
 }
 
@@ -200,13 +211,6 @@ pub struct Limits {
     pub idle_timeout_s: u32,
     pub muted: bool,
     pub banned: bool,
-}
-
-/// A CDN (or origin) base URL with its weight for weighted round robin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CdnBase {
-    pub url: String,
-    pub weight: u32,
 }
 
 /// The first server frame of a connection.

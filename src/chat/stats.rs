@@ -10,10 +10,9 @@ use metrics::{Counter, Gauge};
 use serde::Serialize;
 
 use super::codec::Format;
-use super::lock;
 use super::protocol::Priority;
-use super::room::DeliveredBatch;
 use super::scheduler::DropCounts;
+use crate::sync::lock;
 
 /// A room's numbers for dashboards.
 #[derive(Debug, Clone, Serialize)]
@@ -144,16 +143,16 @@ impl RoomAccounting {
         }
     }
 
-    /// A batch fanned out to `members` sockets per format (json, proto).
-    pub(crate) fn delivered(&self, batch: &DeliveredBatch, members: [u64; 2]) {
-        let n = batch.events.len() as u64;
-        self.delivered.fetch_add(n, Ordering::Relaxed);
+    /// A batch of `events` fanned out to `members` sockets per format (json, proto), `bytes`
+    /// long in each format.
+    pub(crate) fn delivered(&self, events: u64, bytes: [usize; 2], members: [u64; 2]) {
+        self.delivered.fetch_add(events, Ordering::Relaxed);
         self.m_batches.increment(1);
-        self.m_batch_events.increment(n);
+        self.m_batch_events.increment(events);
         self.m_delivered_events
-            .increment(n * (members[0] + members[1]));
-        for (i, f) in [Format::Json, Format::Proto].into_iter().enumerate() {
-            self.m_delivered_bytes[i].increment(batch.len(f) as u64 * members[i]);
+            .increment(events * (members[0] + members[1]));
+        for (i, len) in bytes.into_iter().enumerate() {
+            self.m_delivered_bytes[i].increment(len as u64 * members[i]);
         }
     }
 

@@ -7,9 +7,10 @@ use crate::cdn::publisher::ResumePoint;
 use crate::cdn::{BatchFile, CdnEvent, IndexFile};
 use crate::chat::history::Resume;
 use crate::chat::room::Room;
+use crate::clock::now_ms;
 use crate::storage::StorageError;
 
-use super::{now_ms, Cluster};
+use super::Cluster;
 
 /// An index older than this belongs to a session that ended: the files start a new one.
 const RECENT_MS: i64 = 60_000;
@@ -42,15 +43,7 @@ impl Cluster {
                 if let Some((from, to)) = gap {
                     tracing::warn!(room = %room.id, from, to, "cluster: events the last owner did not write are no longer in history; the files skip them");
                 }
-                events
-                    .iter()
-                    .map(|e| CdnEvent {
-                        seq: e.seq,
-                        ts_ms: e.ts_ms,
-                        stream_ms: e.stream_ms,
-                        json: serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
-                    })
-                    .collect()
+                events.iter().map(CdnEvent::from_event).collect()
             }
         };
         tracing::info!(room = %room.id, session = %index.session, next_n = index.latest + 1, next_seq = last.to_seq + 1, backfill = backfill.len(), "cluster: CDN files continue after the last owner's");

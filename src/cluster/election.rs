@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use super::rooms::{Role, SharedRoom};
-use super::{lock, scripts, Cluster};
+use super::rooms::{NodeRole, SharedRoom};
+use super::{scripts, Cluster};
+
+use crate::sync::lock;
 
 /// How long a new owner waits for its reader to reach the stored seq before it continues
 /// anyway (history then has a gap, the seq does not).
@@ -86,7 +88,7 @@ impl Cluster {
         }
         // An owner whose renewals did not land in time stops before its lease can expire.
         for shared in self.rooms_snapshot() {
-            if let Role::Owner { until, .. } = shared.role() {
+            if let NodeRole::Owner { until, .. } = shared.role() {
                 if Instant::now() >= until {
                     self.demote(&shared, "lease_ran_out");
                 }
@@ -99,7 +101,7 @@ impl Cluster {
         let followers: Vec<Arc<SharedRoom>> = self
             .rooms_snapshot()
             .into_iter()
-            .filter(|s| s.role() == Role::Follower)
+            .filter(|s| s.role() == NodeRole::Follower)
             .collect();
         let lease_ms = self.settings.lease.as_millis() as u64;
         let sent = Instant::now();
@@ -117,7 +119,7 @@ impl Cluster {
             match taken {
                 Ok(1) => {
                     let until = sent + self.settings.lease - self.settings.margin();
-                    shared.set_role(Role::Acquiring {
+                    shared.set_role(NodeRole::Acquiring {
                         token: token.clone(),
                         until,
                     });
@@ -185,7 +187,7 @@ impl Cluster {
                 change = changes.recv() => change,
             };
             match change {
-                Ok(crate::live::LiveChange::Started(info)) => self.claim(&info.room).await,
+                Ok(crate::rooms::live::LiveChange::Started(info)) => self.claim(&info.room).await,
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -208,7 +210,10 @@ impl Cluster {
                 }
             }
         };
-        if matches!(shared.role(), Role::Owner { .. } | Role::Acquiring { .. }) {
+        if matches!(
+            shared.role(),
+            NodeRole::Owner { .. } | NodeRole::Acquiring { .. }
+        ) {
             return;
         }
         let token = self.new_token();
@@ -229,7 +234,7 @@ impl Cluster {
                     room,
                     "cluster: this node takes the room's broadcast in; claiming the room"
                 );
-                shared.set_role(Role::Acquiring {
+                shared.set_role(NodeRole::Acquiring {
                     token: token.clone(),
                     until: sent + self.settings.lease - self.settings.margin(),
                 });
@@ -245,12 +250,12 @@ impl Cluster {
     /// While Redis is down, an owner's files stop when its lease would have run out.
     fn expire_local_files(&self) {
         for shared in self.rooms_snapshot() {
-            if let Role::Local {
+            if let NodeRole::Local {
                 files_until: Some(until),
             } = shared.role()
             {
                 if Instant::now() >= until {
-                    shared.set_role(Role::Local { files_until: None });
+                    shared.set_role(NodeRole::Local { files_until: None });
                     self.cdn.hand_over(&shared.room.id);
                 }
             }
@@ -292,7 +297,7 @@ impl Cluster {
             // otherwise it is given back and the room is taken over the usual way (which
             // continues the files from the index).
             let writing = self.shared(&room).is_some_and(
-                |s| matches!(s.role(), Role::Local { files_until: Some(u) } if Instant::now() < u),
+                |s| matches!(s.role(), NodeRole::Local { files_until: Some(u) } if Instant::now() < u),
             );
             if !writing {
                 let _ = scripts::RELEASE
@@ -326,20 +331,20 @@ impl Cluster {
                 shared.room.continue_after(*seq);
             }
             match kept.get(&id) {
-                Some(token) => shared.set_role(Role::Owner {
+                Some(token) => shared.set_role(NodeRole::Owner {
                     token: token.clone(),
                     until,
                 }),
                 None => {
                     if matches!(
                         shared.role(),
-                        Role::Local {
+                        NodeRole::Local {
                             files_until: Some(_)
                         }
                     ) {
                         self.cdn.hand_over(&id);
                     }
-                    shared.set_role(Role::Follower);
+                    shared.set_role(NodeRole::Follower);
                 }
             }
         }

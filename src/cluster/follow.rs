@@ -143,8 +143,13 @@ impl Cluster {
         match read_batch(&shared.room.id, id, map) {
             Ok((node, batch)) => {
                 // Only the owner that published a batch writes it to the CDN files.
-                let to_sink = node == self.node_id && shared.is_owner();
-                if shared.room.deliver(Arc::new(batch), to_sink) {
+                let batch = Arc::new(batch);
+                let delivered = if node == self.node_id && shared.is_owner() {
+                    shared.room.deliver_with_files(batch)
+                } else {
+                    shared.room.deliver_to_sockets(batch)
+                };
+                if delivered {
                     metrics::counter!("barrage_cluster_relayed_batches_total").increment(1);
                 }
             }

@@ -11,8 +11,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::allocate::{Allocator, NodeLoad};
-use super::{lock, now_ms, Cluster};
-use crate::chat::room::RoomStats;
+use super::Cluster;
+use crate::chat::stats::RoomStats;
+use crate::clock::now_ms;
+use crate::sync::lock;
 
 /// One node's report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,7 +85,7 @@ impl CpuSampler {
 
     fn sample(&mut self) -> f64 {
         let now = Instant::now();
-        let cpu_s = crate::bench::proc_stats::cpu_seconds(None);
+        let cpu_s = crate::proc_stats::cpu_seconds(None);
         let share = match self.last {
             Some((at, before)) => {
                 let secs = now.duration_since(at).as_secs_f64().max(1e-3);

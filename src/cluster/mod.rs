@@ -49,12 +49,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::catalog::RoomCatalog;
 use crate::cdn::publisher::CdnPublisher;
 use crate::chat::ChatEngine;
 use crate::config::Config;
-use crate::live::LiveRegistry;
+use crate::rooms::catalog::RoomCatalog;
+use crate::rooms::live::LiveRegistry;
 use crate::storage::Storage;
+use crate::sync::lock;
 
 pub use load::{NodeReport, RoomReport};
 use rooms::SharedRoom;
@@ -156,8 +157,8 @@ pub struct Cluster {
     cdn: Arc<CdnPublisher>,
     storage: Storage,
     /// Content on its way to the owners (one task pushes it, batched).
-    forward: mpsc::UnboundedSender<uplink::Forward>,
-    forward_rx: Mutex<Option<mpsc::UnboundedReceiver<uplink::Forward>>>,
+    forward: mpsc::UnboundedSender<rooms::Forward>,
+    forward_rx: Mutex<Option<mpsc::UnboundedReceiver<rooms::Forward>>>,
     /// Wakes the election when a room starts here (so a new room gets an owner at once).
     wake_election: Notify,
     /// The latest reports of every node, and the allocator over them.
@@ -359,13 +360,4 @@ impl Cluster {
             }
         }
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

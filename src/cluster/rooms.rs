@@ -11,18 +11,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::wire::{batch_fields, UplinkItem};
-use super::{lock, scripts, Cluster};
+use super::{scripts, Cluster};
 use crate::chat::limits::LimitRefusal;
 use crate::chat::moderation::ModerationChange;
 use crate::chat::protocol::Priority;
-use crate::chat::relay::RoomRelay;
-use crate::chat::room::Room;
+use crate::chat::room::{Room, RoomRelay};
 use crate::chat::scheduler::Pending;
 use crate::chat::DeliveredBatch;
+use crate::sync::lock;
 
 /// What this node does for a room now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Role {
+pub(crate) enum NodeRole {
     /// Another node (or none yet) schedules the room: forward content, read its batches.
     Follower,
     /// This node took the lease and is catching up before it schedules.
@@ -37,7 +37,7 @@ pub(crate) enum Role {
 /// A room active on this node.
 pub(crate) struct SharedRoom {
     pub room: Arc<Room>,
-    role: Mutex<Role>,
+    role: Mutex<NodeRole>,
     /// The room's ticked batches, to its publishing task.
     publish: mpsc::UnboundedSender<Arc<DeliveredBatch>>,
     /// Cancelled when the room's task ends on this node.
@@ -45,11 +45,11 @@ pub(crate) struct SharedRoom {
 }
 
 impl SharedRoom {
-    pub(crate) fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> NodeRole {
         lock(&self.role).clone()
     }
 
-    pub(crate) fn set_role(&self, role: Role) {
+    pub(crate) fn set_role(&self, role: NodeRole) {
         *lock(&self.role) = role;
     }
 
@@ -58,7 +58,7 @@ impl SharedRoom {
     pub(crate) fn extend(&self, token: &str, until: Instant) {
         let mut role = lock(&self.role);
         match &mut *role {
-            Role::Owner { token: t, until: u } | Role::Acquiring { token: t, until: u }
+            NodeRole::Owner { token: t, until: u } | NodeRole::Acquiring { token: t, until: u }
                 if t == token =>
             {
                 *u = until;
@@ -69,15 +69,15 @@ impl SharedRoom {
 
     /// Whether the room's role is under lease `token` (acquiring or owning).
     pub(crate) fn holds(&self, token: &str) -> bool {
-        matches!(&*lock(&self.role), Role::Owner { token: t, .. } | Role::Acquiring { token: t, .. } if t == token)
+        matches!(&*lock(&self.role), NodeRole::Owner { token: t, .. } | NodeRole::Acquiring { token: t, .. } if t == token)
     }
 
     /// The takeover under lease `token` is done: schedule (only if still acquiring with it).
     pub(crate) fn promote(&self, token: &str) -> bool {
         let mut role = lock(&self.role);
         match &*role {
-            Role::Acquiring { token: t, until } if t == token => {
-                *role = Role::Owner {
+            NodeRole::Acquiring { token: t, until } if t == token => {
+                *role = NodeRole::Owner {
                     token: token.to_string(),
                     until: *until,
                 };
@@ -88,22 +88,28 @@ impl SharedRoom {
     }
 
     pub(crate) fn is_owner(&self) -> bool {
-        matches!(*lock(&self.role), Role::Owner { .. })
+        matches!(*lock(&self.role), NodeRole::Owner { .. })
     }
 
     /// Redis went away: schedule locally; an owner keeps its files until its lease ends.
     pub(crate) fn go_local(&self) {
         let mut role = lock(&self.role);
         let files_until = match &*role {
-            Role::Owner { until, .. } => Some(*until),
-            Role::Local { files_until } => *files_until,
+            NodeRole::Owner { until, .. } => Some(*until),
+            NodeRole::Local { files_until } => *files_until,
             _ => None,
         };
-        *role = Role::Local { files_until };
+        *role = NodeRole::Local { files_until };
         drop(role);
         // A follower's scheduler numbered nothing yet: number after what it delivered.
         self.room.continue_after(self.room.last_seq());
     }
+}
+
+/// One accepted item for a room's owner, on its way to the task that pushes it to the room's list.
+pub(crate) struct Forward {
+    pub shared: Arc<SharedRoom>,
+    pub item: UplinkItem,
 }
 
 /// What the fenced publish said.
@@ -118,7 +124,7 @@ enum Published {
 impl Cluster {
     /// Sends accepted content towards the room's owner.
     pub(crate) fn forward_item(&self, shared: &Arc<SharedRoom>, item: UplinkItem) {
-        let forward = super::uplink::Forward {
+        let forward = Forward {
             shared: shared.clone(),
             item,
         };
@@ -143,9 +149,9 @@ impl Cluster {
     pub(crate) fn demote(&self, shared: &SharedRoom, why: &'static str) {
         let was_owner = !matches!(
             shared.role(),
-            Role::Follower | Role::Local { files_until: None }
+            NodeRole::Follower | NodeRole::Local { files_until: None }
         );
-        shared.set_role(Role::Follower);
+        shared.set_role(NodeRole::Follower);
         lock(&self.leases).remove(&*shared.room.id);
         if was_owner {
             tracing::warn!(room = %shared.room.id, why, "cluster: no longer the room's owner; following");
@@ -157,7 +163,7 @@ impl Cluster {
     /// One ticked batch, by the room's role at the time it is handled.
     async fn handle_batch(&self, shared: &Arc<SharedRoom>, batch: Arc<DeliveredBatch>) {
         match shared.role() {
-            Role::Owner { token, until } if Instant::now() < until => {
+            NodeRole::Owner { token, until } if Instant::now() < until => {
                 match self.publish(&shared.room.id, &token, &batch).await {
                     Ok(Published::Appended) => {
                         metrics::counter!("barrage_cluster_published_batches_total").increment(1);
@@ -180,12 +186,12 @@ impl Cluster {
                     }
                 }
             }
-            Role::Owner { .. } => {
+            NodeRole::Owner { .. } => {
                 self.demote(shared, "lease_ran_out");
                 self.forward_events(shared, &batch);
             }
-            Role::Follower | Role::Acquiring { .. } => self.forward_events(shared, &batch),
-            Role::Local { .. } => self.deliver_local(shared, batch),
+            NodeRole::Follower | NodeRole::Acquiring { .. } => self.forward_events(shared, &batch),
+            NodeRole::Local { .. } => self.deliver_local(shared, batch),
         }
     }
 
@@ -193,10 +199,14 @@ impl Cluster {
     /// still hold, so two nodes never write the same room's files.
     fn deliver_local(&self, shared: &SharedRoom, batch: Arc<DeliveredBatch>) {
         let files = match shared.role() {
-            Role::Local { files_until } => files_until.is_some_and(|u| Instant::now() < u),
+            NodeRole::Local { files_until } => files_until.is_some_and(|u| Instant::now() < u),
             _ => false,
         };
-        shared.room.deliver(batch, files);
+        if files {
+            shared.room.deliver_with_files(batch);
+        } else {
+            shared.room.deliver_to_sockets(batch);
+        }
     }
 
     async fn publish(
@@ -243,7 +253,7 @@ impl Cluster {
         }
         // The room ended here. What it had scheduled but not shared, and what still waits in
         // its queues, goes back to the room's list for the next owner.
-        if !self.is_up() || matches!(shared.role(), Role::Local { .. }) {
+        if !self.is_up() || matches!(shared.role(), NodeRole::Local { .. }) {
             return;
         }
         let mut items = Vec::new();
@@ -265,9 +275,9 @@ impl RoomRelay for Cluster {
     fn activated(&self, room: &Arc<Room>) {
         let (publish, rx) = mpsc::unbounded_channel();
         let role = if self.is_up() {
-            Role::Follower
+            NodeRole::Follower
         } else {
-            Role::Local { files_until: None }
+            NodeRole::Local { files_until: None }
         };
         let shared = Arc::new(SharedRoom {
             room: room.clone(),
@@ -320,8 +330,8 @@ impl RoomRelay for Cluster {
             return Some(item);
         };
         match shared.role() {
-            Role::Owner { .. } | Role::Local { .. } => Some(item),
-            Role::Follower | Role::Acquiring { .. } => {
+            NodeRole::Owner { .. } | NodeRole::Local { .. } => Some(item),
+            NodeRole::Follower | NodeRole::Acquiring { .. } => {
                 metrics::counter!("barrage_cluster_forwarded_total", "queue" => priority.as_str())
                     .increment(1);
                 self.forward_item(&shared, UplinkItem::new(priority, item));
@@ -332,11 +342,11 @@ impl RoomRelay for Cluster {
 
     fn batch(&self, room: &Room, batch: Arc<DeliveredBatch>) {
         let Some(shared) = self.shared(&room.id) else {
-            room.deliver(batch, false);
+            room.deliver_to_sockets(batch);
             return;
         };
         if let Err(mpsc::error::SendError(batch)) = shared.publish.send(batch) {
-            room.deliver(batch, false);
+            room.deliver_to_sockets(batch);
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
-use super::rooms::SharedRoom;
+use super::rooms::{Forward, SharedRoom};
 use super::wire::UplinkItem;
 use super::Cluster;
 
@@ -23,12 +23,6 @@ const UPLINK_TTL_MS: u64 = 60_000;
 const UPLINK_MAX: i64 = 10_000;
 /// How long one BLMPOP waits (a room taken over meanwhile waits at most this).
 const BLOCK_S: f64 = 0.25;
-
-/// One accepted item for a room's owner.
-pub(crate) struct Forward {
-    pub shared: Arc<SharedRoom>,
-    pub item: UplinkItem,
-}
 
 impl Cluster {
     /// Pushes forwarded content to the rooms' lists; what cannot be pushed (Redis down) is

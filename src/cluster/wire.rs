@@ -9,9 +9,9 @@ use bytes::Bytes;
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
+use crate::chat::fanout::RemoteBatchError;
 use crate::chat::moderation::ModerationChange;
 use crate::chat::protocol::{Body, Event, Priority};
-use crate::chat::room::relayed::RemoteBatchError;
 use crate::chat::scheduler::Pending;
 use crate::chat::DeliveredBatch;
 

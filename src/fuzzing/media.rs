@@ -9,9 +9,10 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::ingest::{MediaBatch, MediaMessage};
+use crate::ingest::MediaBatch;
 use crate::media::aac::parse_audio_specific_config;
 use crate::media::sps::parse_sps;
+use crate::media::MediaMessage;
 use crate::media::{MuxEvent, StreamMuxer};
 
 /// Segment length the fuzz muxer aims at: the smallest `hls.target_segment_s` allowed, so short

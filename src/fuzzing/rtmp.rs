@@ -210,7 +210,7 @@ struct FuzzGate {
 
 impl FuzzGate {
     fn take_consumers(&self) -> Vec<JoinHandle<usize>> {
-        std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *crate::sync::lock(&self.consumers))
     }
 }
 
@@ -221,10 +221,7 @@ impl ImmediateGate for FuzzGate {
         }
         let (media, rx) = mpsc::channel(MEDIA_CHANNEL);
         let consumer = tokio::spawn(feed_publication(rx));
-        self.consumers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(consumer);
+        crate::sync::lock(&self.consumers).push(consumer);
         Ok(Publication {
             room: "fuzz".into(),
             session: "fuzz-session".into(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -15,14 +15,17 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::auth::Role;
+use crate::auth::{Role, TokenSigner};
 use crate::chat::moderation::{
     normalize_words, ModerationChange, MAX_SLOW_MODE_S, MAX_WORDS, MAX_WORD_CHARS,
 };
-use crate::chat::protocol::Gift;
-use crate::chat::ChatError;
+use crate::chat::protocol::{display_name, Gift};
+use crate::chat::{ChatEngine, ChatError};
+use crate::cluster::Cluster;
+use crate::config::Config;
 use crate::http::api_error::{AdminAuth, ApiError, ApiJson};
+use crate::rooms::{ModerationError, RoomCatalog, RoomDirectory};
+use crate::state::AppState;
 
 /// Longest system message in characters.
 pub const MAX_SYSTEM_CHARS: usize = 500;
@@ -31,7 +34,7 @@ const MAX_MUTE_S: u64 = 10 * 365 * 24 * 3600;
 
 /// The chat API routes (all under `/api/rooms/{room}/`; the lead's room routes use the same
 /// `{room}` parameter name, which the router requires).
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/rooms/{room}/gifts", post(post_gift))
         .route("/api/rooms/{room}/system", post(post_system))
@@ -49,6 +52,18 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/rooms/{room}/moderation", get(get_moderation))
         .route("/api/rooms/{room}/stats", get(stats))
         .route("/api/rooms/{room}/guest-token", post(guest_token))
+}
+
+impl From<ModerationError> for ApiError {
+    fn from(e: ModerationError) -> ApiError {
+        match e {
+            ModerationError::Chat(e) => e.into(),
+            // The catalog logged it, with the room.
+            ModerationError::NotStored(_) => {
+                ApiError::internal("database unavailable; nothing was changed")
+            }
+        }
+    }
 }
 
 impl From<ChatError> for ApiError {
@@ -119,11 +134,7 @@ impl GiftBody {
             return Err(ApiError::bad_request("bad_field", "count: at least 1"));
         }
         Ok(Gift {
-            name: if self.name.is_empty() {
-                self.user.clone()
-            } else {
-                self.name
-            },
+            name: display_name(self.name, &self.user),
             user: self.user,
             gift_id: self.gift_id,
             gift_name: self.gift_name,
@@ -135,11 +146,11 @@ impl GiftBody {
 
 async fn post_gift(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(chat): State<Arc<ChatEngine>>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<GiftBody>,
 ) -> Result<Response, ApiError> {
-    let priority = state.chat.post_gift(&room, body.validate()?)?;
+    let priority = chat.post_gift(&room, body.validate()?)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"queued": true, "priority": priority.as_str()})),
@@ -167,11 +178,11 @@ impl SystemBody {
 
 async fn post_system(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(chat): State<Arc<ChatEngine>>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<SystemBody>,
 ) -> Result<Response, ApiError> {
-    state.chat.post_system(&room, body.validate()?)?;
+    chat.post_system(&room, body.validate()?)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"queued": true}))).into_response())
 }
 
@@ -195,15 +206,15 @@ fn mute_seconds(body: &[u8]) -> Result<Option<u64>, ApiError> {
 
 async fn mute(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(moderation): State<ModerationApi>,
     Path((room, user)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_user(&user)?;
     let seconds = mute_seconds(&body)?;
-    let until_ms = seconds.map(|s| chrono::Utc::now().timestamp_millis() + (s as i64) * 1000);
+    let until_ms = seconds.map(|s| crate::clock::now_ms() + (s as i64) * 1000);
     moderate(
-        &state,
+        &moderation,
         &room,
         &ModerationChange::Mute {
             user: user.clone(),
@@ -218,7 +229,7 @@ async fn mute(
 
 /// Applies a per-user change and answers with the user's new state in `field`.
 async fn user_change(
-    state: &AppState,
+    moderation: &ModerationApi,
     room: String,
     user: String,
     change: fn(String) -> ModerationChange,
@@ -226,7 +237,7 @@ async fn user_change(
     value: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_user(&user)?;
-    moderate(state, &room, &change(user.clone())).await?;
+    moderate(moderation, &room, &change(user.clone())).await?;
     let mut body = serde_json::Map::new();
     body.insert("room".into(), room.into());
     body.insert("user".into(), user.into());
@@ -236,40 +247,40 @@ async fn user_change(
 
 async fn unmute(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(moderation): State<ModerationApi>,
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let unmute = |user| ModerationChange::Unmute { user };
-    user_change(&state, room, user, unmute, "muted", false).await
+    user_change(&moderation, room, user, unmute, "muted", false).await
 }
 
 async fn ban(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(moderation): State<ModerationApi>,
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ban = |user| ModerationChange::Ban { user };
-    user_change(&state, room, user, ban, "banned", true).await
+    user_change(&moderation, room, user, ban, "banned", true).await
 }
 
 async fn unban(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(moderation): State<ModerationApi>,
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let unban = |user| ModerationChange::Unban { user };
-    user_change(&state, room, user, unban, "banned", false).await
+    user_change(&moderation, room, user, unban, "banned", false).await
 }
 
 async fn delete_message(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(chat): State<Arc<ChatEngine>>,
     Path((room, seq)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let seq: u64 = seq
         .parse()
         .map_err(|_| ApiError::bad_request("bad_field", "seq: a whole number"))?;
-    state.chat.delete_message(&room, seq)?;
+    chat.delete_message(&room, seq)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"queued": true, "delete_seq": seq})),
@@ -301,22 +312,22 @@ impl WordsBody {
 
 async fn get_blocked_words(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(chat): State<Arc<ChatEngine>>,
     Path(room): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let snapshot = state.chat.moderation_snapshot(&room)?;
+    let snapshot = chat.moderation_snapshot(&room)?;
     Ok(Json(json!({"room": room, "words": snapshot.blocked_words})))
 }
 
 async fn put_blocked_words(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(moderation): State<ModerationApi>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<WordsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let words = body.validate()?;
     moderate(
-        &state,
+        &moderation,
         &room,
         &ModerationChange::SetBlockedWords {
             words: words.clone(),
@@ -346,29 +357,35 @@ impl SlowModeBody {
 
 async fn put_slow_mode(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(moderation): State<ModerationApi>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<SlowModeBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let seconds = body.validate()?;
-    moderate(&state, &room, &ModerationChange::SetSlowMode { seconds }).await?;
+    moderate(
+        &moderation,
+        &room,
+        &ModerationChange::SetSlowMode { seconds },
+    )
+    .await?;
     Ok(Json(json!({"room": room, "seconds": seconds})))
 }
 
 async fn get_moderation(
     _: AdminAuth,
-    State(state): State<Arc<AppState>>,
+    State(chat): State<Arc<ChatEngine>>,
     Path(room): Path<String>,
 ) -> Result<Json<crate::chat::moderation::ModerationSnapshot>, ApiError> {
-    Ok(Json(state.chat.moderation_snapshot(&room)?))
+    Ok(Json(chat.moderation_snapshot(&room)?))
 }
 
 async fn stats(
-    State(state): State<Arc<AppState>>,
+    State(chat): State<Arc<ChatEngine>>,
+    State(cluster): State<Option<Arc<Cluster>>>,
     Path(room): Path<String>,
-) -> Result<Json<crate::chat::room::RoomStats>, ApiError> {
-    let stats = state.chat.stats(&room)?;
-    Ok(Json(match &state.cluster {
+) -> Result<Json<crate::chat::stats::RoomStats>, ApiError> {
+    let stats = chat.stats(&room)?;
+    Ok(Json(match &cluster {
         Some(cluster) => cluster.sum_stats(stats),
         None => stats,
     }))
@@ -390,18 +407,20 @@ fn guest_name(body: &[u8]) -> Result<String, ApiError> {
 }
 
 async fn guest_token(
-    State(state): State<Arc<AppState>>,
+    State(config): State<Arc<Config>>,
+    State(rooms): State<Arc<RoomDirectory>>,
+    State(tokens): State<Arc<TokenSigner>>,
     Path(room): Path<String>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !state.config.auth.guest_tokens {
+    if !config.auth.guest_tokens {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "guest_tokens_off",
             "guest tokens are switched off (auth.guest_tokens)",
         ));
     }
-    if !state.rooms.is_open(&room) {
+    if !rooms.is_open(&room) {
         return Err(ApiError::not_found(format!(
             "room {room} does not exist or is closed"
         )));
@@ -413,15 +432,11 @@ async fn guest_token(
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     let user = format!("guest-{suffix}");
-    let name = if name.is_empty() {
-        user.as_str()
-    } else {
-        &name
-    };
-    let ttl = state.config.auth.guest_token_ttl_s;
-    let token = state.tokens.mint(
+    let name = display_name(name, &user);
+    let ttl = config.auth.guest_token_ttl_s;
+    let token = tokens.mint(
         &user,
-        name,
+        &name,
         Role::Viewer,
         Some(&room),
         Duration::from_secs(ttl),
@@ -431,27 +446,40 @@ async fn guest_token(
     ))
 }
 
-/// Applies a moderation change database-first: a change that cannot be stored is refused and
-/// changes nothing, and one that was stored survives a restart.
-async fn moderate(state: &AppState, room: &str, change: &ModerationChange) -> Result<(), ApiError> {
-    if state.rooms.get(room).is_none() {
-        return Err(ChatError::RoomNotFound(room.to_string()).into());
+/// What the moderation routes write through: the catalog (database first), then the engine.
+#[derive(Clone)]
+struct ModerationApi {
+    catalog: Arc<RoomCatalog>,
+    chat: Arc<ChatEngine>,
+}
+
+impl FromRef<AppState> for ModerationApi {
+    fn from_ref(state: &AppState) -> ModerationApi {
+        ModerationApi {
+            catalog: state.catalog.clone(),
+            chat: state.chat.clone(),
+        }
     }
-    if let Err(e) = crate::catalog::persist_moderation(&state.catalog.db, room, change).await {
-        tracing::error!(room, error = %e, "moderation change not stored");
-        return Err(ApiError::internal(
-            "database unavailable; nothing was changed",
-        ));
-    }
-    Ok(state.chat.moderate(room, change)?)
+}
+
+/// Applies a moderation change through the catalog (database first).
+async fn moderate(
+    moderation: &ModerationApi,
+    room: &str,
+    change: &ModerationChange,
+) -> Result<(), ApiError> {
+    let ModerationApi { catalog, chat } = moderation;
+    Ok(catalog.moderate(chat, room, change).await?)
 }
 
 /// Deserialises and validates one route's body from raw bytes.
+#[cfg(feature = "testing")]
 pub(crate) type BodyCheck = fn(&[u8]) -> Result<(), ApiError>;
 
 /// The body checks of every chat API route that takes one, by name, for the fuzz harness and
 /// its seeds: the same deserialisation and validation the handlers run, on any bytes. On
 /// success, what the handler would act on is checked against the limits it promises.
+#[cfg(feature = "testing")]
 pub(crate) const BODY_CHECKS: &[(&str, BodyCheck)] = &[
     ("gift", |b| {
         let gift = json_body::<GiftBody>(b)?.validate()?;
@@ -489,6 +517,7 @@ pub(crate) const BODY_CHECKS: &[(&str, BodyCheck)] = &[
 ];
 
 /// A required JSON body, as `ApiJson` reads it (same `Deserialize`, same error code).
+#[cfg(feature = "testing")]
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("bad_json", e.to_string()))
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
+use crate::secrets::Secrets;
 
 /// `{"error":{"code":"...","message":"..."}}` with an HTTP status.
 #[derive(Debug, Clone)]
@@ -102,13 +102,14 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 /// Proof that the request carried the admin key as `Authorization: Bearer <admin_key>`.
 pub struct AdminAuth;
 
-impl FromRequestParts<Arc<AppState>> for AdminAuth {
+impl<S> FromRequestParts<S> for AdminAuth
+where
+    Arc<Secrets>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -123,7 +124,8 @@ impl FromRequestParts<Arc<AppState>> for AdminAuth {
                 "this call needs the admin key: Authorization: Bearer <admin_key>",
             ));
         }
-        let expected = state.secrets.admin_key.as_bytes();
+        let secrets = Arc::<Secrets>::from_ref(state);
+        let expected = secrets.admin_key.as_bytes();
         if presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected)) {
             Ok(AdminAuth)
         } else {

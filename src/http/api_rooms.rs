@@ -3,21 +3,23 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
-use crate::catalog::CatalogError;
+use crate::chat::ChatEngine;
+use crate::cluster::Cluster;
+use crate::config::Config;
 use crate::http::api_error::{AdminAuth, ApiError, ApiJson};
 use crate::http::public_base;
-use crate::live::LiveInfo;
-use crate::rooms::Room;
+use crate::rooms::{CatalogError, LiveInfo, LiveRegistry, RoomCatalog, RoomRecord};
+use crate::state::{AppState, RtmpBound};
+use crate::storage::Storage;
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/rooms", get(list_rooms).post(create_room))
         .route("/api/rooms/{room}", get(get_room))
@@ -29,6 +31,33 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/api/rooms/{room}/sessions/{session}/danmaku.xml",
             get(session_danmaku_xml),
         )
+}
+
+/// What the room routes use: the catalog (writes, and the room directory it keeps), who is
+/// live and online, where OBS connects, and the store for session exports.
+#[derive(Clone)]
+struct RoomsApi {
+    config: Arc<Config>,
+    catalog: Arc<RoomCatalog>,
+    live: Arc<LiveRegistry>,
+    chat: Arc<ChatEngine>,
+    cluster: Option<Arc<Cluster>>,
+    rtmp_bound: RtmpBound,
+    storage: Arc<Storage>,
+}
+
+impl FromRef<AppState> for RoomsApi {
+    fn from_ref(state: &AppState) -> RoomsApi {
+        RoomsApi {
+            config: state.config.clone(),
+            catalog: state.catalog.clone(),
+            live: state.live.clone(),
+            chat: state.chat.clone(),
+            cluster: state.cluster.clone(),
+            rtmp_bound: state.rtmp_bound.clone(),
+            storage: state.storage.clone(),
+        }
+    }
 }
 
 impl From<CatalogError> for ApiError {
@@ -62,7 +91,7 @@ pub struct RoomView {
     pub hls_url: String,
 }
 
-fn view(room: Room, state: &AppState, base: &str) -> RoomView {
+fn view(room: RoomRecord, state: &RoomsApi, base: &str) -> RoomView {
     RoomView {
         hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
         live: state.live.get(&room.id),
@@ -84,8 +113,8 @@ pub struct ObsSettings {
     pub stream_key: String,
 }
 
-fn obs(state: &AppState, headers: &HeaderMap, key: String) -> ObsSettings {
-    let base = public_base(state, headers);
+fn obs(state: &RoomsApi, headers: &HeaderMap, key: String) -> ObsSettings {
+    let base = public_base(&state.config, headers);
     let host = url::Url::parse(&base)
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
@@ -112,11 +141,12 @@ struct CreateRoom {
 }
 
 /// `POST /api/rooms` body checks, without the database: what the fuzz harness runs on any bytes.
+#[cfg(feature = "testing")]
 pub(crate) fn check_create_room(body: &[u8]) -> Result<(), ApiError> {
     let body: CreateRoom = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
     let id = body.id.unwrap_or_else(|| "room-fuzz".to_string());
-    crate::catalog::check_new_room(&id, &body.title)?;
+    crate::rooms::check_new_room(&id, &body.title)?;
     Ok(())
 }
 
@@ -128,7 +158,7 @@ struct KeyAnswer {
 }
 
 async fn create_room(
-    State(state): State<Arc<AppState>>,
+    State(state): State<RoomsApi>,
     _admin: AdminAuth,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateRoom>,
@@ -141,7 +171,7 @@ async fn create_room(
     });
     let created = state.catalog.create(&id, &body.title).await?;
     rooms_changed(&state);
-    let base = public_base(&state, &headers);
+    let base = public_base(&state.config, &headers);
     let answer = KeyAnswer {
         obs: obs(&state, &headers, created.stream_key.clone()),
         room: view(created.room, &state, &base),
@@ -187,13 +217,14 @@ struct RoomPage {
 }
 
 async fn list_rooms(
-    State(state): State<Arc<AppState>>,
+    State(state): State<RoomsApi>,
     headers: HeaderMap,
     Query(p): Query<Page>,
 ) -> Result<Json<RoomPage>, ApiError> {
     check_page(&p)?;
-    let base = public_base(&state, &headers);
-    let all: Vec<Room> = state
+    let base = public_base(&state.config, &headers);
+    let all: Vec<RoomRecord> = state
+        .catalog
         .rooms
         .list()
         .into_iter()
@@ -215,31 +246,32 @@ async fn list_rooms(
 }
 
 /// Tells the other nodes of a cluster to reload the rooms (they read the shared database).
-fn rooms_changed(state: &AppState) {
+fn rooms_changed(state: &RoomsApi) {
     if let Some(cluster) = &state.cluster {
         cluster.announce_rooms_changed();
     }
 }
 
-fn room_or_404(state: &AppState, id: &str) -> Result<Room, ApiError> {
+fn room_or_404(state: &RoomsApi, id: &str) -> Result<RoomRecord, ApiError> {
     state
+        .catalog
         .rooms
         .get(id)
         .ok_or_else(|| ApiError::not_found(format!("no room {id}")))
 }
 
 async fn get_room(
-    State(state): State<Arc<AppState>>,
+    State(state): State<RoomsApi>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, ApiError> {
     let room = room_or_404(&state, &id)?;
-    let base = public_base(&state, &headers);
+    let base = public_base(&state.config, &headers);
     Ok(Json(view(room, &state, &base)))
 }
 
 async fn rotate_key(
-    State(state): State<Arc<AppState>>,
+    State(state): State<RoomsApi>,
     _admin: AdminAuth,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -247,7 +279,7 @@ async fn rotate_key(
     let key = state.catalog.rotate_key(&id).await?;
     rooms_changed(&state);
     let room = room_or_404(&state, &id)?;
-    let base = public_base(&state, &headers);
+    let base = public_base(&state.config, &headers);
     Ok(Json(KeyAnswer {
         obs: obs(&state, &headers, key.clone()),
         room: view(room, &state, &base),
@@ -256,7 +288,7 @@ async fn rotate_key(
 }
 
 async fn close_room(
-    State(state): State<Arc<AppState>>,
+    State(state): State<RoomsApi>,
     _admin: AdminAuth,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -265,19 +297,19 @@ async fn close_room(
     rooms_changed(&state);
     // Viewers are told and disconnected; new publishes are refused by the directory.
     state.chat.close_room(&id);
-    let base = public_base(&state, &headers);
+    let base = public_base(&state.config, &headers);
     Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
 }
 
 async fn open_room(
-    State(state): State<Arc<AppState>>,
+    State(state): State<RoomsApi>,
     _admin: AdminAuth,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, ApiError> {
     state.catalog.set_closed(&id, false).await?;
     rooms_changed(&state);
-    let base = public_base(&state, &headers);
+    let base = public_base(&state.config, &headers);
     Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
 }
 
@@ -299,7 +331,7 @@ struct SessionPage {
 }
 
 async fn list_sessions(
-    State(state): State<Arc<AppState>>,
+    State(state): State<RoomsApi>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(p): Query<Page>,
@@ -315,7 +347,7 @@ async fn list_sessions(
             tracing::error!(error = %e, "listing sessions failed");
             ApiError::internal("database unavailable")
         })?;
-    let base = public_base(&state, &headers);
+    let base = public_base(&state.config, &headers);
     let live_session = state.live.get(&id).map(|l| l.session);
     let sessions = rows
         .into_iter()
@@ -335,7 +367,7 @@ async fn list_sessions(
 
 /// A session's danmaku as Bilibili-style XML, for common danmaku players.
 async fn session_danmaku_xml(
-    State(state): State<Arc<AppState>>,
+    State(state): State<RoomsApi>,
     Path((room, session)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     room_or_404(&state, &room)?;

@@ -13,13 +13,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::app::AppState;
-use crate::cluster::NodeReport;
-use crate::config::CdnBase;
+use crate::cdn::publisher::CdnPublisher;
+use crate::cluster::{Cluster, NodeReport};
+use crate::config::{CdnBase, Config};
 use crate::http::api_error::ApiError;
 use crate::http::{client_cdn_bases, live_playlist_url, public_base};
+use crate::rooms::RoomDirectory;
+use crate::state::AppState;
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/rooms/{room}/connect", get(connect))
         .route("/api/cluster", get(cluster))
@@ -56,17 +58,20 @@ fn ws_base(http: &str) -> String {
 }
 
 async fn connect(
-    State(state): State<Arc<AppState>>,
+    State(rooms): State<Arc<RoomDirectory>>,
+    State(config): State<Arc<Config>>,
+    State(cluster): State<Option<Arc<Cluster>>>,
+    State(cdn): State<Arc<CdnPublisher>>,
     headers: HeaderMap,
     Path(room): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !state.rooms.is_open(&room) {
+    if !rooms.is_open(&room) {
         return Err(ApiError::not_found(format!(
             "room {room} does not exist or is closed"
         )));
     }
-    let own = public_base(&state, &headers);
-    let (bases, nodes) = match &state.cluster {
+    let own = public_base(&config, &headers);
+    let (bases, nodes) = match &cluster {
         Some(c) => (c.assign(), c.reports().len().max(1)),
         None => (vec![own.clone()], 1),
     };
@@ -74,9 +79,8 @@ async fn connect(
         .iter()
         .map(|b| format!("{}/ws/{room}", ws_base(b)))
         .collect();
-    let cdn_bases = client_cdn_bases(&state);
-    let cdn_base = state
-        .cdn
+    let cdn_bases = client_cdn_bases(&config);
+    let cdn_base = cdn
         .pick_base()
         .map(|b| b.trim_end_matches('/').to_string())
         .unwrap_or_else(|| own.clone());
@@ -102,8 +106,8 @@ struct ClusterView {
     nodes: Vec<NodeReport>,
 }
 
-async fn cluster(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let view = match &state.cluster {
+async fn cluster(State(cluster): State<Option<Arc<Cluster>>>) -> impl IntoResponse {
+    let view = match &cluster {
         Some(c) => ClusterView {
             clustered: true,
             node_id: Some(c.node_id().to_string()),

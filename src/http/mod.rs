@@ -11,18 +11,20 @@ pub mod objects;
 pub mod pages;
 pub mod ws;
 
-use std::sync::Arc;
-
+use axum::extract::State;
 use axum::http::{header, HeaderValue, Method};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::app::AppState;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::{CdnBase, Config};
+use crate::state::AppState;
 
 /// All routes, with CORS for players and overlays on other origins.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.config.http.cors_origins);
     Router::new()
         .route("/healthz", get(healthz))
@@ -74,23 +76,20 @@ async fn healthz() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store")], "ok\n")
 }
 
-async fn metrics(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-) -> impl IntoResponse {
+async fn metrics(State(metrics): State<PrometheusHandle>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
 }
 
 /// `cdn.bases` as clients are given them: URLs without a trailing '/'.
-pub fn client_cdn_bases(state: &AppState) -> Vec<crate::config::CdnBase> {
-    state
-        .config
+pub fn client_cdn_bases(config: &Config) -> Vec<CdnBase> {
+    config
         .cdn
         .bases
         .iter()
-        .map(|b| crate::config::CdnBase {
+        .map(|b| CdnBase {
             url: b.url.trim_end_matches('/').to_string(),
             weight: b.weight,
         })
@@ -98,20 +97,15 @@ pub fn client_cdn_bases(state: &AppState) -> Vec<crate::config::CdnBase> {
 }
 
 /// A room's live playlist: through the first CDN base, else through `own` (this node).
-pub fn live_playlist_url(bases: &[crate::config::CdnBase], own: &str, room: &str) -> String {
+pub fn live_playlist_url(bases: &[CdnBase], own: &str, room: &str) -> String {
     let base = bases.first().map_or(own, |b| b.url.as_str());
     format!("{base}/hls/{room}/live.m3u8")
 }
 
 /// The base URL clients should use: `http.public_url`, else `http://<Host header>`.
-pub fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
-    if !state.config.http.public_url.is_empty() {
-        return state
-            .config
-            .http
-            .public_url
-            .trim_end_matches('/')
-            .to_string();
+pub fn public_base(config: &Config, headers: &axum::http::HeaderMap) -> String {
+    if !config.http.public_url.is_empty() {
+        return config.http.public_url.trim_end_matches('/').to_string();
     }
     let host = headers
         .get(header::HOST)
@@ -123,6 +117,6 @@ pub fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String 
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         })
         .map(str::to_string)
-        .unwrap_or_else(|| state.config.http.listen.to_string());
+        .unwrap_or_else(|| config.http.listen.to_string());
     format!("http://{host}")
 }

@@ -5,27 +5,47 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use object_store::GetRange;
 
-use crate::app::AppState;
-use crate::storage::{content_type, Fetched, ObjectClass};
+use crate::rooms::{LiveRegistry, RoomDirectory};
+use crate::state::AppState;
+use crate::storage::{content_type, Fetched, ObjectClass, Storage};
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/hls/{*path}", get(hls))
         .route("/danmaku/{*path}", get(danmaku))
 }
 
-async fn hls(state: State<Arc<AppState>>, Path(path): Path<String>, h: HeaderMap) -> Response {
+/// What serving objects reads: the store, and the room and live views that say why a live
+/// playlist is missing.
+#[derive(Clone)]
+struct Objects {
+    storage: Arc<Storage>,
+    rooms: Arc<RoomDirectory>,
+    live: Arc<LiveRegistry>,
+}
+
+impl FromRef<AppState> for Objects {
+    fn from_ref(state: &AppState) -> Objects {
+        Objects {
+            storage: state.storage.clone(),
+            rooms: state.rooms.clone(),
+            live: state.live.clone(),
+        }
+    }
+}
+
+async fn hls(state: State<Objects>, Path(path): Path<String>, h: HeaderMap) -> Response {
     serve(state, format!("hls/{path}"), h).await
 }
 
-async fn danmaku(state: State<Arc<AppState>>, Path(path): Path<String>, h: HeaderMap) -> Response {
+async fn danmaku(state: State<Objects>, Path(path): Path<String>, h: HeaderMap) -> Response {
     serve(state, format!("danmaku/{path}"), h).await
 }
 
@@ -72,7 +92,7 @@ fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-async fn serve(State(state): State<Arc<AppState>>, key: String, headers: HeaderMap) -> Response {
+async fn serve(State(state): State<Objects>, key: String, headers: HeaderMap) -> Response {
     let range = match parse_range(&headers) {
         Ok(r) => r,
         Err(()) => return error(StatusCode::RANGE_NOT_SATISFIABLE, "bad Range header"),
@@ -142,7 +162,7 @@ async fn serve(State(state): State<Arc<AppState>>, key: String, headers: HeaderM
 }
 
 /// 404 with a body that says why: for a live playlist, that the room is offline.
-fn not_found(state: &AppState, key: &str) -> Response {
+fn not_found(state: &Objects, key: &str) -> Response {
     let mut parts = key.split('/');
     if let (Some("hls"), Some(room), Some("live.m3u8"), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

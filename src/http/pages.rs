@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::app::AppState;
 use crate::config::Config;
+use crate::state::AppState;
 
 /// One embedded file under `static/`.
 struct Asset {
@@ -78,7 +78,7 @@ static ASSETS: &[Asset] = &[
 ];
 
 /// Routes for the pages and `/static/...`.
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/rooms/{room}", get(viewer))
@@ -97,40 +97,40 @@ enum Framing {
     Anywhere,
 }
 
-async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    serve("index.html", &state.config, &headers, Framing::SameOrigin)
+async fn home(State(config): State<Arc<Config>>, headers: HeaderMap) -> Response {
+    serve("index.html", &config, &headers, Framing::SameOrigin)
 }
 
 async fn viewer(
-    State(state): State<Arc<AppState>>,
+    State(config): State<Arc<Config>>,
     Path(_room): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    serve("room.html", &state.config, &headers, Framing::SameOrigin)
+    serve("room.html", &config, &headers, Framing::SameOrigin)
 }
 
 async fn overlay(
-    State(state): State<Arc<AppState>>,
+    State(config): State<Arc<Config>>,
     Path(_room): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    serve("overlay.html", &state.config, &headers, Framing::Anywhere)
+    serve("overlay.html", &config, &headers, Framing::Anywhere)
 }
 
-async fn host(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    serve("host.html", &state.config, &headers, Framing::Nowhere)
+async fn host(State(config): State<Arc<Config>>, headers: HeaderMap) -> Response {
+    serve("host.html", &config, &headers, Framing::Nowhere)
 }
 
-async fn favicon(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    serve("favicon.svg", &state.config, &headers, Framing::SameOrigin)
+async fn favicon(State(config): State<Arc<Config>>, headers: HeaderMap) -> Response {
+    serve("favicon.svg", &config, &headers, Framing::SameOrigin)
 }
 
 async fn static_file(
-    State(state): State<Arc<AppState>>,
+    State(config): State<Arc<Config>>,
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    serve(&path, &state.config, &headers, Framing::SameOrigin)
+    serve(&path, &config, &headers, Framing::SameOrigin)
 }
 
 /// Strong ETags of the embedded files (FNV-1a 64 of the bytes), computed once.

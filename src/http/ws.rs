@@ -14,7 +14,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,17 +25,21 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::app::AppState;
+use crate::auth::TokenSigner;
 use crate::chat::codec::{
     decode_client_binary, decode_client_text, encode_server, Encoded, Format,
 };
+use crate::chat::fanout::{DeliveredBatch, Membership};
 use crate::chat::history::Resume;
-use crate::chat::limits::LayerLimiter;
-use crate::chat::protocol::{Ack, AckStatus, CdnBase, ClientFrame, ServerFrame, Welcome};
-use crate::chat::room::{DeliveredBatch, Identity, Membership, Room};
-use crate::config::SlowPolicy;
+use crate::chat::limits::{LayerLimiter, LimitRefusal};
+use crate::chat::protocol::{display_name, ClientFrame, SendDanmaku, ServerFrame, Welcome};
+use crate::chat::room::Room;
+use crate::chat::uplink::{self, Identity};
+use crate::chat::ChatEngine;
+use crate::config::{CdnBase, Config, SlowPolicy};
 use crate::http::api_error::ApiError;
 use crate::http::{client_cdn_bases, live_playlist_url, public_base};
+use crate::state::AppState;
 
 /// WebSocket close codes barrage uses (the error frame before the close says why in words).
 pub mod close_code {
@@ -68,8 +72,27 @@ const HELLO_WAIT: Duration = Duration::from_secs(5);
 const MIN_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The viewer socket route, merged into the main router.
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new().route("/ws/{room}", get(upgrade))
+}
+
+/// What a viewer socket uses of the state: the chat engine, the token check at admission, and
+/// the settings.
+#[derive(Clone)]
+struct Viewers {
+    chat: Arc<ChatEngine>,
+    tokens: Arc<TokenSigner>,
+    config: Arc<Config>,
+}
+
+impl FromRef<AppState> for Viewers {
+    fn from_ref(state: &AppState) -> Viewers {
+        Viewers {
+            chat: state.chat.clone(),
+            tokens: state.tokens.clone(),
+            config: state.config.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,7 +110,7 @@ struct Refused {
 }
 
 async fn upgrade(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Viewers>,
     Path(room): Path<String>,
     Query(params): Query<WsParams>,
     headers: HeaderMap,
@@ -99,7 +122,7 @@ async fn upgrade(
         Some(Err(message)) => return ApiError::bad_request("bad_format", message).into_response(),
     };
     let admission = admit(&state, &room, params.token.as_deref());
-    let base = public_base(&state, &headers);
+    let base = public_base(&state.config, &headers);
     let max = state.config.chat.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
@@ -115,7 +138,7 @@ async fn upgrade(
 
 /// Decides whether the socket may join, and as whom.
 fn admit(
-    state: &AppState,
+    state: &Viewers,
     room: &str,
     token: Option<&str>,
 ) -> Result<(Arc<Room>, Option<Identity>), Refused> {
@@ -135,11 +158,7 @@ fn admit(
                     close: close_code::POLICY,
                 })?;
             Some(Identity {
-                name: if claims.name.is_empty() {
-                    claims.sub.clone()
-                } else {
-                    claims.name
-                },
+                name: display_name(claims.name, &claims.sub),
                 user: claims.sub,
                 role: claims.role,
             })
@@ -161,7 +180,7 @@ fn admit(
 /// block (whose captures would otherwise stay reserved for the socket's life beside the
 /// copies it makes), and the loop boxes the paths it rarely takes (see [`Viewer::run`]).
 fn session(
-    state: Arc<AppState>,
+    state: Viewers,
     room: String,
     format: Format,
     admission: Result<(Arc<Room>, Option<Identity>), Refused>,
@@ -177,7 +196,7 @@ fn session(
     let (room, who) = match admission {
         Ok(ok) => ok,
         Err(refused) => {
-            let mut out = Outbox::new(socket, format, &state);
+            let mut out = SocketWriter::new(socket, format, &state.config);
             return instrumented(
                 async move {
                     let _tracked = tracked;
@@ -194,8 +213,9 @@ fn session(
     open.increment(1.0);
     let mut viewer = Viewer {
         conn_limit: state.chat.connection_limiter(),
-        out: Outbox::new(socket, format, &state),
-        state,
+        out: SocketWriter::new(socket, format, &state.config),
+        chat: state.chat,
+        config: state.config,
         room,
         who,
         base,
@@ -246,20 +266,20 @@ enum End {
     Closed(&'static str),
 }
 
-/// The write half: encodes frames for the socket's format and sends without waiting forever.
-struct Outbox {
+/// The viewer's socket, written frame by frame: encodes frames for the socket's format and
+/// sends without waiting forever (the loop reads from its `socket` too).
+struct SocketWriter {
     socket: WebSocket,
     format: Format,
     send_timeout: Duration,
 }
 
-impl Outbox {
-    fn new(socket: WebSocket, format: Format, state: &AppState) -> Outbox {
-        Outbox {
+impl SocketWriter {
+    fn new(socket: WebSocket, format: Format, config: &Config) -> SocketWriter {
+        SocketWriter {
             socket,
             format,
-            send_timeout: Duration::from_secs(state.config.chat.idle_timeout_s)
-                .max(MIN_SEND_TIMEOUT),
+            send_timeout: Duration::from_secs(config.chat.idle_timeout_s).max(MIN_SEND_TIMEOUT),
         }
     }
 
@@ -326,10 +346,11 @@ fn classify(e: axum::Error) -> ReadError {
 
 /// One joined (or joining) viewer.
 struct Viewer {
-    state: Arc<AppState>,
+    chat: Arc<ChatEngine>,
+    config: Arc<Config>,
     room: Arc<Room>,
     who: Option<Identity>,
-    out: Outbox,
+    out: SocketWriter,
     /// Every client frame passes this layer first (floods of any frame kind).
     conn_limit: LayerLimiter,
     base: String,
@@ -355,7 +376,7 @@ impl Viewer {
                 return end;
             }
         }
-        let idle = Duration::from_secs(self.state.config.chat.idle_timeout_s.max(1));
+        let idle = Duration::from_secs(self.config.chat.idle_timeout_s.max(1));
         let deadline = tokio::time::sleep(idle);
         tokio::pin!(deadline);
         let room = self.room.clone();
@@ -423,22 +444,16 @@ impl Viewer {
     }
 
     async fn welcome(&mut self, membership: &mut Membership) -> Result<(), End> {
-        let bases = client_cdn_bases(&self.state);
+        let bases = client_cdn_bases(&self.config);
         let hls_url = live_playlist_url(&bases, &self.base, &self.room.id);
         // Without CDN bases the files come from this node.
-        let cdn_bases: Vec<CdnBase> = if bases.is_empty() {
+        let cdn_bases = if bases.is_empty() {
             vec![CdnBase {
                 url: self.base.clone(),
                 weight: 1,
             }]
         } else {
             bases
-                .into_iter()
-                .map(|b| CdnBase {
-                    url: b.url,
-                    weight: b.weight,
-                })
-                .collect()
         };
         let welcome = Welcome {
             room: self.room.id.to_string(),
@@ -449,7 +464,7 @@ impl Viewer {
                 .unwrap_or_default(),
             seq: membership.seq,
             online: self.room.online(),
-            limits: self.room.limits_for(self.who.as_ref()),
+            limits: uplink::limits_for(&self.room, self.who.as_ref()),
             hls_url,
             cdn_bases,
         };
@@ -481,13 +496,8 @@ impl Viewer {
         let limited = self.conn_limit.check();
         match (decoded, limited) {
             (Ok(ClientFrame::Send(send)), Err(refusal)) => {
-                self.room.count_refusal(refusal.layer.as_str());
-                let ack = Ack {
-                    client_id: send.client_id,
-                    status: AckStatus::RateLimited,
-                    retry_after_ms: Some(refusal.retry_after.as_millis().max(1) as u64),
-                };
-                self.out.frame(&ServerFrame::Ack(ack)).await?;
+                // A send is answered with an ack even when the connection layer refused it.
+                self.answer(&send, Err(refusal)).await?;
                 Ok(None)
             }
             (_, Err(_)) => {
@@ -516,19 +526,23 @@ impl Viewer {
                     .error("bad_frame", "hello is only valid as the first frame")
                     .await
             }
-            ClientFrame::Send(send) => {
-                let ack = self
-                    .state
-                    .chat
-                    .submit_shared(&self.room, self.who.as_ref(), &send)
-                    .await;
-                self.out.frame(&ServerFrame::Ack(ack)).await
-            }
+            ClientFrame::Send(send) => self.answer(&send, Ok(())).await,
             ClientFrame::Heartbeat => {
                 let online = self.room.online();
                 self.out.frame(&ServerFrame::Heartbeat { online }).await
             }
         }
+    }
+
+    /// Runs a send through the uplink (with the connection layer's verdict on its frame) and
+    /// sends the ack.
+    async fn answer(
+        &mut self,
+        send: &SendDanmaku,
+        connection: Result<(), LimitRefusal>,
+    ) -> Result<(), End> {
+        let ack = uplink::submit(&self.chat, &self.room, self.who.as_ref(), send, connection).await;
+        self.out.frame(&ServerFrame::Ack(ack)).await
     }
 
     /// Sends a shared batch, first telling the client about any seqs it will not get.
@@ -552,7 +566,7 @@ impl Viewer {
     /// The socket fell more than the backlog behind: skip to the newest batch (the gap is
     /// told by `deliver`), or close, by `chat.slow_policy`.
     async fn lagged(&mut self, membership: &mut Membership, missed: u64) -> Result<(), End> {
-        match self.state.config.chat.slow_policy {
+        match self.config.chat.slow_policy {
             SlowPolicy::Close => {
                 self.room.count_slow_socket(true);
                 Err(self
@@ -584,7 +598,7 @@ impl Viewer {
     async fn read_failed(&mut self, e: axum::Error) -> End {
         match classify(e) {
             ReadError::TooBig(m) => {
-                let limit = self.state.config.chat.max_frame_bytes;
+                let limit = self.config.chat.max_frame_bytes;
                 tracing::info!(reason = %m, "frame too large; closing");
                 self.end(
                     "too_large",
@@ -607,7 +621,7 @@ impl Viewer {
 
     /// The room closed or the server is stopping: say which, and close.
     async fn room_gone(&mut self) -> End {
-        if self.state.chat.is_stopping() {
+        if self.chat.is_stopping() {
             self.end(
                 "going_away",
                 "the server is shutting down; reconnect and resume",

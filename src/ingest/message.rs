@@ -14,7 +14,7 @@ use super::amf0_guard::{check_values, Amf0Violation};
 use super::commands::Command;
 use super::error::{catch_crate_panic, IngestError, ProtocolError};
 use super::metadata;
-use super::publish::StreamMetadata;
+use crate::media::StreamMetadata;
 
 /// Largest command or data (AMF) message accepted. Real ones are under 1 KiB; the bound keeps
 /// what the crate's reader allocates for a body small (a few MiB at worst).

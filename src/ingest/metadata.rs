@@ -3,7 +3,7 @@
 
 use xflv::amf0::Amf0ValueType;
 
-use super::publish::StreamMetadata;
+use crate::media::StreamMetadata;
 
 /// Longest encoder name kept (characters).
 const MAX_ENCODER_CHARS: usize = 128;

@@ -5,12 +5,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use bytesio::bytesio::{NetType, TNetIO};
 use bytesio::bytesio_errors::{BytesIOError, BytesIOErrorValue};
+
+use crate::sync::lock;
 
 /// The `TNetIO` handle the crate's writers take.
 pub type CrateIo = Arc<tokio::sync::Mutex<Box<dyn TNetIO + Send + Sync>>>;
@@ -38,11 +40,6 @@ impl Outbox {
     pub fn take(&self) -> BytesMut {
         lock(&self.pending).split()
     }
-}
-
-fn lock(m: &Mutex<BytesMut>) -> MutexGuard<'_, BytesMut> {
-    // A panic while holding this lock leaves only bytes behind; they are still usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Write-only `TNetIO` over the outbox (the trait is `async_trait`; written out by hand to

@@ -5,9 +5,10 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
+
+pub use crate::media::{MediaMessage, StreamMetadata};
 
 /// A publisher's request, as read from `connect` + `publish`.
 #[derive(Debug, Clone)]
@@ -17,53 +18,6 @@ pub struct PublishRequest {
     /// The stream name given to `publish`: the room's stream key.
     pub stream_key: String,
     pub peer: SocketAddr,
-}
-
-/// What the encoder said about its stream in `@setDataFrame onMetaData`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StreamMetadata {
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub framerate: Option<f64>,
-    pub video_kbps: Option<f64>,
-    pub audio_kbps: Option<f64>,
-    pub encoder: Option<String>,
-}
-
-/// One message of a live publish, in arrival order.
-#[derive(Debug, Clone)]
-pub enum MediaMessage {
-    Metadata(StreamMetadata),
-    /// An FLV video tag body (first byte: frame type and codec id) at an RTMP timestamp (ms,
-    /// 32-bit, may wrap).
-    Video {
-        timestamp: u32,
-        body: Bytes,
-    },
-    /// An FLV audio tag body (first byte: sound format) at an RTMP timestamp.
-    Audio {
-        timestamp: u32,
-        body: Bytes,
-    },
-}
-
-impl MediaMessage {
-    /// Whether the consumer should see this at once rather than with the next batch: stream
-    /// metadata, codec configuration, and video keyframes (which close HLS segments, so the
-    /// playlist is not held back).
-    pub fn is_urgent(&self) -> bool {
-        match self {
-            MediaMessage::Metadata(_) => true,
-            // FLV video: frame type 1 = keyframe in the high nibble; AVC packet type 0 = config.
-            MediaMessage::Video { body, .. } => {
-                body.first().is_some_and(|b| b >> 4 == 1) || body.get(1) == Some(&0)
-            }
-            // AAC packet type 0 = AudioSpecificConfig.
-            MediaMessage::Audio { body, .. } => {
-                body.first().is_some_and(|b| b >> 4 == 10) && body.get(1) == Some(&0)
-            }
-        }
-    }
 }
 
 /// Messages handed over together. A real-time publisher sends about 80 messages a second;
@@ -130,38 +84,5 @@ impl<G: ImmediateGate> PublishGate for G {
         request: &'a PublishRequest,
     ) -> BoxFuture<'a, Result<Publication, PublishRefusal>> {
         Box::pin(std::future::ready(self.decide(request)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn video(body: &[u8]) -> MediaMessage {
-        MediaMessage::Video {
-            timestamp: 0,
-            body: Bytes::copy_from_slice(body),
-        }
-    }
-
-    fn audio(body: &[u8]) -> MediaMessage {
-        MediaMessage::Audio {
-            timestamp: 0,
-            body: Bytes::copy_from_slice(body),
-        }
-    }
-
-    #[test]
-    fn keyframes_configs_and_metadata_are_handed_over_at_once() {
-        assert!(MediaMessage::Metadata(StreamMetadata::default()).is_urgent());
-        assert!(
-            video(&[0x17, 0x00, 0, 0, 0]).is_urgent(),
-            "AVC sequence header"
-        );
-        assert!(video(&[0x17, 0x01, 0, 0, 0]).is_urgent(), "keyframe");
-        assert!(!video(&[0x27, 0x01, 0, 0, 0]).is_urgent(), "inter frame");
-        assert!(audio(&[0xaf, 0x00, 0x12, 0x10]).is_urgent(), "AAC config");
-        assert!(!audio(&[0xaf, 0x01, 0x21]).is_urgent(), "AAC frame");
-        assert!(!video(&[]).is_urgent() && !audio(&[]).is_urgent());
     }
 }

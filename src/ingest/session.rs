@@ -23,13 +23,13 @@ use super::low_water::LowWater;
 use super::message::{parse_message, IncomingMessage};
 use super::outbox::Outbox;
 use super::publish::{
-    MediaBatch, MediaMessage, Publication, PublishGate, PublishRefusal, PublishRequest,
-    StreamMetadata, MEDIA_BATCH_MAX,
+    MediaBatch, Publication, PublishGate, PublishRefusal, PublishRequest, MEDIA_BATCH_MAX,
 };
 use super::reader::MessageReader;
 use super::replies::{Replies, ANNOUNCED_WINDOW};
 use super::telemetry;
 use crate::config::RtmpConfig;
+use crate::media::{MediaMessage, StreamMetadata};
 
 /// Room made in the input buffer before each socket read.
 const READ_BUFFER_BYTES: usize = 32 * 1024;

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::ingest::MediaMessage;
+use super::MediaMessage;
 
 /// Why an FLV file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,15 +1,16 @@
 //! Media: FLV tag bodies from RTMP ingest -> fragmented MP4 (CMAF) init + media segments.
 //!
-//! One concept per file: [`flv`] parses tag bodies, [`timestamp`] unwraps RTMP time,
-//! [`sps`] and [`aac`] read codec configs, [`fmp4`] lays out boxes, [`segmenter`] cuts
-//! segments at keyframes, and [`muxer`] ties them together for one publish ([`mux_event`] is
-//! what it hands back). [`flv_file`] replays recorded FLV files for tests and benchmarks.
+//! One concept per file: [`message`] is the input (what ingest produces), [`flv`] parses tag
+//! bodies, [`timestamp`] unwraps RTMP time, [`sps`] and [`aac`] read codec configs, [`fmp4`]
+//! lays out boxes, [`segmenter`] cuts segments at keyframes, and [`muxer`] ties them together
+//! for one publish ([`mux_event`] is what it hands back). [`flv_file`] replays recorded FLV files for tests and benchmarks.
 //! All of it is pure logic (no I/O); `broadcast` stores what it produces.
 
 pub mod aac;
 pub mod flv;
 pub mod flv_file;
 pub mod fmp4;
+pub mod message;
 pub mod mux_event;
 pub mod muxer;
 pub mod segmenter;
@@ -19,6 +20,7 @@ pub mod timestamp;
 #[cfg(test)]
 mod pipeline_tests;
 
+pub use message::{MediaMessage, StreamMetadata};
 pub use mux_event::{AudioInfo, DropReason, MediaError, MuxEvent, VideoInfo};
 pub use muxer::StreamMuxer;
 pub use segmenter::Segment;

@@ -1,5 +1,6 @@
-//! Process figures benchmarks report: CPU seconds and resident memory (from /proc), and the
-//! open-files limit raised as far as the hard limit allows.
+//! Process figures from /proc: CPU seconds and resident memory, which a cluster node reports as
+//! its load and benchmarks report beside their baselines, and the open-files limit raised as far
+//! as the hard limit allows (load generators).
 
 /// User + system CPU seconds of a process (`pid` None: this process).
 pub fn cpu_seconds(pid: Option<u32>) -> f64 {

@@ -12,9 +12,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A room as the rest of the service sees it.
+use crate::sync::{read, write};
+
+/// A room as the rest of the service sees it: the in-memory form of its database record.
 #[derive(Debug, Clone, Serialize)]
-pub struct Room {
+pub struct RoomRecord {
     pub id: String,
     pub title: String,
     /// Hex SHA-256 of the stream key; the key itself is shown once, when made.
@@ -52,7 +54,7 @@ pub fn generate_key() -> String {
 /// All rooms, keyed by id.
 #[derive(Debug, Default)]
 pub struct RoomDirectory {
-    rooms: RwLock<HashMap<String, Room>>,
+    rooms: RwLock<HashMap<String, RoomRecord>>,
 }
 
 impl RoomDirectory {
@@ -61,23 +63,23 @@ impl RoomDirectory {
     }
 
     /// Adds or replaces a room.
-    pub fn upsert(&self, room: Room) {
-        self.write().insert(room.id.clone(), room);
+    pub fn upsert(&self, room: RoomRecord) {
+        write(&self.rooms).insert(room.id.clone(), room);
     }
 
     /// One room, if known.
-    pub fn get(&self, id: &str) -> Option<Room> {
-        self.read().get(id).cloned()
+    pub fn get(&self, id: &str) -> Option<RoomRecord> {
+        read(&self.rooms).get(id).cloned()
     }
 
     /// Whether a room exists and is open.
     pub fn is_open(&self, id: &str) -> bool {
-        self.read().get(id).is_some_and(|r| !r.closed)
+        read(&self.rooms).get(id).is_some_and(|r| !r.closed)
     }
 
     /// Every room, sorted by id.
-    pub fn list(&self) -> Vec<Room> {
-        let mut all: Vec<Room> = self.read().values().cloned().collect();
+    pub fn list(&self) -> Vec<RoomRecord> {
+        let mut all: Vec<RoomRecord> = read(&self.rooms).values().cloned().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
@@ -90,7 +92,7 @@ impl RoomDirectory {
         }
         let presented = hash_key(key);
         let mut found = None;
-        for room in self.read().values() {
+        for room in read(&self.rooms).values() {
             let equal: bool = room.key_hash.as_bytes().ct_eq(presented.as_bytes()).into();
             if equal && !room.closed {
                 found = Some(room.id.clone());
@@ -101,7 +103,7 @@ impl RoomDirectory {
 
     /// Replaces a room's key digest (rotation); takes effect for the next publish.
     pub fn set_key_hash(&self, id: &str, key_hash: String) -> bool {
-        match self.write().get_mut(id) {
+        match write(&self.rooms).get_mut(id) {
             Some(room) => {
                 room.key_hash = key_hash;
                 true
@@ -112,21 +114,13 @@ impl RoomDirectory {
 
     /// Marks a room closed (or open again).
     pub fn set_closed(&self, id: &str, closed: bool) -> bool {
-        match self.write().get_mut(id) {
+        match write(&self.rooms).get_mut(id) {
             Some(room) => {
                 room.closed = closed;
                 true
             }
             None => false,
         }
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Room>> {
-        self.rooms.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Room>> {
-        self.rooms.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -139,7 +133,7 @@ mod tests {
         let dir = RoomDirectory::new();
         let key = generate_key();
         assert!(key.starts_with("live_") && key.len() == 37);
-        dir.upsert(Room {
+        dir.upsert(RoomRecord {
             id: "a".into(),
             title: "A".into(),
             key_hash: hash_key(&key),

@@ -8,6 +8,8 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::sync::lock;
+
 /// A room's current broadcast.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveInfo {
@@ -84,7 +86,7 @@ impl LiveRegistry {
 
     /// Marks `room` live with a new session, unless it already is.
     pub fn try_begin(&self, room: &str) -> Result<LiveInfo, AlreadyLive> {
-        let mut rooms = self.lock();
+        let mut rooms = lock(&self.rooms);
         if let Some(existing) = rooms.get(room) {
             return Err(AlreadyLive {
                 room: room.to_string(),
@@ -114,7 +116,7 @@ impl LiveRegistry {
 
     /// Ends the session if it is still the live one.
     pub fn end(&self, room: &str, session: &str, vod_key: Option<String>) {
-        let mut rooms = self.lock();
+        let mut rooms = lock(&self.rooms);
         let Some(info) = rooms.get(room) else { return };
         if info.session != session {
             return;
@@ -123,14 +125,14 @@ impl LiveRegistry {
         drop(rooms);
         let _ = self.changes.send(LiveChange::Ended {
             info,
-            ended_ms: chrono::Utc::now().timestamp_millis(),
+            ended_ms: crate::clock::now_ms(),
             vod_key,
         });
     }
 
     /// Applies an update to a live room's info (resolution, bitrate, first frame).
     pub fn update(&self, room: &str, session: &str, f: impl FnOnce(&mut LiveInfo)) {
-        if let Some(info) = self.lock().get_mut(room) {
+        if let Some(info) = lock(&self.rooms).get_mut(room) {
             if info.session == session {
                 f(info);
             }
@@ -139,12 +141,12 @@ impl LiveRegistry {
 
     /// The room's live info, if live.
     pub fn get(&self, room: &str) -> Option<LiveInfo> {
-        self.lock().get(room).cloned()
+        lock(&self.rooms).get(room).cloned()
     }
 
     /// All live rooms.
     pub fn list(&self) -> Vec<LiveInfo> {
-        let mut all: Vec<LiveInfo> = self.lock().values().cloned().collect();
+        let mut all: Vec<LiveInfo> = lock(&self.rooms).values().cloned().collect();
         all.sort_by(|a, b| a.room.cmp(&b.room));
         all
     }
@@ -152,10 +154,6 @@ impl LiveRegistry {
     /// Follows starts and ends.
     pub fn subscribe(&self) -> broadcast::Receiver<LiveChange> {
         self.changes.subscribe()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveInfo>> {
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

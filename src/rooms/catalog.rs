@@ -1,13 +1,16 @@
-//! Room writes and start-up: every change goes to the database first, then to the in-memory
+//! RoomRecord writes and start-up: every change goes to the database first, then to the in-memory
 //! [`RoomDirectory`] that hot paths read, so a failed write changes nothing and a restart
 //! reloads exactly what was acknowledged.
 
 use std::sync::Arc;
 
+use super::directory::{generate_key, hash_key, valid_room_id, RoomDirectory, RoomRecord};
+use super::moderation;
+use crate::chat::moderation::ModerationChange;
+use crate::chat::{ChatEngine, ChatError};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::{Database, DbError, RoomRow};
-use crate::live::{LiveChange, LiveRegistry};
-use crate::rooms::{generate_key, hash_key, valid_room_id, Room, RoomDirectory};
 use crate::secrets::Secrets;
 
 /// Why a room write was refused.
@@ -25,22 +28,31 @@ pub enum CatalogError {
     Db(#[from] DbError),
 }
 
+/// Why a moderation change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModerationError {
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    #[error("moderation change not stored: {0}")]
+    NotStored(DbError),
+}
+
 /// A room just made, with its key (shown once; only its digest is kept).
 #[derive(Debug, Clone)]
 pub struct CreatedRoom {
-    pub room: Room,
+    pub room: RoomRecord,
     pub stream_key: String,
 }
 
-/// Room writes over the database and the in-memory view.
+/// RoomRecord writes over the database and the in-memory view.
 #[derive(Debug, Clone)]
 pub struct RoomCatalog {
     pub db: Database,
     pub rooms: Arc<RoomDirectory>,
 }
 
-fn to_room(row: RoomRow) -> Room {
-    Room {
+fn to_room(row: RoomRow) -> RoomRecord {
+    RoomRecord {
         id: row.id,
         title: row.title,
         key_hash: row.key_hash,
@@ -62,10 +74,6 @@ pub fn check_new_room<'a>(id: &str, title: &'a str) -> Result<&'a str, CatalogEr
         return Err(CatalogError::BadTitle);
     }
     Ok(title)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl RoomCatalog {
@@ -174,79 +182,29 @@ impl RoomCatalog {
         Ok(n)
     }
 
+    /// Applies a moderation change database first: a change that cannot be stored is refused
+    /// and changes nothing, and one that was stored survives a restart. Then `chat` applies it
+    /// (and tells the other nodes).
+    pub async fn moderate(
+        &self,
+        chat: &ChatEngine,
+        room: &str,
+        change: &ModerationChange,
+    ) -> Result<(), ModerationError> {
+        if self.rooms.get(room).is_none() {
+            return Err(ChatError::RoomNotFound(room.to_string()).into());
+        }
+        if let Err(e) = moderation::store(&self.db, room, change).await {
+            tracing::error!(room, error = %e, "moderation change not stored");
+            return Err(ModerationError::NotStored(e));
+        }
+        Ok(chat.moderate(room, change)?)
+    }
+
     /// Whether the config room's kept key is still the one in force (not rotated by the API).
     pub fn config_key_in_force(&self, room: &str, key: &str) -> bool {
         self.rooms
             .get(room)
             .is_some_and(|r| r.key_hash == hash_key(key))
     }
-}
-
-/// Loads every room's stored moderation into the chat engine (at start, before any socket).
-pub async fn load_moderation(
-    db: &Database,
-    chat: &crate::chat::ChatEngine,
-) -> Result<(), CatalogError> {
-    for (room, row) in db.load_moderation().await? {
-        let snapshot = crate::chat::moderation::ModerationSnapshot {
-            mutes: row.mutes.into_iter().collect(),
-            bans: row.bans.into_iter().collect(),
-            blocked_words: row.blocked_words,
-            slow_mode_s: u32::try_from(row.slow_mode_s.max(0)).unwrap_or(u32::MAX),
-        };
-        chat.load_moderation(&room, snapshot);
-    }
-    Ok(())
-}
-
-/// Writes one moderation change to the database (the API then applies it to the engine).
-pub async fn persist_moderation(
-    db: &Database,
-    room: &str,
-    change: &crate::chat::moderation::ModerationChange,
-) -> Result<(), DbError> {
-    use crate::chat::moderation::ModerationChange as C;
-    match change {
-        C::Mute { user, until_ms } => db.set_mute(room, user, *until_ms).await,
-        C::Unmute { user } => db.remove_mute(room, user).await,
-        C::Ban { user } => db.set_ban(room, user, now_ms()).await,
-        C::Unban { user } => db.remove_ban(room, user).await,
-        C::SetBlockedWords { words } => db.set_blocked_words(room, words).await,
-        C::SetSlowMode { seconds } => db.set_slow_mode(room, i64::from(*seconds)).await,
-    }
-}
-
-/// Records broadcast sessions as they start and end, so replays can be listed. Runs until the
-/// registry is dropped; a failed write is logged and the next change is still recorded.
-pub fn record_sessions(db: Database, live: &LiveRegistry) -> tokio::task::JoinHandle<()> {
-    let mut changes = live.subscribe();
-    tokio::spawn(async move {
-        loop {
-            let change = match changes.recv().await {
-                Ok(c) => c,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "session recorder fell behind");
-                    continue;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            let result = match &change {
-                LiveChange::Started(info) => {
-                    db.session_started(&info.room, &info.session, info.started_ms)
-                        .await
-                }
-                LiveChange::Ended {
-                    info,
-                    ended_ms,
-                    vod_key,
-                } => {
-                    db.session_ended(&info.room, &info.session, *ended_ms, vod_key.as_deref())
-                        .await
-                }
-            };
-            if let Err(e) = result {
-                tracing::error!(error = %e, "could not record a broadcast session");
-            }
-        }
-    })
 }
