@@ -2,7 +2,7 @@
 //!
 //! Built on the lower layers of the `rtmp` crate (handshake, chunk unpacketizer, message
 //! parser, writers) driven from our own session loop, because its high-level server can be
-//! aborted by unauthenticated peers (see `/work/shared/CRATE-NOTES.md`). Layers, outside in:
+//! aborted by unauthenticated peers (see docs/RTMP-CRATE.md). Layers, outside in:
 //! `listener` (accept, limits, shutdown) -> `session` (one connection) -> `handshake`,
 //! `reader` ([`chunk_guard`] + the crate's unpacketizer) -> `message` ([`amf0_guard`] + the
 //! crate's parser) -> `commands`, `metadata`; answers go through `replies` into an `outbox`
