@@ -110,6 +110,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         storage.clone(),
         config.hls.clone(),
         config.rtmp.app.clone(),
+        std::time::Duration::from_secs(config.rtmp.reconnect_grace_s),
     );
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();

@@ -151,6 +151,7 @@ fn config(handshake_timeout_s: u64) -> RtmpConfig {
         max_message_bytes: 1 << 20,
         max_chunk_streams: 16,
         gather_ms: 25,
+        reconnect_grace_s: 0,
     }
 }
 

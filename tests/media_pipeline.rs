@@ -99,7 +99,14 @@ async fn a_recorded_push_becomes_playable_hls() {
         target_segment_s: 2.0,
         window_segments: 6,
     };
-    let broadcaster = Broadcaster::new(rooms, live.clone(), storage.clone(), hls, "live".into());
+    let broadcaster = Broadcaster::new(
+        rooms,
+        live.clone(),
+        storage.clone(),
+        hls,
+        "live".into(),
+        std::time::Duration::ZERO,
+    );
     let mut changes = live.subscribe();
 
     let publication = broadcaster

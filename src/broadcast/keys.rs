@@ -22,6 +22,25 @@ impl SessionKeys {
         format!("hls/{}/{}/init.mp4", self.room, self.session)
     }
 
+    /// The init segment of `part` (1 for the first publish, 2 after the first reconnect, ...)
+    /// inside the session folder: `init.mp4`, then `init-2.mp4`, `init-3.mp4`, ...
+    pub fn init_file(part: u32) -> String {
+        match part {
+            0 | 1 => "init.mp4".to_string(),
+            n => format!("init-{n}.mp4"),
+        }
+    }
+
+    /// `hls/{room}/{session}/init.mp4` for part 1, `.../init-{part}.mp4` after reconnects.
+    pub fn part_init(&self, part: u32) -> String {
+        format!(
+            "hls/{}/{}/{}",
+            self.room,
+            self.session,
+            SessionKeys::init_file(part)
+        )
+    }
+
     /// The name of segment `n` inside the session folder: `000001.m4s`.
     pub fn segment_file(n: u64) -> String {
         format!("{n:06}.m4s")
@@ -66,5 +85,7 @@ mod tests {
             "hls/demo/20261125T130501Z-k3f9/index.m3u8"
         );
         assert_eq!(k.live_playlist(), "hls/demo/live.m3u8");
+        assert_eq!(k.part_init(1), k.init());
+        assert_eq!(k.part_init(2), "hls/demo/20261125T130501Z-k3f9/init-2.mp4");
     }
 }

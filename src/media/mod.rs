@@ -22,5 +22,5 @@ mod pipeline_tests;
 
 pub use message::{MediaMessage, StreamMetadata};
 pub use mux_event::{AudioInfo, DropReason, MediaError, MuxEvent, VideoInfo};
-pub use muxer::StreamMuxer;
+pub use muxer::{StreamMuxer, TimelineStart};
 pub use segmenter::Segment;

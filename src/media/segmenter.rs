@@ -123,6 +123,13 @@ impl SegmentCutter {
         }
     }
 
+    /// Numbers the first segment `n` instead of 1: a reconnected publisher's segments continue
+    /// the session's numbering (and its object names).
+    pub fn with_first_sequence(mut self, n: u64) -> SegmentCutter {
+        self.next_sequence = n.max(1);
+        self
+    }
+
     /// Longest a segment may grow while waiting for a keyframe.
     pub fn max_segment_ms(&self) -> u64 {
         self.max_ms

@@ -32,6 +32,11 @@ pub struct LiveInfo {
     /// Bitrate the encoder announced in its metadata (kbit/s).
     pub announced_kbps: Option<f64>,
     pub segments: u64,
+    /// The publisher dropped and the broadcast waits for it to come back
+    /// (`rtmp.reconnect_grace_s`): still live, no media coming in.
+    pub reconnecting: bool,
+    /// How many times a publisher came back and continued this broadcast.
+    pub reconnects: u32,
 }
 
 impl LiveInfo {
@@ -107,6 +112,8 @@ impl LiveRegistry {
             bitrate_kbps: 0.0,
             announced_kbps: None,
             segments: 0,
+            reconnecting: false,
+            reconnects: 0,
         };
         rooms.insert(room.to_string(), info.clone());
         drop(rooms);
@@ -116,6 +123,12 @@ impl LiveRegistry {
 
     /// Ends the session if it is still the live one.
     pub fn end(&self, room: &str, session: &str, vod_key: Option<String>) {
+        self.end_at(room, session, vod_key, crate::clock::now_ms());
+    }
+
+    /// Ends the session as of `ended_ms` (wall clock): when its last publisher left, for a
+    /// broadcast that waited for a reconnect in vain.
+    pub fn end_at(&self, room: &str, session: &str, vod_key: Option<String>, ended_ms: i64) {
         let mut rooms = lock(&self.rooms);
         let Some(info) = rooms.get(room) else { return };
         if info.session != session {
@@ -125,7 +138,7 @@ impl LiveRegistry {
         drop(rooms);
         let _ = self.changes.send(LiveChange::Ended {
             info,
-            ended_ms: crate::clock::now_ms(),
+            ended_ms,
             vod_key,
         });
     }
