@@ -22,6 +22,7 @@ pub mod claims;
 pub mod continuation;
 pub mod keys;
 pub mod reconnect;
+pub mod recovery;
 pub mod store;
 pub mod writer;
 

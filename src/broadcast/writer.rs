@@ -22,13 +22,15 @@ use tokio_util::sync::CancellationToken;
 use super::bitrate::BitrateMeter;
 use super::continuation::SessionParts;
 use super::keys::SessionKeys;
-use super::reconnect::{Reconnects, WaitOutcome};
+use super::reconnect::Reconnects;
 use super::store::put_with_retry;
 use crate::hls::playlist::{ListedSegment, SessionPlaylists, SessionState};
 use crate::ingest::MediaBatch;
 use crate::media::{MediaError, MediaMessage, MuxEvent, Segment, StreamMetadata, StreamMuxer};
 use crate::rooms::live::LiveRegistry;
 use crate::storage::Storage;
+
+mod parts;
 
 /// Window of the measured ingest bitrate.
 const BITRATE_WINDOW_MS: u64 = 5_000;
@@ -169,14 +171,6 @@ impl SessionWriter {
         }
     }
 
-    /// Lets a publisher that drops come back within `grace` and continue the session (a
-    /// publish of the room is handed over through `reconnects`). Without it, or with a zero
-    /// grace, the broadcast ends with its first publisher.
-    pub fn with_reconnects(mut self, reconnects: Arc<Reconnects>, grace: Duration) -> Self {
-        self.reconnect = (!grace.is_zero()).then_some((reconnects, grace));
-        self
-    }
-
     /// Runs until the media channel closes (end of stream, and no publisher came back within
     /// the grace) or `stop` fires (shutdown: what is already queued is still written), then
     /// finalises the session.
@@ -229,84 +223,6 @@ impl SessionWriter {
                 None => return,
             }
         }
-    }
-
-    /// After a publisher left: lists its last segment with the playlists still live and waits
-    /// for it to come back. Some(media) continues the session as a new part; None ends it
-    /// (no grace, the grace ran out, or shutdown).
-    async fn await_reconnect(
-        &mut self,
-        stop: &CancellationToken,
-    ) -> Option<mpsc::Receiver<MediaBatch>> {
-        let (reconnects, grace) = self.reconnect.clone()?;
-        if stop.is_cancelled() {
-            return None;
-        }
-        self.end_part().await;
-        let left = Instant::now();
-        self.parts.publisher_left(left);
-        self.left_ms = Some(crate::clock::now_ms());
-        self.update_live(|info| {
-            info.reconnecting = true;
-            info.bitrate_kbps = 0.0;
-        });
-        tracing::info!(
-            grace_s = grace.as_secs_f64(),
-            part = self.parts.part(),
-            "publisher left: waiting for it to reconnect"
-        );
-        let outcome = reconnects
-            .wait(&self.settings.room, &self.settings.session, grace, stop)
-            .await;
-        match outcome {
-            WaitOutcome::Resumed(resumed) => {
-                let gap_ms = self.parts.gap_ms(Instant::now());
-                self.begin_part();
-                metrics::counter!("barrage_publish_resumed_total").increment(1);
-                tracing::info!(
-                    peer = %resumed.peer,
-                    gap_ms,
-                    part = self.parts.part(),
-                    "publisher reconnected: the broadcast goes on"
-                );
-                Some(resumed.media)
-            }
-            WaitOutcome::Expired => {
-                tracing::info!(
-                    grace_s = grace.as_secs_f64(),
-                    "no publisher came back within the grace: ending the broadcast"
-                );
-                None
-            }
-            WaitOutcome::Stopped => None,
-        }
-    }
-
-    /// Flushes the part's last segment into the (still live) playlists.
-    async fn end_part(&mut self) {
-        let now = Instant::now();
-        match self.muxer.finish() {
-            Ok(events) => {
-                for event in events {
-                    self.event(event, now).await;
-                }
-            }
-            Err(e) => self.invalid(&e),
-        }
-    }
-
-    /// Starts the next part for a publisher that came back: a new muxer whose timeline and
-    /// segment numbers continue the session's, and a new init segment after a discontinuity.
-    fn begin_part(&mut self) {
-        let start = self.parts.resume(Instant::now());
-        self.left_ms = None;
-        self.muxer = StreamMuxer::continuing(self.settings.target_ms(), start);
-        self.playlists
-            .begin_part(&SessionKeys::init_file(self.parts.part()));
-        self.update_live(|info| {
-            info.reconnecting = false;
-            info.reconnects += 1;
-        });
     }
 
     async fn handle(&mut self, message: MediaMessage) {

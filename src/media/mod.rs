@@ -3,13 +3,15 @@
 //! One concept per file: [`message`] is the input (what ingest produces), [`flv`] parses tag
 //! bodies, [`timestamp`] unwraps RTMP time, [`sps`] and [`aac`] read codec configs, [`fmp4`]
 //! lays out boxes, [`segmenter`] cuts segments at keyframes, and [`muxer`] ties them together
-//! for one publish ([`mux_event`] is what it hands back). [`flv_file`] replays recorded FLV files for tests and benchmarks.
+//! for one publish ([`mux_event`] is what it hands back); [`fragment_probe`] reads stored
+//! segments back (crash recovery). [`flv_file`] replays recorded FLV files for tests and benchmarks.
 //! All of it is pure logic (no I/O); `broadcast` stores what it produces.
 
 pub mod aac;
 pub mod flv;
 pub mod flv_file;
 pub mod fmp4;
+pub mod fragment_probe;
 pub mod message;
 pub mod mux_event;
 pub mod muxer;
