@@ -111,6 +111,17 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     );
     let rooms = catalog.rooms.clone();
     let live = Arc::new(LiveRegistry::new());
+    for r in &recovered {
+        live.notice(
+            &r.room,
+            "recovered",
+            &format!(
+                "broadcast {} was cut off when this node stopped without ending it; its replay \
+                 was finished from the {} segments stored",
+                r.session, r.segments
+            ),
+        );
+    }
     crate::rooms::sessions::record_sessions(db.clone(), &live, config.cluster.node_id.clone());
     let broadcaster = Broadcaster::new(
         rooms.clone(),

@@ -127,6 +127,7 @@ async fn a_recorded_push_becomes_playable_hls() {
             video_kbps: Some(300.0),
             audio_kbps: Some(64.0),
             encoder: Some("Lavf59.27.100".into()),
+            ..StreamMetadata::default()
         })])
         .await
         .unwrap();

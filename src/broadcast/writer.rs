@@ -110,6 +110,8 @@ pub struct SessionWriter {
     reconnect: Option<(Arc<Reconnects>, Duration)>,
     /// Wall-clock ms the current publisher left (None while one publishes).
     left_ms: Option<i64>,
+    /// Ingest refused the publish (a codec not carried): the broadcast ends without a grace.
+    refusal: Option<String>,
     /// A segment was lost since the last listed one: the next one starts a discontinuity.
     lost_since_listed: bool,
     /// The stream ended: segments flushed now go straight into the final (VOD) playlists.
@@ -163,6 +165,7 @@ impl SessionWriter {
             parts: SessionParts::new(),
             reconnect: None,
             left_ms: None,
+            refusal: None,
             lost_since_listed: false,
             ending: false,
             warned: HashSet::new(),
@@ -230,6 +233,10 @@ impl SessionWriter {
         let (result, bytes) = match message {
             MediaMessage::Metadata(meta) => {
                 self.metadata(&meta);
+                return;
+            }
+            MediaMessage::Refused(reason) => {
+                self.refused(reason);
                 return;
             }
             MediaMessage::Video { timestamp, body } => {

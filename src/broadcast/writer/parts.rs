@@ -33,7 +33,7 @@ impl SessionWriter {
         stop: &CancellationToken,
     ) -> Option<mpsc::Receiver<MediaBatch>> {
         let (reconnects, grace) = self.reconnect.clone()?;
-        if stop.is_cancelled() {
+        if stop.is_cancelled() || self.refusal.is_some() {
             return None;
         }
         self.end_part().await;
@@ -49,6 +49,14 @@ impl SessionWriter {
             part = self.parts.part(),
             "publisher left: waiting for it to reconnect"
         );
+        self.live.notice(
+            &self.settings.room,
+            "publisher_left",
+            &format!(
+                "the publisher disconnected; the broadcast waits {} s for it to come back",
+                grace.as_secs()
+            ),
+        );
         let outcome = reconnects
             .wait(&self.settings.room, &self.settings.session, grace, stop)
             .await;
@@ -63,12 +71,25 @@ impl SessionWriter {
                     part = self.parts.part(),
                     "publisher reconnected: the broadcast goes on"
                 );
+                self.live.notice(
+                    &self.settings.room,
+                    "publisher_back",
+                    &format!(
+                        "the publisher came back after {:.1} s; the broadcast goes on",
+                        gap_ms as f64 / 1000.0
+                    ),
+                );
                 Some(resumed.media)
             }
             WaitOutcome::Expired => {
                 tracing::info!(
                     grace_s = grace.as_secs_f64(),
                     "no publisher came back within the grace: ending the broadcast"
+                );
+                self.live.notice(
+                    &self.settings.room,
+                    "broadcast_ended",
+                    "no publisher came back within the grace: the broadcast ended",
                 );
                 None
             }
@@ -101,5 +122,13 @@ impl SessionWriter {
             info.reconnecting = false;
             info.reconnects += 1;
         });
+    }
+
+    /// Ingest refused the publish mid-stream: remember why (the broadcast then ends without
+    /// waiting for a reconnect) and tell the room's notices, which the host console shows.
+    pub(super) fn refused(&mut self, reason: String) {
+        self.live
+            .notice(&self.settings.room, "publish_refused", &reason);
+        self.refusal = Some(reason);
     }
 }
