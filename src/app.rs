@@ -96,6 +96,9 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     config.cluster.node_id = crate::node_identity::resolve(&config)?;
     let recovered =
         recover_interrupted(&db, &storage, &config.cluster.node_id, &config.hls).await?;
+    for r in &recovered {
+        crate::cdn::publisher::finish_interrupted(&storage, &db, &r.room, &r.session).await;
+    }
     if !recovered.is_empty() {
         tracing::warn!(
             node = %config.cluster.node_id,

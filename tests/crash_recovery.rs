@@ -184,6 +184,26 @@ async fn a_node_killed_mid_push_finishes_the_vod_at_its_next_start() {
             && log.contains(&session),
         "{log}"
     );
+    // The danmaku the broadcast had are joined into one file, and the index no longer says live.
+    let danmaku_key = format!("danmaku/demo/{session}/all.json");
+    assert_eq!(row["danmaku_key"], danmaku_key.as_str(), "{sessions}");
+    let all: serde_json::Value = serde_json::from_slice(
+        &get_ok(&http, &format!("{}/{danmaku_key}", node.http))
+            .await
+            .expect("the session's danmaku file"),
+    )
+    .unwrap();
+    assert_eq!(all["session"], session.as_str());
+    assert!(all["files"].as_u64().unwrap() >= 1, "{all}");
+    let index: serde_json::Value = serde_json::from_slice(
+        &get_ok(&http, &format!("{}/danmaku/demo/index.json", node.http))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(index["live"], false, "{index}");
+    assert_eq!(index["active"], false, "{index}");
+
     // A clean stop this time.
     unsafe { libc::kill(node.child.id() as i32, libc::SIGTERM) };
     let stopped = tokio::task::spawn_blocking(move || node.child.wait())

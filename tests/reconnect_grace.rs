@@ -266,5 +266,34 @@ async fn a_push_a_drop_and_a_second_push_are_one_broadcast() {
         }
     })
     .await;
+    // The finished broadcast's danmaku in one file, both pushes' messages in it.
+    let url = poll(
+        Duration::from_secs(20),
+        "the session's danmaku file",
+        || {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let s: serde_json::Value = http
+                    .get(format!("{base}/api/rooms/demo/sessions"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                s["sessions"][0]["danmaku_url"].as_str().map(str::to_string)
+            }
+        },
+    )
+    .await;
+    let all: serde_json::Value =
+        serde_json::from_slice(&get_ok(&http, &url).await.expect("all.json")).unwrap();
+    let texts: Vec<&str> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["system"]["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["during the first push", "during the second push"]);
     server.stop().await;
 }

@@ -326,6 +326,8 @@ struct SessionView {
     row: crate::db::SessionRow,
     /// The session's playlist: EVENT while live, a complete VOD once ended.
     playlist_url: String,
+    /// The session's danmaku in one file (`danmaku_key` under this base), once it ended.
+    danmaku_url: Option<String>,
     live: bool,
 }
 
@@ -360,6 +362,7 @@ async fn list_sessions(
         .into_iter()
         .map(|row| SessionView {
             playlist_url: format!("{base}/hls/{}/{}/index.m3u8", row.room, row.session),
+            danmaku_url: row.danmaku_key.as_ref().map(|k| format!("{base}/{k}")),
             live: live_session.as_deref() == Some(row.session.as_str()),
             row,
         })
