@@ -80,6 +80,23 @@ impl SessionParts {
         }
     }
 
+    /// Where the media cut so far ends on the session timeline (ms).
+    pub fn media_end_ms(&self) -> u64 {
+        self.media_end_ms
+    }
+
+    /// Starts the next part when no media came before it at all: stream time 0 is still to
+    /// come (the session's first frame), so the timeline starts afresh and no gap counts.
+    pub fn resume_before_any_media(&mut self) -> TimelineStart {
+        self.left_at = None;
+        self.part += 1;
+        self.media_end_ms = 0;
+        TimelineStart {
+            start_ms: 0,
+            first_sequence: self.next_sequence,
+        }
+    }
+
     /// Milliseconds nobody published between `left_at` and `at` (0 while publishing).
     pub fn gap_ms(&self, at: Instant) -> u64 {
         self.left_at.map_or(0, |left| {
@@ -134,5 +151,13 @@ mod tests {
         // A clock that went backwards counts no gap.
         parts.publisher_left(t0 + Duration::from_secs(5));
         assert_eq!(parts.resume(t0).start_ms, 1_000);
+        // Before any media, nothing counts: the timeline starts at the first frame to come.
+        let mut parts = SessionParts::new();
+        parts.publisher_left(t0);
+        let start = parts.resume_before_any_media();
+        assert_eq!(
+            (start.start_ms, start.first_sequence, parts.part()),
+            (0, 1, 2)
+        );
     }
 }

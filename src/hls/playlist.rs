@@ -7,7 +7,8 @@
 //!
 //! A session continued after its publisher reconnected has several parts, each with its own
 //! init segment: the first segment of a later part carries `EXT-X-DISCONTINUITY` and the new
-//! `EXT-X-MAP` (see [`SessionPlaylists::begin_part`]).
+//! `EXT-X-MAP` (see [`SessionPlaylists::begin_part`]), after `EXT-X-GAP` entries for the time
+//! nobody published ([`gaps`]).
 //!
 //! `EXT-X-TARGETDURATION` follows RFC 8216 4.3.3.1: every `EXTINF` rounded to the nearest
 //! integer must not exceed it. It is the largest rounded duration so far (at least the
@@ -20,6 +21,9 @@ use chrono::{DateTime, Utc};
 use hls_m3u8::tags::{ExtInf, ExtXMap, ExtXProgramDateTime};
 use hls_m3u8::types::PlaylistType;
 use hls_m3u8::{MediaPlaylist, MediaSegment};
+
+mod gaps;
+pub use gaps::GAP_FILE;
 
 /// A playlist could not be built (a bug or an out-of-range value, with the playlist named).
 #[derive(Debug, thiserror::Error)]
@@ -192,9 +196,8 @@ impl SessionPlaylists {
         if let Some(kind) = kind {
             b.playlist_type(kind);
         }
-        Ok(discontinuity_before_map(
-            &b.build().map_err(err)?.to_string(),
-        ))
+        let text = discontinuity_before_map(&b.build().map_err(err)?.to_string());
+        Ok(gaps::mark_gaps(&text, uri_prefix))
     }
 }
 

@@ -7,11 +7,12 @@ use chrono::{DateTime, Duration, Utc};
 use hls_m3u8::MediaPlaylist;
 
 use crate::broadcast::keys::SessionKeys;
-use crate::hls::playlist::{ListedSegment, SessionPlaylists};
+use crate::hls::playlist::{ListedSegment, SessionPlaylists, GAP_FILE};
 
 /// One segment of the playlist as written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrittenSegment {
+    /// Its object's number (0 for a gap entry: time nobody published, no object).
     pub sequence: u64,
     pub listed: ListedSegment,
     /// The `EXT-X-MAP` written on it (a part's init file), if any.
@@ -55,8 +56,15 @@ pub fn read_session_playlist(text: &str) -> Result<Vec<WrittenSegment>, Unreadab
     let mut out = Vec::new();
     for segment in parsed.segments.values() {
         let file = segment.uri().to_string();
-        let sequence = SessionKeys::parse_segment_file(&file)
-            .ok_or_else(|| UnreadablePlaylist(format!("unexpected segment name {file}")))?;
+        let sequence = match SessionKeys::parse_segment_file(&file) {
+            Some(n) => n,
+            None if file == GAP_FILE => 0,
+            None => {
+                return Err(UnreadablePlaylist(format!(
+                    "unexpected segment name {file}"
+                )))
+            }
+        };
         let program_date_time = segment
             .program_date_time
             .as_ref()
@@ -92,26 +100,31 @@ pub fn rebuild(
     let first_init = SessionKeys::init_file(1);
     let mut playlists = SessionPlaylists::new(session, target_segment_s);
     let mut map_in_force = first_init.clone();
-    let mut last: Option<(u64, DateTime<Utc>, f64)> = None;
+    // The newest object number listed, and where the timeline had got to (wall clock).
+    let mut last_sequence: Option<u64> = None;
+    let mut last_end: Option<DateTime<Utc>> = None;
+    let end_of = |pdt: DateTime<Utc>, duration: f64| {
+        pdt + Duration::milliseconds((duration * 1000.0).round() as i64)
+    };
     for (i, w) in written.into_iter().enumerate() {
         if let Some(map) = w.map.filter(|m| i > 0 || *m != first_init) {
             playlists.begin_part(&map);
             map_in_force = map;
         }
-        last = Some((w.sequence, w.listed.program_date_time, w.listed.duration));
+        last_end = Some(end_of(w.listed.program_date_time, w.listed.duration));
+        if w.sequence == 0 {
+            playlists.push_gap(w.listed.duration, w.listed.program_date_time);
+            continue;
+        }
+        last_sequence = Some(w.sequence);
         playlists.push(w.listed);
     }
     if let Some(init) = newest_init.filter(|init| *init != map_in_force && !added.is_empty()) {
         playlists.begin_part(init);
     }
     for a in added {
-        let (discontinuity, program_date_time) = match last {
-            Some((sequence, pdt, duration)) => (
-                a.sequence != sequence + 1,
-                pdt + Duration::milliseconds((duration * 1000.0).round() as i64),
-            ),
-            None => (false, started),
-        };
+        let discontinuity = last_sequence.is_some_and(|n| a.sequence != n + 1);
+        let program_date_time = last_end.unwrap_or(started);
         playlists.push(ListedSegment {
             file: SessionKeys::segment_file(a.sequence),
             duration: a.duration,
@@ -119,10 +132,10 @@ pub fn rebuild(
             independent: a.independent,
             discontinuity,
         });
-        last = Some((a.sequence, program_date_time, a.duration));
+        last_sequence = Some(a.sequence);
+        last_end = Some(end_of(program_date_time, a.duration));
     }
-    let ended_at = last
-        .map(|(_, pdt, duration)| pdt + Duration::milliseconds((duration * 1000.0).round() as i64));
+    let ended_at = last_end;
     Rebuilt {
         playlists,
         added: added.len(),
@@ -150,13 +163,15 @@ mod tests {
         }
     }
 
-    /// The EVENT playlist a writer left: segments 1-3, a reconnect, segment 4 in part 2.
+    /// The EVENT playlist a writer left: segments 1-3, a reconnect after 3 s away, segment 4
+    /// in part 2.
     fn written_by_a_writer() -> String {
         let mut p = SessionPlaylists::new("S", 2.0);
         p.push(listed(1));
         p.push(listed(2));
         p.push(listed(3));
         p.begin_part("init-2.mp4");
+        p.push_gap(3.0, start() + Duration::seconds(6));
         let mut fourth = listed(4);
         fourth.program_date_time += Duration::seconds(3);
         p.push(fourth);
@@ -168,11 +183,11 @@ mod tests {
         let written = read_session_playlist(&written_by_a_writer()).unwrap();
         assert_eq!(
             written.iter().map(|w| w.sequence).collect::<Vec<_>>(),
-            [1, 2, 3, 4]
+            [1, 2, 3, 0, 0, 4]
         );
         assert_eq!(written[0].map.as_deref(), Some("init.mp4"));
-        assert_eq!(written[3].map.as_deref(), Some("init-2.mp4"));
-        assert!(written[3].listed.discontinuity);
+        assert_eq!(written[5].map.as_deref(), Some("init-2.mp4"));
+        assert!(written[5].listed.discontinuity);
         // Rebuilt with nothing added, it is the same list, ended.
         let rebuilt = rebuild("S", 2.0, written, &[], Some("init-2.mp4"), start());
         let vod = rebuilt
@@ -184,6 +199,7 @@ mod tests {
             expected.push(listed(n));
         }
         expected.begin_part("init-2.mp4");
+        expected.push_gap(3.0, start() + Duration::seconds(6));
         let mut fourth = listed(4);
         fourth.program_date_time += Duration::seconds(3);
         expected.push(fourth);
@@ -214,7 +230,7 @@ mod tests {
             .unwrap();
         assert!(vod.ends_with("#EXTINF:1.5,\n000005.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2026-11-25T13:05:12.500Z\n#EXTINF:2,\n000007.m4s\n#EXT-X-ENDLIST\n"), "{vod}");
         assert_eq!(rebuilt.added, 2);
-        assert_eq!(rebuilt.playlists.len(), 6);
+        assert_eq!(rebuilt.playlists.len(), 8);
     }
 
     #[test]

@@ -21,6 +21,14 @@ async fn until_reconnecting(live: &LiveRegistry) -> LiveInfo {
         .expect("the broadcast never waited for its publisher")
 }
 
+/// Media segments (numbered objects, not gap entries) a playlist lists.
+fn media_segments(playlist: &str) -> usize {
+    playlist
+        .lines()
+        .filter(|l| l.ends_with(".m4s") && !l.ends_with("gap.m4s"))
+        .count()
+}
+
 async fn text(storage: &Storage, key: &str) -> String {
     let body = storage.get_bytes(key).await.unwrap().expect(key);
     String::from_utf8(body.to_vec()).unwrap()
@@ -62,7 +70,7 @@ async fn a_publish_within_the_grace_continues_the_same_session() {
     assert_eq!(waiting.segments, 3);
     // While it waits: every segment listed, nothing ended.
     let live = text(&f.storage, "hls/demo/live.m3u8").await;
-    assert_eq!(live.matches(".m4s").count(), 3, "{live}");
+    assert_eq!(media_segments(&live), 3, "{live}");
     assert!(!live.contains("#EXT-X-ENDLIST"), "{live}");
     let index = format!("hls/demo/{session}/index.m3u8");
     let event = text(&f.storage, &index).await;
@@ -79,19 +87,19 @@ async fn a_publish_within_the_grace_continues_the_same_session() {
     let waiting = until_reconnecting(&f.live).await;
     assert_eq!(waiting.reconnects, 1);
     assert_eq!(waiting.segments, 6);
-    let live = text(&f.storage, "hls/demo/live.m3u8").await;
-    let parsed = hls_m3u8::MediaPlaylist::try_from(live.as_str()).unwrap();
-    assert_eq!(parsed.media_sequence, 1);
-    assert_eq!(parsed.segments.num_elements(), 6);
+    let event = text(&f.storage, &index).await;
+    assert_eq!(media_segments(&event), 6, "{event}");
     assert!(
-        live.contains(&format!(
-            "{session}/000003.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"{session}/init-2.mp4\"\n"
-        )),
-        "{live}"
+        event.contains("000003.m4s\n")
+            && event.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-2.mp4\"\n"),
+        "{event}"
     );
+    let live = text(&f.storage, "hls/demo/live.m3u8").await;
+    assert!(live.contains(&format!("{session}/000006.m4s")), "{live}");
     assert!(!live.contains("#EXT-X-ENDLIST"), "{live}");
 
-    // Part 2 goes on the timeline after part 1 (plus the time nobody published).
+    // Part 2 goes on the media timeline after part 1 plus the time nobody published, and the
+    // playlist timeline (gap entries for that time) puts it at the same place.
     let seg = |n: u64| format!("hls/demo/{session}/{n:06}.m4s");
     let (base3, duration3) = video_timing(&f.storage, &seg(3)).await;
     let (base4, _) = video_timing(&f.storage, &seg(4)).await;
@@ -99,6 +107,20 @@ async fn a_publish_within_the_grace_continues_the_same_session() {
         base4 >= base3 + duration3,
         "part 2 at {base4}, part 1 ends at {}",
         base3 + duration3
+    );
+    let parsed = hls_m3u8::MediaPlaylist::try_from(event.as_str()).unwrap();
+    let before_part2: f64 = parsed
+        .segments
+        .values()
+        .take_while(|s| !s.uri().ends_with("000004.m4s"))
+        .map(|s| s.duration.duration().as_secs_f64())
+        .sum();
+    let (base1, _) = video_timing(&f.storage, &seg(1)).await;
+    let on_playlist_ms = (base1 as f64 / 90.0 + before_part2 * 1000.0).round();
+    let on_media_ms = (base4 as f64 / 90.0).round();
+    assert!(
+        (on_playlist_ms - on_media_ms).abs() <= 2.0,
+        "part 2 at {on_playlist_ms} ms on the playlist, {on_media_ms} ms in its media:\n{event}"
     );
     assert!(f
         .storage
@@ -113,12 +135,17 @@ async fn a_publish_within_the_grace_continues_the_same_session() {
     assert_eq!(vod_key, index);
     let vod = text(&f.storage, &vod_key).await;
     assert!(vod.contains("#EXT-X-ENDLIST"), "{vod}");
-    assert_eq!(vod.matches(".m4s").count(), 6, "{vod}");
+    assert_eq!(media_segments(&vod), 6, "{vod}");
     assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{vod}");
     assert_eq!(vod.matches("#EXT-X-MAP").count(), 2, "{vod}");
     let parsed = hls_m3u8::MediaPlaylist::try_from(vod.as_str()).unwrap();
-    let total = parsed.duration().as_secs_f64();
-    assert!((total - 12.0).abs() < 0.2, "VOD of {total} s");
+    let media: f64 = parsed
+        .segments
+        .values()
+        .filter(|s| !s.uri().ends_with("gap.m4s"))
+        .map(|s| s.duration.duration().as_secs_f64())
+        .sum();
+    assert!((media - 12.0).abs() < 0.2, "VOD media of {media} s");
 }
 
 #[tokio::test]
@@ -134,7 +161,8 @@ async fn without_a_publisher_the_broadcast_ends_after_the_grace() {
     let vod_key = ended(&f.live, changes, &session).await.unwrap();
     let vod = text(&f.storage, &vod_key).await;
     assert!(vod.contains("#EXT-X-ENDLIST"), "{vod}");
-    assert_eq!(vod.matches(".m4s").count(), 3, "{vod}");
+    assert_eq!(media_segments(&vod), 3, "{vod}");
+    assert!(!vod.contains("GAP"), "{vod}");
     assert!(!vod.contains("DISCONTINUITY"), "{vod}");
     let live = text(&f.storage, "hls/demo/live.m3u8").await;
     assert!(live.contains("#EXT-X-ENDLIST"), "{live}");

@@ -113,7 +113,20 @@ impl SessionWriter {
     /// Starts the next part for a publisher that came back: a new muxer whose timeline and
     /// segment numbers continue the session's, and a new init segment after a discontinuity.
     fn begin_part(&mut self) {
-        let start = self.parts.resume(Instant::now());
+        let start = match self.first_frame_wall {
+            Some(first_frame) => {
+                // The time away goes on the playlist timeline as gap entries, so players
+                // place the next part where stream time says it is.
+                let media_end_ms = self.parts.media_end_ms();
+                let start = self.parts.resume(Instant::now());
+                let away_ms = start.start_ms.saturating_sub(media_end_ms);
+                let at = first_frame
+                    + chrono::Duration::milliseconds(i64::try_from(media_end_ms).unwrap_or(0));
+                self.playlists.push_gap(away_ms as f64 / 1000.0, at);
+                start
+            }
+            None => self.parts.resume_before_any_media(),
+        };
         self.left_ms = None;
         self.muxer = StreamMuxer::continuing(self.settings.target_ms(), start);
         self.playlists
