@@ -14,7 +14,7 @@ use super::fmp4::{NON_SYNC_SAMPLE_FLAGS, VIDEO_TRACK_ID};
 pub struct FragmentInfo {
     /// Seconds it plays: its longest track's sample durations. The writer lists a segment cut
     /// at a keyframe by its video (audio may run up to one AAC frame, ~21 ms, either way) and
-    /// the last one by its longest track.
+    /// the last one of a publish until its last picture is shown (a composition offset more).
     pub duration: f64,
     /// Its video starts with a keyframe (or it has no video).
     pub independent: bool,

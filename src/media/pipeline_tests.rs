@@ -96,6 +96,11 @@ fn the_ffmpeg_push_becomes_three_two_second_segments() {
             s.duration
         );
     }
+    // The last segment lasts until its last picture is shown: its decode span plus the
+    // composition offset of the B-frame stream (2 frames at 30 fps).
+    let last = segments.last().unwrap();
+    eprintln!("last segment {}", last.duration);
+    assert!(last.duration > 2.05, "last segment {} s", last.duration);
     // Every video frame (180 pictures) and every AAC frame ends up in a segment.
     assert_eq!(segments.iter().map(|s| s.video_frames).sum::<usize>(), 180);
     let audio_frames = segments.iter().map(|s| s.audio_frames).sum::<usize>();
