@@ -50,14 +50,19 @@ async function sayAdvancing(page, what) {
 }
 
 let viewer;
+let native;
 let firstSession = null;
+let nativeAtPush = 0;
 try {
+  // hls.js, and the browser's own HLS where it has it (Debian's chromium does).
   viewer = await openPage(context, `/rooms/${ROOM}?player=hlsjs`, 'viewer');
-  await viewer.evaluate(() => { window.__sameDocument = true; });
+  native = await openPage(context, `/rooms/${ROOM}`, 'viewer-native');
+  for (const page of [viewer, native]) await page.evaluate(() => { window.__sameDocument = true; });
   const overlay = await openPage(context, `/overlay/${ROOM}?gifts=1`, 'overlay');
 
   await check('page_plays_the_first_push', async () => {
     await sayAdvancing(viewer, 'first push');
+    await sayAdvancing(native, 'first push, own player');
     firstSession = (await room()).live.session;
     await api(`/api/rooms/${ROOM}/system`, { method: 'POST', admin: true, body: { text: 'during the first push' } });
     return { session: firstSession };
@@ -82,6 +87,7 @@ try {
       return s.badge === 'reconnecting' && /reconnecting/.test(s.status) ? s : null;
     }, T, 250);
     await shot(viewer, 'viewer-reconnecting');
+    nativeAtPush = await videoTime(native);
     process.stdout.write('@@push 12\n');
     return seen;
   });
@@ -97,7 +103,12 @@ try {
     if (live.session !== firstSession || live.reconnects !== 1) throw new Error(`live ${JSON.stringify(live)}`);
     await api(`/api/rooms/${ROOM}/system`, { method: 'POST', admin: true, body: { text: 'during the second push' } });
     await shot(viewer, 'viewer-after-reconnect');
-    return { part_two_at: start, time: s.time };
+    // The browser's own player too: past what it could still hold of the first push.
+    const engine = await native.evaluate(() => window.barrage.player.engine);
+    await until('the own player past the join', async () => (await videoTime(native)) > nativeAtPush + 12, 45000, 250);
+    const n = await pageState(native);
+    if (!n.same_page || n.state !== 'playing') throw new Error(`own player: ${JSON.stringify(n)}`);
+    return { part_two_at: start, time: s.time, own_player: engine, own_time: n.time };
   });
 
   await check('host_console_shows_notices', async () => {

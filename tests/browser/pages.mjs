@@ -13,7 +13,7 @@
 
 import WebSocket from 'ws';
 import {
-  BASE, ONLY, T, api, check, finish, launch, log, need, openPage, pageErrors, results, shot,
+  ADMIN, BASE, ONLY, T, api, check, finish, launch, log, need, openPage, pageErrors, results, shot,
   sleep, until, videoTime,
 } from './harness.mjs';
 
