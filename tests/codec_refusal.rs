@@ -4,7 +4,6 @@
 //! sequence start, a legacy codec id 12 (HEVC) tag, and metadata announcing AV1.
 
 mod common;
-#[allow(dead_code)]
 mod rtmp_bytes;
 
 use std::time::Duration;
@@ -85,14 +84,7 @@ async fn hevc_and_av1_publishes_are_refused_with_a_status_and_a_notice() {
         || {
             let (http, base) = (http.clone(), base.clone());
             async move {
-                let room: serde_json::Value = http
-                    .get(format!("{base}/api/rooms/demo"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let room = fetch_json(&http, &format!("{base}/api/rooms/demo")).await?;
                 (room["live"].is_null() && !room["notices"].as_array()?.is_empty()).then_some(room)
             }
         },
@@ -121,14 +113,7 @@ async fn hevc_and_av1_publishes_are_refused_with_a_status_and_a_notice() {
     poll(Duration::from_secs(30), "three notices", || {
         let (http, base) = (http.clone(), base.clone());
         async move {
-            let room: serde_json::Value = http
-                .get(format!("{base}/api/rooms/demo"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let room = fetch_json(&http, &format!("{base}/api/rooms/demo")).await?;
             let refused = room["notices"]
                 .as_array()?
                 .iter()

@@ -89,14 +89,7 @@ async fn a_node_killed_mid_push_finishes_the_vod_at_its_next_start() {
     let (session, listed) = poll(Duration::from_secs(40), "three segments live", || {
         let (http, base) = (http.clone(), node.http.clone());
         async move {
-            let room: serde_json::Value = http
-                .get(format!("{base}/api/rooms/demo"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let room = fetch_json(&http, &format!("{base}/api/rooms/demo")).await?;
             let session = room["live"]["session"].as_str()?.to_string();
             let body = get_ok(&http, &format!("{base}/hls/demo/{session}/index.m3u8")).await?;
             let n = parse(&body).segments.num_elements();
@@ -121,12 +114,7 @@ async fn a_node_killed_mid_push_finishes_the_vod_at_its_next_start() {
     // The same node starts again on the same data folder.
     let mut node = start_node(dir.path(), http_port, rtmp_port, 2);
     until_healthy(&http, &node).await;
-    let sessions: serde_json::Value = http
-        .get(format!("{}/api/rooms/demo/sessions", node.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let sessions = fetch_json(&http, &format!("{}/api/rooms/demo/sessions", node.http))
         .await
         .unwrap();
     let row = &sessions["sessions"][0];

@@ -109,12 +109,7 @@ async fn a_push_a_drop_and_a_second_push_are_one_broadcast() {
     assert!(uris_before
         .iter()
         .all(|u| u.starts_with(&format!("{session}/"))));
-    let room: serde_json::Value = http
-        .get(format!("{base}/api/rooms/demo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let room = fetch_json(&http, &format!("{base}/api/rooms/demo"))
         .await
         .unwrap();
     assert_eq!(room["live"]["session"], session.as_str());
@@ -260,12 +255,7 @@ async fn a_push_a_drop_and_a_second_push_are_one_broadcast() {
     assert!(after >= before + 2_000, "stream_ms {before} then {after}");
 
     // One session for replay, ended, with its VOD.
-    let sessions: serde_json::Value = http
-        .get(format!("{base}/api/rooms/demo/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let sessions = fetch_json(&http, &format!("{base}/api/rooms/demo/sessions"))
         .await
         .unwrap();
     let list = sessions["sessions"].as_array().unwrap();
@@ -275,14 +265,7 @@ async fn a_push_a_drop_and_a_second_push_are_one_broadcast() {
         let http = http.clone();
         let base = base.clone();
         async move {
-            let s: serde_json::Value = http
-                .get(format!("{base}/api/rooms/demo/sessions"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let s = fetch_json(&http, &format!("{base}/api/rooms/demo/sessions")).await?;
             s["sessions"][0]["ended_ms"].is_i64().then_some(())
         }
     })
@@ -294,14 +277,7 @@ async fn a_push_a_drop_and_a_second_push_are_one_broadcast() {
         || {
             let (http, base) = (http.clone(), base.clone());
             async move {
-                let s: serde_json::Value = http
-                    .get(format!("{base}/api/rooms/demo/sessions"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let s = fetch_json(&http, &format!("{base}/api/rooms/demo/sessions")).await?;
                 s["sessions"][0]["danmaku_url"].as_str().map(str::to_string)
             }
         },

@@ -154,17 +154,17 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    async fn put_batch(storage: &Storage, n: u64, seqs: std::ops::RangeInclusive<u64>) {
-        let events: Vec<serde_json::Value> = seqs
-            .clone()
+    /// Batch file `n` with the events `from..=to` (none when `to < from`: an empty period).
+    async fn put_batch(storage: &Storage, n: u64, from: u64, to: u64) {
+        let events: Vec<serde_json::Value> = (from..=to)
             .map(|seq| serde_json::json!({"seq": seq, "stream_ms": seq * 10, "system": {"text": format!("m{seq}")}}))
             .collect();
         let file = BatchFile {
             room: "r".into(),
             session: "s".into(),
             n,
-            from_seq: *seqs.start(),
-            to_seq: *seqs.end(),
+            from_seq: from,
+            to_seq: to,
             start_ms: n as i64 * 1000,
             end_ms: n as i64 * 1000 + 1000,
             events,
@@ -181,9 +181,9 @@ mod tests {
             write_session_file(&storage, "r", "s").await,
             Err(ExportError::NoSession { .. })
         ));
-        put_batch(&storage, 1, 1..=2).await;
-        put_batch(&storage, 2, 3..=2).await; // an empty period
-        put_batch(&storage, 3, 3..=5).await;
+        put_batch(&storage, 1, 1, 2).await;
+        put_batch(&storage, 2, 3, 2).await; // an empty period
+        put_batch(&storage, 3, 3, 5).await;
         let key = write_session_file(&storage, "r", "s").await.unwrap();
         assert_eq!(key, "danmaku/r/s/all.json");
         let body = storage.get_bytes(&key).await.unwrap().unwrap();
@@ -207,8 +207,8 @@ mod tests {
     async fn a_hole_in_the_files_is_an_error_not_a_short_file() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::local(dir.path()).unwrap();
-        put_batch(&storage, 1, 1..=1).await;
-        put_batch(&storage, 3, 3..=3).await;
+        put_batch(&storage, 1, 1, 1).await;
+        put_batch(&storage, 3, 3, 3).await;
         assert!(matches!(
             write_session_file(&storage, "r", "s").await,
             Err(ExportError::Missing { files: 3, .. })

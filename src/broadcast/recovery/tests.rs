@@ -3,6 +3,11 @@
 use super::*;
 use crate::hls::playlist::{ListedSegment, SessionPlaylists};
 
+/// Stores a playlist.
+async fn put_text(storage: &Storage, key: &str, text: String) {
+    storage.put(key, Bytes::from(text)).await.unwrap();
+}
+
 /// What a writer leaves when killed after listing `n` segments: the segments, the init
 /// and an EVENT playlist (bytes that are not real media: nothing here reads them).
 async fn leave_a_crashed_session(storage: &Storage, room: &str, session: &str, n: u64) {
@@ -27,15 +32,9 @@ async fn leave_a_crashed_session(storage: &Storage, room: &str, session: &str, n
         });
     }
     let event = lists.session_playlist(SessionState::Live).unwrap();
-    storage
-        .put(&keys.session_playlist(), Bytes::from(event))
-        .await
-        .unwrap();
+    put_text(storage, &keys.session_playlist(), event).await;
     let live = lists.live_playlist(6, false).unwrap();
-    storage
-        .put(&keys.live_playlist(), Bytes::from(live))
-        .await
-        .unwrap();
+    put_text(storage, &keys.live_playlist(), live).await;
 }
 
 #[tokio::test]
@@ -156,10 +155,7 @@ async fn a_segment_stored_but_never_listed_joins_the_vod() {
                         discontinuity: false,
                     });
                     let event = lists.session_playlist(SessionState::Live).unwrap();
-                    storage
-                        .put(&keys.session_playlist(), Bytes::from(event))
-                        .await
-                        .unwrap();
+                    put_text(&storage, &keys.session_playlist(), event).await;
                 }
             }
             _ => {}
