@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenSigner;
+use crate::broadcast::recovery::recover_interrupted;
 use crate::broadcast::Broadcaster;
 use crate::cdn::publisher::{CdnPublisher, NextSeq, PublisherSettings};
 use crate::cdn::weights::WeightedBases;
@@ -33,6 +34,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    NodeIdentity(#[from] crate::node_identity::NodeIdentityError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -73,7 +76,7 @@ pub struct RunningServer {
 }
 
 /// Loads state, binds both listeners (port 0 picks a free port) and starts serving.
-pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -88,11 +91,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     let storage = Storage::from_config(&config)?;
     let db = Database::open(&config.db_url()).await?;
-    let interrupted = db.end_interrupted_sessions(crate::clock::now_ms()).await?;
-    if interrupted > 0 {
+    // Sessions are recorded under this node's name, so that after a crash it finishes its
+    // own interrupted broadcasts and never another node's.
+    config.cluster.node_id = crate::node_identity::resolve(&config)?;
+    let recovered =
+        recover_interrupted(&db, &storage, &config.cluster.node_id, &config.hls).await?;
+    for r in &recovered {
+        crate::cdn::publisher::finish_interrupted(&storage, &db, &r.room, &r.session).await;
+    }
+    if !recovered.is_empty() {
         tracing::warn!(
-            sessions = interrupted,
-            "marked broadcast sessions left open by an earlier stop as ended"
+            node = %config.cluster.node_id,
+            sessions = recovered.len(),
+            "finished broadcasts left open by an earlier stop (see the lines above)"
         );
     }
     let catalog = RoomCatalog::load(db.clone(), &config, &secrets).await?;
@@ -103,13 +114,25 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     let rooms = catalog.rooms.clone();
     let live = Arc::new(LiveRegistry::new());
-    crate::rooms::sessions::record_sessions(db.clone(), &live);
+    for r in &recovered {
+        live.notice(
+            &r.room,
+            "recovered",
+            &format!(
+                "broadcast {} was cut off when this node stopped without ending it; its replay \
+                 was finished from the {} segments stored",
+                r.session, r.segments
+            ),
+        );
+    }
+    crate::rooms::sessions::record_sessions(db.clone(), &live, config.cluster.node_id.clone());
     let broadcaster = Broadcaster::new(
         rooms.clone(),
         live.clone(),
         storage.clone(),
         config.hls.clone(),
         config.rtmp.app.clone(),
+        std::time::Duration::from_secs(config.rtmp.reconnect_grace_s),
     );
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();

@@ -59,6 +59,7 @@ pub struct RtmpConfig {
     pub max_message_bytes: u32,
     pub max_chunk_streams: usize,
     pub gather_ms: u64,
+    pub reconnect_grace_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,6 +278,12 @@ impl Config {
             return bad(
                 "rtmp.gather_ms",
                 "must be at most 500 (it delays the live edge by up to that much)",
+            );
+        }
+        if self.rtmp.reconnect_grace_s > 3600 {
+            return bad(
+                "rtmp.reconnect_grace_s",
+                "must be at most 3600 (0 ends a broadcast when its publisher leaves)",
             );
         }
         if self.http.max_connections == 0 {
@@ -516,6 +523,7 @@ mod tests {
         assert_eq!(c.http.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.chat.tick_ms, 100);
         assert_eq!(c.cdn.period_ms, 1000);
+        assert_eq!(c.rtmp.reconnect_grace_s, 10);
         assert_eq!(c.rooms.len(), 1);
         assert_eq!(c.rooms[0].id, "demo");
         assert!(c.db_url().starts_with("sqlite://"));

@@ -23,6 +23,7 @@ pub mod hls;
 pub mod http;
 pub mod ingest;
 pub mod media;
+pub mod node_identity;
 pub mod proc_stats;
 pub mod rooms;
 pub mod secrets;

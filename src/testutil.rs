@@ -67,10 +67,13 @@ pub const TEST_ADMIN_KEY: &str = "test-admin-key-0123456789";
 /// The token secret [`test_config`] sets.
 pub const TEST_TOKEN_SECRET: &str = "test-token-secret-0123456789";
 
-/// Defaults with free ports on 127.0.0.1, known secrets, and everything under `data_dir`.
+/// Defaults with free ports on 127.0.0.1, known secrets, and everything under `data_dir`. A
+/// broadcast ends with its publish (`rtmp.reconnect_grace_s = 0`), so tests of other things
+/// see it end at once and a later push start a new session; the reconnect tests set the grace.
 pub fn test_config(data_dir: &std::path::Path) -> crate::config::Config {
     let mut config = crate::config::Config::from_toml_str("").expect("embedded defaults");
     config.data_dir = data_dir.to_path_buf();
+    config.rtmp.reconnect_grace_s = 0;
     config.http.listen = "127.0.0.1:0".parse().expect("addr");
     config.rtmp.listen = "127.0.0.1:0".parse().expect("addr");
     config.auth.admin_key = TEST_ADMIN_KEY.to_string();

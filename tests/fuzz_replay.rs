@@ -10,7 +10,7 @@
 //! `BARRAGE_WRITE_FUZZ_SEEDS=1 cargo test --test fuzz_replay`.
 
 mod rtmp_bytes;
-use rtmp_bytes::{amf_number, amf_string, chunked};
+use rtmp_bytes::{amf_number, amf_string, chunked, command, connect_body};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -161,7 +161,7 @@ fn rtmp_seeds() -> Vec<(String, Vec<u8>)> {
         out.push((name.to_string(), session));
     }
     // A refused key, and a publish with control messages, a ping and a second publish.
-    let mut refused = chunked(3, 20, 0, &connect_body(), 128);
+    let mut refused = chunked(3, 20, 0, &connect_body("live"), 128);
     refused.extend(chunked(3, 20, 0, &command("createStream", 2.0, &[]), 128));
     refused.extend(chunked(
         8,
@@ -174,7 +174,7 @@ fn rtmp_seeds() -> Vec<(String, Vec<u8>)> {
     let mut control = chunked(2, 1, 0, &4096u32.to_be_bytes(), 128);
     control.extend(chunked(2, 5, 0, &4096u32.to_be_bytes(), 4096));
     control.extend(chunked(2, 4, 0, &[0, 6, 0, 0, 0, 9], 4096));
-    control.extend(chunked(3, 20, 0, &connect_body(), 4096));
+    control.extend(chunked(3, 20, 0, &connect_body("live"), 4096));
     control.extend(chunked(8, 20, 1, &command("publish", 4.0, &["key"]), 4096));
     control.extend(chunked(4, 9, 1, &[0x17, 2, 0, 0, 0], 4096));
     control.extend(chunked(8, 20, 1, &command("publish", 5.0, &["key"]), 4096));
@@ -373,29 +373,4 @@ fn api_seeds() -> Vec<(String, Vec<u8>)> {
         out.push((format!("{route}_{i:02}.bin"), seed));
     }
     out
-}
-
-// ---------------------------------------------------------------------------------------------
-// RTMP bytes.
-
-/// `name`, transaction id, a null command object, then string arguments.
-fn command(name: &str, transaction_id: f64, args: &[&str]) -> Vec<u8> {
-    let mut body = amf_string(name);
-    body.extend(amf_number(transaction_id));
-    body.push(0x05);
-    for a in args {
-        body.extend(amf_string(a));
-    }
-    body
-}
-
-fn connect_body() -> Vec<u8> {
-    let mut body = amf_string("connect");
-    body.extend(amf_number(1.0));
-    body.push(0x03);
-    body.extend(3u16.to_be_bytes());
-    body.extend(b"app");
-    body.extend(amf_string("live"));
-    body.extend([0, 0, 9]);
-    body
 }

@@ -58,6 +58,7 @@ fn config() -> RtmpConfig {
         max_message_bytes: 8 << 20,
         max_chunk_streams: 16,
         gather_ms: 25,
+        reconnect_grace_s: 0,
     }
 }
 

@@ -9,7 +9,7 @@
 //! `BARRAGE_WRITE_TEST_DATA=1 cargo test --test ingest_rtmp`.
 
 mod rtmp_bytes;
-use rtmp_bytes::{amf_number, amf_string, chunked};
+use rtmp_bytes::{amf_number, amf_string, chunked, client_handshake, HANDSHAKE_SIZE};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -109,6 +109,7 @@ fn summarise(recording: &Recording) -> TagCounts {
             MediaMessage::Video { .. } => counts.video += 1,
             MediaMessage::Audio { .. } => counts.audio += 1,
             MediaMessage::Metadata(_) => counts.metadata += 1,
+            MediaMessage::Refused(why) => panic!("an H.264/AAC push refused: {why}"),
         }
     }
     counts
@@ -151,6 +152,7 @@ fn config(handshake_timeout_s: u64) -> RtmpConfig {
         max_message_bytes: 1 << 20,
         max_chunk_streams: 16,
         gather_ms: 25,
+        reconnect_grace_s: 0,
     }
 }
 
@@ -284,6 +286,7 @@ fn assert_complete_push(recording: &Recording) {
                 last_audio = *timestamp;
             }
             MediaMessage::Metadata(_) => {}
+            MediaMessage::Refused(why) => panic!("an H.264/AAC push refused: {why}"),
         }
     }
     assert!(avc_header, "no AVC sequence header");
@@ -297,38 +300,11 @@ fn assert_complete_push(recording: &Recording) {
 // ---------------------------------------------------------------------------------------------
 // Raw RTMP bytes for hostile peers.
 
-const HANDSHAKE_SIZE: usize = 1536;
-
 /// Connects and completes a plain handshake (C0+C1, read S0+S1+S2, C2).
 async fn handshaken(addr: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    handshake(&mut stream).await.expect("handshake");
+    client_handshake(&mut stream).await.expect("handshake");
     stream
-}
-
-async fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
-    let mut c0c1 = vec![3u8];
-    c0c1.extend(std::iter::repeat_n(0u8, HANDSHAKE_SIZE));
-    stream.write_all(&c0c1).await?;
-    let mut s0s1s2 = vec![0u8; 1 + 2 * HANDSHAKE_SIZE];
-    timeout(Duration::from_secs(5), stream.read_exact(&mut s0s1s2))
-        .await
-        .map_err(|_| std::io::Error::other("no S0S1S2"))??;
-    assert_eq!(s0s1s2[0], 3);
-    stream.write_all(&s0s1s2[1..1 + HANDSHAKE_SIZE]).await?; // C2 echoes S1
-    Ok(())
-}
-
-/// A `connect` command body for the app `live`.
-fn connect_body() -> Vec<u8> {
-    let mut body = amf_string("connect");
-    body.extend(amf_number(1.0));
-    body.push(0x03);
-    body.extend(3u16.to_be_bytes());
-    body.extend(b"app");
-    body.extend(amf_string("live"));
-    body.extend([0, 0, 9]);
-    body
 }
 
 fn set_chunk_size(size: u32) -> Vec<u8> {
@@ -361,7 +337,7 @@ fn hostile_payloads() -> Vec<(&'static str, Vec<u8>)> {
     interleaved.truncate(12 + 128);
     interleaved.extend(chunked(4, 20, 0, &[0u8; 10], 128));
     // 4. `play` with no stream name (after a valid connect): the crate unwraps None.
-    let mut play = chunked(3, 20, 0, &connect_body(), 128);
+    let mut play = chunked(3, 20, 0, &rtmp_bytes::connect_body("live"), 128);
     let mut play_body = amf_string("play");
     play_body.extend(amf_number(4.0));
     play_body.push(0x05);
@@ -645,9 +621,11 @@ async fn connection_limits_close_extra_connections() {
     let addr = server.addr;
 
     let mut a1 = connect_from("127.0.0.1", addr).await;
-    handshake(&mut a1).await.expect("first connection admitted");
+    client_handshake(&mut a1)
+        .await
+        .expect("first connection admitted");
     let mut a2 = connect_from("127.0.0.1", addr).await;
-    handshake(&mut a2)
+    client_handshake(&mut a2)
         .await
         .expect("second connection admitted");
     let mut a3 = connect_from("127.0.0.1", addr).await;
@@ -657,7 +635,9 @@ async fn connection_limits_close_extra_connections() {
     );
 
     let mut b1 = connect_from("127.0.0.2", addr).await;
-    handshake(&mut b1).await.expect("another address admitted");
+    client_handshake(&mut b1)
+        .await
+        .expect("another address admitted");
     let mut c1 = connect_from("127.0.0.3", addr).await;
     assert!(
         closed_at_once(&mut c1).await,
@@ -669,7 +649,7 @@ async fn connection_limits_close_extra_connections() {
     let start = Instant::now();
     loop {
         let mut again = connect_from("127.0.0.1", addr).await;
-        if handshake(&mut again).await.is_ok() {
+        if client_handshake(&mut again).await.is_ok() {
             break;
         }
         assert!(

@@ -99,7 +99,14 @@ async fn a_recorded_push_becomes_playable_hls() {
         target_segment_s: 2.0,
         window_segments: 6,
     };
-    let broadcaster = Broadcaster::new(rooms, live.clone(), storage.clone(), hls, "live".into());
+    let broadcaster = Broadcaster::new(
+        rooms,
+        live.clone(),
+        storage.clone(),
+        hls,
+        "live".into(),
+        std::time::Duration::ZERO,
+    );
     let mut changes = live.subscribe();
 
     let publication = broadcaster
@@ -120,6 +127,7 @@ async fn a_recorded_push_becomes_playable_hls() {
             video_kbps: Some(300.0),
             audio_kbps: Some(64.0),
             encoder: Some("Lavf59.27.100".into()),
+            ..StreamMetadata::default()
         })])
         .await
         .unwrap();

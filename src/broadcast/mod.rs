@@ -12,15 +12,23 @@
 //! window). When a stream ends, `live.m3u8` is rewritten once more with `EXT-X-ENDLIST`, so
 //! players still watching stop cleanly at the last segment instead of polling a playlist that
 //! will never grow; the next session of the room overwrites it with its own window.
+//!
+//! A publisher that drops and publishes again within `rtmp.reconnect_grace_s` continues its
+//! session ([`reconnect`], [`continuation`]): no ENDLIST meanwhile, and the playlists go on with
+//! a discontinuity and the new part's init segment (`init-2.mp4`, ...).
 
 pub mod bitrate;
 pub mod claims;
+pub mod continuation;
 pub mod keys;
+pub mod reconnect;
+pub mod recovery;
 pub mod store;
 pub mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -34,6 +42,7 @@ use crate::rooms::live::LiveRegistry;
 use crate::rooms::RoomDirectory;
 use crate::storage::Storage;
 use claims::{ClaimOutcome, PublishClaims};
+use reconnect::Reconnects;
 use writer::{SessionSettings, SessionWriter};
 
 /// Batches queued between ingest and a session's writer (at most `MEDIA_BATCH_MAX` messages
@@ -58,6 +67,10 @@ pub struct Broadcaster {
     stop: CancellationToken,
     /// The other nodes' say in who publishes a room (set when clustered).
     claims: OnceLock<Arc<dyn PublishClaims>>,
+    /// Sessions whose publisher dropped, waiting for it to come back.
+    reconnects: Arc<Reconnects>,
+    /// How long they wait (`rtmp.reconnect_grace_s`; zero: a broadcast ends with its publish).
+    reconnect_grace: Duration,
 }
 
 impl std::fmt::Debug for Broadcaster {
@@ -77,6 +90,7 @@ impl Broadcaster {
         storage: Storage,
         hls: HlsConfig,
         app: String,
+        reconnect_grace: Duration,
     ) -> Arc<Broadcaster> {
         Arc::new(Broadcaster {
             rooms,
@@ -88,6 +102,8 @@ impl Broadcaster {
             shutting_down: AtomicBool::new(false),
             stop: CancellationToken::new(),
             claims: OnceLock::new(),
+            reconnects: Arc::new(Reconnects::new()),
+            reconnect_grace,
         })
     }
 
@@ -140,6 +156,11 @@ impl Broadcaster {
             tracing::error!(%room, "publish refused: the gate was called outside the runtime");
             return Err(PublishRefusal::ShuttingDown);
         };
+        if let Some(publication) = self.reconnects.resume(&room, request.peer) {
+            // Its publisher came back within the grace: the session goes on (its writer, and
+            // the cluster claim that writer holds, never stopped).
+            return Ok(publication);
+        }
         if self.live.get(&room).is_some() {
             // Live here already: no need to ask the other nodes.
             return Err(PublishRefusal::AlreadyLive { room });
@@ -170,7 +191,8 @@ impl Broadcaster {
             target_segment_s: self.hls.target_segment_s,
             window_segments: self.hls.window_segments,
         };
-        let writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone());
+        let writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone())
+            .with_reconnects(self.reconnects.clone(), self.reconnect_grace);
         let span = tracing::info_span!("session", room = %room, session = %info.session, peer = %request.peer);
         let stop = self.stop.clone();
         self.tasks.spawn_on(

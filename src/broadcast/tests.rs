@@ -22,6 +22,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with_grace(Duration::ZERO)
+}
+
+/// A gate whose broadcasts wait `grace` for a publisher that left.
+fn fixture_with_grace(grace: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::local(dir.path()).unwrap();
     let rooms = Arc::new(RoomDirectory::new());
@@ -49,6 +54,7 @@ fn fixture() -> Fixture {
             window_segments: 6,
         },
         "live".into(),
+        grace,
     );
     Fixture {
         dir,
@@ -86,6 +92,22 @@ async fn ended(
         .expect("session did not end");
     assert!(live.list().iter().all(|i| i.session != session));
     vod
+}
+
+/// The recorded ffmpeg push (6 s: three 2 s segments) as media messages.
+fn recorded_push() -> Vec<MediaMessage> {
+    let file = Bytes::from(
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/ffmpeg_push_6s.flv"
+        ))
+        .unwrap(),
+    );
+    read_flv(&file)
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.to_media_message())
+        .collect()
 }
 
 #[tokio::test]
@@ -344,3 +366,5 @@ async fn two_rooms_broadcast_side_by_side() {
         assert!(live.contains("#EXT-X-ENDLIST"));
     }
 }
+
+mod reconnect;

@@ -3,10 +3,16 @@
 //! segment, the session playlist and the room's live playlist, right when the closing keyframe
 //! arrives. When the media channel closes it flushes the last segment, turns the session
 //! playlist into a VOD, ends the live playlist, and tells the [`LiveRegistry`].
+//!
+//! With a reconnect grace ([`SessionWriter::with_reconnects`]) a closed channel ends only the
+//! part: the last segment is listed with the playlists still live, and the writer waits for the
+//! room's publisher to come back ([`Reconnects`]). A publish within the grace continues the
+//! session as a new part (its own init segment, a discontinuity, the timeline and segment
+//! numbers going on, see [`SessionParts`]); otherwise the broadcast ends as above.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -14,13 +20,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::bitrate::BitrateMeter;
+use super::continuation::SessionParts;
 use super::keys::SessionKeys;
+use super::reconnect::Reconnects;
 use super::store::put_with_retry;
 use crate::hls::playlist::{ListedSegment, SessionPlaylists, SessionState};
 use crate::ingest::MediaBatch;
 use crate::media::{MediaError, MediaMessage, MuxEvent, Segment, StreamMetadata, StreamMuxer};
 use crate::rooms::live::LiveRegistry;
 use crate::storage::Storage;
+
+mod parts;
 
 /// Window of the measured ingest bitrate.
 const BITRATE_WINDOW_MS: u64 = 5_000;
@@ -34,6 +44,13 @@ pub struct SessionSettings {
     pub session: String,
     pub target_segment_s: f64,
     pub window_segments: usize,
+}
+
+impl SessionSettings {
+    /// The segment target in whole milliseconds (at least 1).
+    fn target_ms(&self) -> u64 {
+        (self.target_segment_s * 1000.0).round().max(1.0) as u64
+    }
 }
 
 /// Counts reported when the session ends.
@@ -58,12 +75,16 @@ struct LiveSessionGuard {
     session: String,
     /// The VOD playlist, once the final playlists are written.
     vod_key: Option<String>,
+    /// Wall-clock ms the broadcast ended at, when not now (its publisher left, then the
+    /// reconnect grace ran out).
+    ended_ms: Option<i64>,
 }
 
 impl Drop for LiveSessionGuard {
     fn drop(&mut self) {
+        let ended_ms = self.ended_ms.unwrap_or_else(crate::clock::now_ms);
         self.live
-            .end(&self.room, &self.session, self.vod_key.take());
+            .end_at(&self.room, &self.session, self.vod_key.take(), ended_ms);
         metrics::gauge!("barrage_live_sessions").decrement(1.0);
     }
 }
@@ -81,8 +102,16 @@ pub struct SessionWriter {
     started: Instant,
     bitrate: BitrateMeter,
     bitrate_updated: Instant,
-    /// The init segment, while its write has not succeeded yet.
-    pending_init: Option<Bytes>,
+    /// The init segment (key, bytes), while its write has not succeeded yet.
+    pending_init: Option<(String, Bytes)>,
+    /// The session's parts so far (more than one after a reconnect).
+    parts: SessionParts,
+    /// Where a dropped publisher may come back, and for how long.
+    reconnect: Option<(Arc<Reconnects>, Duration)>,
+    /// Wall-clock ms the current publisher left (None while one publishes).
+    left_ms: Option<i64>,
+    /// Ingest refused the publish (a codec not carried): the broadcast ends without a grace.
+    refusal: Option<String>,
     /// A segment was lost since the last listed one: the next one starts a discontinuity.
     lost_since_listed: bool,
     /// The stream ended: segments flushed now go straight into the final (VOD) playlists.
@@ -119,7 +148,7 @@ impl SessionWriter {
         storage: Storage,
         live: Arc<LiveRegistry>,
     ) -> SessionWriter {
-        let target_ms = (settings.target_segment_s * 1000.0).round().max(1.0) as u64;
+        let target_ms = settings.target_ms();
         let now = Instant::now();
         SessionWriter {
             keys: SessionKeys::new(&settings.room, &settings.session),
@@ -133,6 +162,10 @@ impl SessionWriter {
             bitrate: BitrateMeter::new(BITRATE_WINDOW_MS),
             bitrate_updated: now,
             pending_init: None,
+            parts: SessionParts::new(),
+            reconnect: None,
+            left_ms: None,
+            refusal: None,
             lost_since_listed: false,
             ending: false,
             warned: HashSet::new(),
@@ -141,8 +174,9 @@ impl SessionWriter {
         }
     }
 
-    /// Runs until the media channel closes (end of stream) or `stop` fires (shutdown: what is
-    /// already queued is still written), then finalises the session.
+    /// Runs until the media channel closes (end of stream, and no publisher came back within
+    /// the grace) or `stop` fires (shutdown: what is already queued is still written), then
+    /// finalises the session.
     pub async fn run(mut self, mut media: mpsc::Receiver<MediaBatch>, stop: CancellationToken) {
         metrics::gauge!("barrage_live_sessions").increment(1.0);
         let mut guard = LiveSessionGuard {
@@ -150,8 +184,28 @@ impl SessionWriter {
             room: self.settings.room.clone(),
             session: self.settings.session.clone(),
             vod_key: None,
+            ended_ms: None,
         };
         tracing::info!("broadcast started");
+        loop {
+            self.write_part(&mut media, &stop).await;
+            match self.await_reconnect(&stop).await {
+                Some(next) => media = next,
+                None => break,
+            }
+        }
+        guard.vod_key = self.finish().await;
+        guard.ended_ms = self.left_ms;
+        // Dropping the guard ends the session in the registry, now with its VOD playlist.
+        drop(guard);
+    }
+
+    /// Writes one publisher's media until its channel closes (or shutdown closes it).
+    async fn write_part(
+        &mut self,
+        media: &mut mpsc::Receiver<MediaBatch>,
+        stop: &CancellationToken,
+    ) {
         let mut stopping = false;
         loop {
             let message = tokio::select! {
@@ -169,12 +223,9 @@ impl SessionWriter {
                         self.handle(message).await;
                     }
                 }
-                None => break,
+                None => return,
             }
         }
-        guard.vod_key = self.finish().await;
-        // Dropping the guard ends the session in the registry, now with its VOD playlist.
-        drop(guard);
     }
 
     async fn handle(&mut self, message: MediaMessage) {
@@ -182,6 +233,10 @@ impl SessionWriter {
         let (result, bytes) = match message {
             MediaMessage::Metadata(meta) => {
                 self.metadata(&meta);
+                return;
+            }
+            MediaMessage::Refused(reason) => {
+                self.refused(reason);
                 return;
             }
             MediaMessage::Video { timestamp, body } => {
@@ -275,7 +330,7 @@ impl SessionWriter {
                     audio = init.has_audio,
                     "tracks decided"
                 );
-                self.pending_init = Some(init.bytes);
+                self.pending_init = Some((self.keys.part_init(self.parts.part()), init.bytes));
                 self.write_init().await;
             }
             MuxEvent::Segment(segment) => self.store_segment(segment, received).await,
@@ -302,10 +357,10 @@ impl SessionWriter {
     }
 
     async fn write_init(&mut self) {
-        let Some(init) = self.pending_init.clone() else {
+        let Some((key, init)) = self.pending_init.clone() else {
             return;
         };
-        match put_with_retry(&self.storage, &self.keys.init(), init).await {
+        match put_with_retry(&self.storage, &key, init).await {
             Ok(()) => self.pending_init = None,
             Err(e) => {
                 tracing::error!(error = %e, "init segment not stored; will retry with the next segment")
@@ -316,6 +371,8 @@ impl SessionWriter {
     /// Segment, then session playlist, then live playlist: a playlist never names an object
     /// that is not there yet.
     async fn store_segment(&mut self, segment: Segment, received: Instant) {
+        self.parts
+            .segment_cut(segment.sequence, segment.start_ms, segment.duration);
         self.write_init().await;
         let key = self.keys.segment(segment.sequence);
         if let Err(e) = put_with_retry(&self.storage, &key, segment.bytes.clone()).await {

@@ -192,6 +192,7 @@ impl CdnPublisher {
             next_seq: self.next_seq.clone(),
             resume_points: self.resume_points.clone(),
             shutdown: self.shutdown.clone(),
+            tasks: self.tasks.clone(),
         };
         let span = tracing::info_span!("cdn", room = %room);
         self.tasks
@@ -220,6 +221,8 @@ struct RoomTask {
     next_seq: NextSeq,
     resume_points: ResumePoints,
     shutdown: CancellationToken,
+    /// The publisher's tasks: a finished session's file is joined on one of its own.
+    tasks: TaskTracker,
 }
 
 /// One session's collector shared by the cutter and its uploader.
@@ -372,6 +375,17 @@ impl RoomTask {
         if let Err(e) = uploader.await {
             tracing::error!(room = %self.room, error = %e, "danmaku uploader failed");
         }
+        let session = lock(&files.collector).session().to_string();
+        let still_live = self
+            .live
+            .get(&self.room)
+            .is_some_and(|l| l.session == session);
+        if files.live && !still_live {
+            // Its own task: joining a long session's files must not hold up the room's next.
+            let (storage, db, room) = (self.storage.clone(), self.db.clone(), self.room.clone());
+            self.tasks
+                .spawn(async move { join_session_files(&storage, &db, &room, &session).await });
+        }
     }
 }
 
@@ -476,6 +490,43 @@ impl Uploader {
         }
         Ok(())
     }
+}
+
+/// Writes a finished broadcast's one danmaku file (`all.json`) and records it on the session;
+/// a failure is logged (replays then read the batch files, as before).
+pub async fn join_session_files(storage: &Storage, db: &Database, room: &str, session: &str) {
+    match super::export::write_session_file(storage, room, session).await {
+        Ok(key) => {
+            tracing::info!(%room, %session, %key, "danmaku of the finished broadcast joined into one file");
+            if let Err(e) = db.session_danmaku_file(room, session, &key).await {
+                tracing::warn!(%room, %session, error = %e, "could not record the session's danmaku file");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%room, %session, error = %e, "the session's danmaku file was not written; replays read its batch files")
+        }
+    }
+}
+
+/// Finishes the danmaku of a broadcast a crash interrupted (see `broadcast::recovery`): the
+/// room's index stops saying it is live and active if it still names the session, and its
+/// files are joined into the session's one file.
+pub async fn finish_interrupted(storage: &Storage, db: &Database, room: &str, session: &str) {
+    let key = IndexFile::key(room);
+    if let Ok(Some(body)) = storage.get_bytes(&key).await {
+        if let Ok(mut index) = serde_json::from_slice::<IndexFile>(&body) {
+            if index.session == session && (index.active || index.live) {
+                index.active = false;
+                index.live = false;
+                index.updated_ms = now_ms();
+                let body = Bytes::from(serde_json::to_vec(&index).unwrap_or_default());
+                if let Err(e) = storage.put(&key, body).await {
+                    tracing::warn!(%room, error = %e, "could not close the danmaku index");
+                }
+            }
+        }
+    }
+    join_session_files(storage, db, room, session).await;
 }
 
 /// The chat engine hands every delivered batch here; events go to the room's file stream in

@@ -14,6 +14,7 @@ use super::allocate::{Allocator, NodeLoad};
 use super::Cluster;
 use crate::chat::stats::RoomStats;
 use crate::clock::now_ms;
+use crate::rooms::live::{LiveInfo, Notice};
 use crate::sync::lock;
 
 /// One node's report.
@@ -31,14 +32,21 @@ pub struct NodeReport {
     /// Broadcasts this node takes in: room -> session and wall time of the first frame.
     #[serde(default)]
     pub live: BTreeMap<String, LiveReport>,
+    /// Recent notices of rooms whose broadcasts this node took in (refused codecs,
+    /// reconnects, recoveries), for every node's host console.
+    #[serde(default)]
+    pub notices: BTreeMap<String, Vec<Notice>>,
 }
 
 /// A broadcast one node takes in, as the others need it (stream time of their events).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveReport {
     pub session: String,
     /// Wall-clock ms of the first frame (None until it came).
     pub first_frame_ms: Option<i64>,
+    /// The broadcast's live status as this node has it (resolution, bitrate, reconnecting...).
+    #[serde(default)]
+    pub status: Option<LiveInfo>,
 }
 
 /// One room's numbers on one node.
@@ -151,14 +159,16 @@ impl Cluster {
             .into_iter()
             .map(|l| {
                 (
-                    l.room,
+                    l.room.clone(),
                     LiveReport {
-                        session: l.session,
+                        session: l.session.clone(),
                         first_frame_ms: l.first_frame_ms,
+                        status: Some(l),
                     },
                 )
             })
             .collect();
+        let notices = self.live.all_notices().into_iter().collect();
         NodeReport {
             id: self.node_id.clone(),
             url: self.advertise_url(),
@@ -167,6 +177,7 @@ impl Cluster {
             at_ms: now_ms(),
             rooms,
             live,
+            notices,
         }
     }
 
@@ -251,6 +262,31 @@ impl Cluster {
         Some(u64::try_from(now_ms() - first).unwrap_or(0))
     }
 
+    /// A room's broadcast taken in by another node, with that node's name, from the newest
+    /// report that has it (reports live three `report_ms`; a dead node's drop out).
+    pub fn live_elsewhere(&self, room: &str) -> Option<(String, LiveInfo)> {
+        let table = lock(&self.table);
+        table
+            .reports
+            .iter()
+            .filter(|r| r.id != self.node_id)
+            .filter_map(|r| r.live.get(room).map(|l| (r, l)))
+            .max_by_key(|(r, _)| r.at_ms)
+            .map(|(r, l)| (r.id.clone(), reported_status(room, l)))
+    }
+
+    /// The notices other nodes report for `room`.
+    pub fn notices_elsewhere(&self, room: &str) -> Vec<Notice> {
+        lock(&self.table)
+            .reports
+            .iter()
+            .filter(|r| r.id != self.node_id)
+            .filter_map(|r| r.notices.get(room))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     /// A room's viewers on every node.
     pub fn online(&self, room: &str) -> u64 {
         let here = self.shared(room).map_or(0, |s| s.room.local_online());
@@ -297,4 +333,13 @@ impl Cluster {
     pub fn reports(&self) -> Vec<NodeReport> {
         lock(&self.table).reports.clone()
     }
+}
+
+/// A reported broadcast's status (a node that reports no status: what its report says).
+fn reported_status(room: &str, l: &LiveReport) -> LiveInfo {
+    l.status.clone().unwrap_or_else(|| {
+        let mut info = LiveInfo::new(room, &l.session, l.first_frame_ms.unwrap_or(0));
+        info.first_frame_ms = l.first_frame_ms;
+        info
+    })
 }

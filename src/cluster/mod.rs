@@ -178,25 +178,13 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// This node's name: `cluster.node_id`, else host name and HTTP port.
+/// This node's name: `cluster.node_id` (the service sets it at start, see
+/// [`crate::node_identity`]), else a new name for this run.
 fn node_id(config: &Config) -> String {
     if !config.cluster.node_id.is_empty() {
         return config.cluster.node_id.clone();
     }
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".to_string());
-    format!(
-        "{host}-{}",
-        crate::secrets::random_secret(6).to_ascii_lowercase()
-    )
+    crate::node_identity::generated_name()
 }
 
 impl Cluster {

@@ -18,7 +18,7 @@ mod sessions;
 
 pub use moderation::RoomModerationRow;
 pub use rooms::RoomRow;
-pub use sessions::SessionRow;
+pub use sessions::{InterruptedSession, SessionRow};
 
 /// A database failure, naming the database (never its password) and what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,8 @@ fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
 pub struct Database {
     pool: AnyPool,
     location: String,
+    /// An SQLite file of this node's own (not a database shared by several nodes).
+    embedded: bool,
 }
 
 /// The URL with any password hidden, for logs and errors.
@@ -116,7 +118,11 @@ impl Database {
                 location: location.clone(),
                 source,
             })?;
-        Ok(Database { pool, location })
+        Ok(Database {
+            pool,
+            location,
+            embedded: sqlite_file,
+        })
     }
 
     /// Where the database is (password hidden).
@@ -166,8 +172,9 @@ mod tests {
             .await
             .unwrap();
         db.set_slow_mode("r1", 5).await.unwrap();
-        db.session_started("r1", "s1", 10).await.unwrap();
-        db.session_started("r1", "s2", 20).await.unwrap();
+        db.session_started("r1", "s1", 10, "n1").await.unwrap();
+        db.session_started("r1", "s2", 20, "n1").await.unwrap();
+        db.session_started("r1", "s3", 25, "n2").await.unwrap();
         db.session_ended("r1", "s1", 15, Some("hls/r1/s1/index.m3u8"))
             .await
             .unwrap();
@@ -181,11 +188,23 @@ mod tests {
         assert_eq!(r1.bans, vec!["u2".to_string()]);
         assert_eq!(r1.blocked_words, vec!["a".to_string(), "b".to_string()]);
         assert_eq!(r1.slow_mode_s, 5);
-        assert_eq!(db.end_interrupted_sessions(30).await.unwrap(), 1);
+        // Only this node's sessions that never ended.
+        let open = db.interrupted_sessions("n1").await.unwrap();
+        assert_eq!(
+            open.iter().map(|s| s.session.as_str()).collect::<Vec<_>>(),
+            ["s2"]
+        );
+        db.session_ended("r1", "s2", 30, None).await.unwrap();
+        db.session_danmaku_file("r1", "s2", "danmaku/r1/s2/all.json")
+            .await
+            .unwrap();
+        assert!(db.interrupted_sessions("n1").await.unwrap().is_empty());
         let (page, total) = db.list_sessions("r1", 0, 1).await.unwrap();
-        assert_eq!(total, 2);
-        assert_eq!(page[0].session, "s2");
-        assert_eq!(page[0].ended_ms, Some(30));
+        assert_eq!(total, 3);
+        assert_eq!(page[0].session, "s3");
+        let s2 = db.get_session("r1", "s2").await.unwrap().unwrap();
+        assert_eq!(s2.ended_ms, Some(30));
+        assert_eq!(s2.danmaku_key.as_deref(), Some("danmaku/r1/s2/all.json"));
         let s1 = db.get_session("r1", "s1").await.unwrap().unwrap();
         assert_eq!(s1.vod_key.as_deref(), Some("hls/r1/s1/index.m3u8"));
     }

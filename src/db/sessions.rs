@@ -17,22 +17,41 @@ pub struct SessionRow {
     pub first_seq: Option<i64>,
     pub last_seq: Option<i64>,
     pub batches: i64,
+    /// The session's one danmaku file (`danmaku/{room}/{session}/all.json`), once written.
+    pub danmaku_key: Option<String>,
 }
 
+/// A session left open by an earlier run that stopped without ending it (a crash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterruptedSession {
+    pub room: String,
+    pub session: String,
+    pub started_ms: i64,
+    /// Danmaku files recorded for it.
+    pub batches: i64,
+}
+
+/// The columns [`session_row`] reads, in its order.
+const SESSION_COLUMNS: &str =
+    "room, session, started_ms, ended_ms, vod_key, first_seq, last_seq, batches, danmaku_key";
+
 impl Database {
+    /// Records a broadcast `node` takes in.
     pub async fn session_started(
         &self,
         room: &str,
         session: &str,
         started_ms: i64,
+        node: &str,
     ) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO sessions (room, session, started_ms, batches) VALUES ($1, $2, $3, 0) \
+            "INSERT INTO sessions (room, session, started_ms, batches, node) VALUES ($1, $2, $3, 0, $4) \
              ON CONFLICT (room, session) DO NOTHING",
         )
         .bind(room)
         .bind(session)
         .bind(started_ms)
+        .bind(node)
         .execute(&self.pool)
         .await
         .map_err(q("record session start"))?;
@@ -89,14 +108,53 @@ impl Database {
         Ok(())
     }
 
-    /// Marks sessions left open by a crash as ended at `now_ms`; returns how many.
-    pub async fn end_interrupted_sessions(&self, now_ms: i64) -> Result<u64, DbError> {
-        let done = sqlx::query("UPDATE sessions SET ended_ms = $1 WHERE ended_ms IS NULL")
-            .bind(now_ms)
+    /// Sessions `node` took in that never ended (it stopped without ending them: a crash),
+    /// oldest first. Sessions recorded before nodes were named count as this node's only on an
+    /// embedded database (one node by construction); on a shared one they are left alone.
+    pub async fn interrupted_sessions(
+        &self,
+        node: &str,
+    ) -> Result<Vec<InterruptedSession>, DbError> {
+        let unnamed = if self.embedded {
+            " OR node IS NULL"
+        } else {
+            ""
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT room, session, started_ms, batches FROM sessions \
+             WHERE ended_ms IS NULL AND (node = $1{unnamed}) ORDER BY started_ms, session"
+        ))
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list interrupted sessions"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(InterruptedSession {
+                    room: row.try_get(0).map_err(q("read interrupted session"))?,
+                    session: row.try_get(1).map_err(q("read interrupted session"))?,
+                    started_ms: row.try_get(2).map_err(q("read interrupted session"))?,
+                    batches: row.try_get(3).map_err(q("read interrupted session"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that the session's one danmaku file is written at `key`.
+    pub async fn session_danmaku_file(
+        &self,
+        room: &str,
+        session: &str,
+        key: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE sessions SET danmaku_key = $1 WHERE room = $2 AND session = $3")
+            .bind(key)
+            .bind(room)
+            .bind(session)
             .execute(&self.pool)
             .await
-            .map_err(q("end interrupted sessions"))?;
-        Ok(done.rows_affected())
+            .map_err(q("record session danmaku file"))?;
+        Ok(())
     }
 
     /// One page of a room's sessions, newest first, and the total count.
@@ -106,10 +164,10 @@ impl Database {
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<SessionRow>, i64), DbError> {
-        let rows = sqlx::query(
-            "SELECT room, session, started_ms, ended_ms, vod_key, first_seq, last_seq, batches \
-             FROM sessions WHERE room = $1 ORDER BY started_ms DESC, session DESC LIMIT $2 OFFSET $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE room = $1 \
+             ORDER BY started_ms DESC, session DESC LIMIT $2 OFFSET $3"
+        ))
         .bind(room)
         .bind(limit)
         .bind(offset)
@@ -136,10 +194,9 @@ impl Database {
         room: &str,
         session: &str,
     ) -> Result<Option<SessionRow>, DbError> {
-        let row = sqlx::query(
-            "SELECT room, session, started_ms, ended_ms, vod_key, first_seq, last_seq, batches \
-             FROM sessions WHERE room = $1 AND session = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE room = $1 AND session = $2"
+        ))
         .bind(room)
         .bind(session)
         .fetch_optional(&self.pool)
@@ -159,5 +216,6 @@ fn session_row(row: &AnyRow) -> Result<SessionRow, DbError> {
         first_seq: row.try_get(5).map_err(q("read session"))?,
         last_seq: row.try_get(6).map_err(q("read session"))?,
         batches: row.try_get(7).map_err(q("read session"))?,
+        danmaku_key: row.try_get(8).map_err(q("read session"))?,
     })
 }

@@ -124,6 +124,7 @@ impl MuxCheck {
                 }
                 return;
             }
+            MediaMessage::Refused(_) => return,
         };
         if let Ok(events) = result {
             self.check(events);

@@ -5,6 +5,11 @@
 //! - the room's live playlist (`hls/{room}/live.m3u8`): a sliding window of the newest
 //!   segments, with URIs relative to the room folder (`{session}/000001.m4s`).
 //!
+//! A session continued after its publisher reconnected has several parts, each with its own
+//! init segment: the first segment of a later part carries `EXT-X-DISCONTINUITY` and the new
+//! `EXT-X-MAP` (see [`SessionPlaylists::begin_part`]), after `EXT-X-GAP` entries for the time
+//! nobody published ([`gaps`]).
+//!
 //! `EXT-X-TARGETDURATION` follows RFC 8216 4.3.3.1: every `EXTINF` rounded to the nearest
 //! integer must not exceed it. It is the largest rounded duration so far (at least the
 //! configured target) and never decreases during a session, as a live playlist's must not.
@@ -16,6 +21,9 @@ use chrono::{DateTime, Utc};
 use hls_m3u8::tags::{ExtInf, ExtXMap, ExtXProgramDateTime};
 use hls_m3u8::types::PlaylistType;
 use hls_m3u8::{MediaPlaylist, MediaSegment};
+
+mod gaps;
+pub use gaps::GAP_FILE;
 
 /// A playlist could not be built (a bug or an out-of-range value, with the playlist named).
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +63,10 @@ pub struct SessionPlaylists {
     segments: Vec<ListedSegment>,
     /// Whole seconds; only grows.
     target_duration: u64,
+    /// The init segment of each part: (index of the part's first segment, file name).
+    maps: Vec<(usize, String)>,
+    /// A part begun whose first segment is not listed yet: its init file.
+    next_part_map: Option<String>,
 }
 
 /// `EXTINF` as written: the duration rounded to the millisecond.
@@ -69,11 +81,24 @@ impl SessionPlaylists {
             session: session.to_string(),
             segments: Vec::new(),
             target_duration: (target_segment_s.round() as u64).max(1),
+            maps: vec![(0, FIRST_INIT.to_string())],
+            next_part_map: None,
         }
     }
 
+    /// Starts a new part of the session (its publisher reconnected): the next segment listed
+    /// follows a discontinuity and uses `init_file` (a name in the session folder) as its
+    /// `EXT-X-MAP`, and so do the segments after it.
+    pub fn begin_part(&mut self, init_file: &str) {
+        self.next_part_map = Some(init_file.to_string());
+    }
+
     /// Lists a stored segment.
-    pub fn push(&mut self, segment: ListedSegment) {
+    pub fn push(&mut self, mut segment: ListedSegment) {
+        if let Some(init) = self.next_part_map.take() {
+            segment.discontinuity = true;
+            self.maps.push((self.segments.len(), init));
+        }
         let rounded = extinf(segment.duration).as_secs_f64().round() as u64;
         self.target_duration = self.target_duration.max(rounded);
         self.segments.push(segment);
@@ -100,14 +125,7 @@ impl SessionPlaylists {
             SessionState::Live => PlaylistType::Event,
             SessionState::Ended => PlaylistType::Vod,
         };
-        self.render(
-            "session",
-            0,
-            "init.mp4",
-            "",
-            Some(kind),
-            state == SessionState::Ended,
-        )
+        self.render("session", 0, "", Some(kind), state == SessionState::Ended)
     }
 
     /// The room's live playlist: the newest `window` segments, URIs relative to the room
@@ -116,15 +134,28 @@ impl SessionPlaylists {
     pub fn live_playlist(&self, window: usize, ended: bool) -> Result<String, PlaylistError> {
         let first = self.segments.len().saturating_sub(window.max(1));
         let prefix = format!("{}/", self.session);
-        let map = format!("{}/init.mp4", self.session);
-        self.render("live", first, &map, &prefix, None, ended)
+        self.render("live", first, &prefix, None, ended)
+    }
+
+    /// The init file of the segment at `index`: set at the window's first segment (the one in
+    /// force there) and where a part begins; None elsewhere.
+    fn map_at(&self, index: usize, first_listed: bool) -> Option<&str> {
+        let mut in_force = None;
+        for (start, file) in &self.maps {
+            if *start > index {
+                break;
+            }
+            if first_listed || *start == index {
+                in_force = Some(file.as_str());
+            }
+        }
+        in_force
     }
 
     fn render(
         &self,
         which: &'static str,
         first: usize,
-        map_uri: &str,
         uri_prefix: &str,
         kind: Option<PlaylistType>,
         ended: bool,
@@ -138,8 +169,8 @@ impl SessionPlaylists {
         let mut segments = Vec::with_capacity(listed.len());
         for (i, s) in listed.iter().enumerate() {
             let mut b = MediaSegment::builder();
-            if i == 0 {
-                b.map(ExtXMap::new(Cow::Owned(map_uri.to_string())));
+            if let Some(init) = self.map_at(first + i, i == 0) {
+                b.map(ExtXMap::new(Cow::Owned(format!("{uri_prefix}{init}"))));
             }
             b.program_date_time(ExtXProgramDateTime::new(s.program_date_time.fixed_offset()))
                 .has_discontinuity(s.discontinuity && i > 0)
@@ -165,8 +196,29 @@ impl SessionPlaylists {
         if let Some(kind) = kind {
             b.playlist_type(kind);
         }
-        Ok(b.build().map_err(err)?.to_string())
+        let text = discontinuity_before_map(&b.build().map_err(err)?.to_string());
+        Ok(gaps::mark_gaps(&text, uri_prefix))
     }
+}
+
+/// The init segment of a session's first part.
+const FIRST_INIT: &str = "init.mp4";
+
+/// `hls_m3u8` writes a segment's `EXT-X-MAP` before its `EXT-X-DISCONTINUITY`; players and
+/// Apple's examples read the discontinuity first, then the new map (hls.js numbers the init
+/// segment with the discontinuity count in force at the MAP line). Swaps each such pair.
+fn discontinuity_before_map(text: &str) -> String {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    let mut i = 0;
+    while i + 1 < lines.len() {
+        if lines[i].starts_with("#EXT-X-MAP:") && lines[i + 1] == "#EXT-X-DISCONTINUITY" {
+            lines.swap(i, i + 1);
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    lines.join("\n")
 }
 
 #[cfg(test)]
@@ -284,6 +336,51 @@ mod tests {
         let live = parse_owned(p.live_playlist(1, false).unwrap());
         assert_eq!(live.discontinuity_sequence, 1);
         assert_eq!(live.media_sequence, 3);
+    }
+
+    #[test]
+    fn a_new_part_is_a_discontinuity_with_its_own_init() {
+        let mut p = SessionPlaylists::new("S", 2.0);
+        p.push(segment(1, 2.0));
+        p.push(segment(2, 1.5));
+        p.begin_part("init-2.mp4");
+        p.push(segment(3, 2.0));
+        p.push(segment(4, 2.0));
+        let text = p.session_playlist(SessionState::Ended).unwrap();
+        assert!(
+            text.contains(
+                "#EXTINF:1.5,\n000002.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-2.mp4\"\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 2, "{text}");
+        assert!(text.starts_with("#EXTM3U"), "{text}");
+        let vod = parse(&text);
+        assert!((vod.duration().as_secs_f64() - 7.5).abs() < 1e-9);
+        // The live window starting inside part 2 names part 2's init first, no discontinuity.
+        let live = p.live_playlist(2, false).unwrap();
+        assert!(live.contains("#EXT-X-MAP:URI=\"S/init-2.mp4\""), "{live}");
+        assert!(!live.contains("init.mp4"), "{live}");
+        let live = parse_owned(live);
+        assert_eq!(live.media_sequence, 3);
+        assert_eq!(live.discontinuity_sequence, 1);
+        // A window across the join: part 1's map first, then the discontinuity and part 2's.
+        let live = p.live_playlist(3, false).unwrap();
+        assert_eq!(live.matches("#EXT-X-MAP").count(), 2, "{live}");
+        assert!(live.contains("#EXT-X-MAP:URI=\"S/init.mp4\""), "{live}");
+        assert_eq!(parse_owned(live).discontinuity_sequence, 0);
+    }
+
+    #[test]
+    fn a_part_begun_twice_before_a_segment_uses_the_newest_init() {
+        let mut p = SessionPlaylists::new("S", 2.0);
+        p.begin_part("init-2.mp4");
+        p.begin_part("init-3.mp4");
+        p.push(segment(1, 2.0));
+        let text = p.session_playlist(SessionState::Live).unwrap();
+        assert!(text.contains("#EXT-X-MAP:URI=\"init-3.mp4\""), "{text}");
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 1, "{text}");
+        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
     }
 
     fn parse_owned(text: String) -> MediaPlaylist<'static> {

@@ -14,8 +14,10 @@ use crate::chat::ChatEngine;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::http::api_error::{AdminAuth, ApiError, ApiJson};
+use crate::http::live_status::{LiveStatus, LiveView};
 use crate::http::public_base;
-use crate::rooms::{CatalogError, LiveInfo, LiveRegistry, RoomCatalog, RoomRecord};
+use crate::rooms::live::Notice;
+use crate::rooms::{CatalogError, RoomCatalog, RoomRecord};
 use crate::state::{AppState, RtmpBound};
 use crate::storage::Storage;
 
@@ -39,7 +41,8 @@ pub fn routes() -> Router<AppState> {
 struct RoomsApi {
     config: Arc<Config>,
     catalog: Arc<RoomCatalog>,
-    live: Arc<LiveRegistry>,
+    /// Who is live, on any node.
+    live: LiveStatus,
     chat: Arc<ChatEngine>,
     cluster: Option<Arc<Cluster>>,
     rtmp_bound: RtmpBound,
@@ -51,7 +54,7 @@ impl FromRef<AppState> for RoomsApi {
         RoomsApi {
             config: state.config.clone(),
             catalog: state.catalog.clone(),
-            live: state.live.clone(),
+            live: LiveStatus::from_ref(state),
             chat: state.chat.clone(),
             cluster: state.cluster.clone(),
             rtmp_bound: state.rtmp_bound.clone(),
@@ -84,8 +87,11 @@ pub struct RoomView {
     pub title: String,
     pub closed: bool,
     pub created_ms: i64,
-    /// Present while the room is on air.
-    pub live: Option<LiveInfo>,
+    /// Present while the room is on air (on any node; `node` names the one taking it in).
+    pub live: Option<LiveView>,
+    /// Recent notices for the room's host (refused codecs, reconnects, recoveries), oldest
+    /// first.
+    pub notices: Vec<Notice>,
     /// Viewers connected over WebSocket (on every node of a cluster).
     pub online: u64,
     pub hls_url: String,
@@ -95,6 +101,7 @@ fn view(room: RoomRecord, state: &RoomsApi, base: &str) -> RoomView {
     RoomView {
         hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
         live: state.live.get(&room.id),
+        notices: state.live.notices(&room.id),
         online: match &state.cluster {
             Some(cluster) => cluster.online(&room.id),
             None => state.chat.online(&room.id),
@@ -228,7 +235,7 @@ async fn list_rooms(
         .rooms
         .list()
         .into_iter()
-        .filter(|r| !r.closed && (!p.live || state.live.get(&r.id).is_some()))
+        .filter(|r| !r.closed && (!p.live || state.live.is_live(&r.id)))
         .collect();
     let total = all.len();
     let rooms = all
@@ -319,6 +326,8 @@ struct SessionView {
     row: crate::db::SessionRow,
     /// The session's playlist: EVENT while live, a complete VOD once ended.
     playlist_url: String,
+    /// The session's danmaku in one file (`danmaku_key` under this base), once it ended.
+    danmaku_url: Option<String>,
     live: bool,
 }
 
@@ -348,11 +357,12 @@ async fn list_sessions(
             ApiError::internal("database unavailable")
         })?;
     let base = public_base(&state.config, &headers);
-    let live_session = state.live.get(&id).map(|l| l.session);
+    let live_session = state.live.get(&id).map(|l| l.info.session);
     let sessions = rows
         .into_iter()
         .map(|row| SessionView {
             playlist_url: format!("{base}/hls/{}/{}/index.m3u8", row.room, row.session),
+            danmaku_url: row.danmaku_key.as_ref().map(|k| format!("{base}/{k}")),
             live: live_session.as_deref() == Some(row.session.as_str()),
             row,
         })

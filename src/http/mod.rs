@@ -7,6 +7,7 @@ pub mod api_rooms;
 pub mod connect;
 pub mod deadline_stream;
 pub mod limited_listener;
+pub mod live_status;
 pub mod objects;
 pub mod pages;
 pub mod ws;

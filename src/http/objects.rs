@@ -12,7 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use object_store::GetRange;
 
-use crate::rooms::{LiveRegistry, RoomDirectory};
+use crate::http::live_status::LiveStatus;
+use crate::rooms::RoomDirectory;
 use crate::state::AppState;
 use crate::storage::{content_type, Fetched, ObjectClass, Storage};
 
@@ -28,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 struct Objects {
     storage: Arc<Storage>,
     rooms: Arc<RoomDirectory>,
-    live: Arc<LiveRegistry>,
+    live: LiveStatus,
 }
 
 impl FromRef<AppState> for Objects {
@@ -36,7 +37,7 @@ impl FromRef<AppState> for Objects {
         Objects {
             storage: state.storage.clone(),
             rooms: state.rooms.clone(),
-            live: state.live.clone(),
+            live: LiveStatus::from_ref(state),
         }
     }
 }
@@ -167,7 +168,7 @@ fn not_found(state: &Objects, key: &str) -> Response {
     if let (Some("hls"), Some(room), Some("live.m3u8"), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     {
-        if state.rooms.get(room).is_some() && state.live.get(room).is_none() {
+        if state.rooms.get(room).is_some() && !state.live.is_live(room) {
             return error(
                 StatusCode::NOT_FOUND,
                 &format!("room {room} is offline: no live stream right now"),

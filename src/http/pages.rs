@@ -65,6 +65,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/cdn-poller.js", JS),
     asset!("js/replay.js", JS),
     asset!("js/player.js", JS),
+    asset!("js/live-watch.js", JS),
     asset!("js/chat-list.js", JS),
     asset!("js/guest.js", JS),
     asset!("js/home.js", JS),
@@ -253,6 +254,22 @@ mod tests {
         paths.dedup();
         assert_eq!(paths.len(), ASSETS.len());
         assert!(ASSETS.iter().all(|a| !a.body.is_empty()));
+    }
+
+    #[test]
+    fn every_page_module_is_embedded() {
+        // A module left out is a 404 in the browser, and every page importing it stops.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static/js");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".js") {
+                let path = format!("js/{name}");
+                assert!(
+                    ASSETS.iter().any(|a| a.path.ends_with(&path)),
+                    "static/{path} is not in ASSETS"
+                );
+            }
+        }
     }
 
     #[test]

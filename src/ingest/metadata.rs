@@ -3,6 +3,7 @@
 
 use xflv::amf0::Amf0ValueType;
 
+use crate::media::codec_support::FlvCodec;
 use crate::media::StreamMetadata;
 
 /// Longest encoder name kept (characters).
@@ -27,6 +28,11 @@ pub fn from_data_values(values: &[Amf0ValueType]) -> Option<StreamMetadata> {
             .filter(|n| *n >= 1.0 && *n <= 65_535.0)
             .map(|n| n.round() as u32)
     };
+    let codec = |key: &str| match properties.get(key) {
+        Some(Amf0ValueType::Number(n)) => FlvCodec::from_number(*n),
+        Some(Amf0ValueType::UTF8String(s)) => FlvCodec::from_fourcc(s.as_bytes()),
+        _ => None,
+    };
     Some(StreamMetadata {
         width: dimension("width"),
         height: dimension("height"),
@@ -37,6 +43,8 @@ pub fn from_data_values(values: &[Amf0ValueType]) -> Option<StreamMetadata> {
             Some(Amf0ValueType::UTF8String(s)) => Some(s.chars().take(MAX_ENCODER_CHARS).collect()),
             _ => None,
         },
+        video_codec: codec("videocodecid"),
+        audio_codec: codec("audiocodecid"),
     })
 }
 
@@ -63,6 +71,8 @@ mod tests {
                 ("framerate", n(30.0)),
                 ("audiodatarate", n(160.0)),
                 ("encoder", s("obs-output module (libobs version 29.1.3)")),
+                ("videocodecid", n(7.0)),
+                ("audiocodecid", n(10.0)),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -75,10 +85,26 @@ mod tests {
             video_kbps: Some(2500.0),
             audio_kbps: Some(160.0),
             encoder: Some("obs-output module (libobs version 29.1.3)".into()),
+            video_codec: Some(FlvCodec::Id(7)),
+            audio_codec: Some(FlvCodec::Id(10)),
         };
         let framed = [s("@setDataFrame"), s("onMetaData"), props.clone()];
         assert_eq!(from_data_values(&framed), Some(expected.clone()));
         assert_eq!(from_data_values(&[s("onMetaData"), props]), Some(expected));
+    }
+
+    #[test]
+    fn enhanced_rtmp_codecs_are_fourccs() {
+        let hvc1 = f64::from(u32::from_be_bytes(*b"hvc1"));
+        let props = Amf0ValueType::Object(
+            [("videocodecid", n(hvc1)), ("audiocodecid", s("Opus"))]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        );
+        let meta = from_data_values(&[s("onMetaData"), props]).unwrap();
+        assert_eq!(meta.video_codec, Some(FlvCodec::FourCc("hvc1".into())));
+        assert_eq!(meta.audio_codec, Some(FlvCodec::FourCc("Opus".into())));
     }
 
     #[test]
@@ -91,6 +117,8 @@ mod tests {
                 ("height", n(1e12)),
                 ("framerate", n(-1.0)),
                 ("encoder", n(3.0)),
+                ("videocodecid", n(-3.0)),
+                ("audiocodecid", s("toolong")),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))

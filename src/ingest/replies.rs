@@ -179,6 +179,14 @@ impl Replies {
         .await
     }
 
+    /// onStatus NetStream.Publish.Rejected (level error) with the reason as description, for
+    /// a publish refused after it started (a codec this server does not carry). ffmpeg prints
+    /// "Server error: <description>"; OBS's RTMP library closes on this code and logs it.
+    pub async fn publish_rejected(&self, description: &str) -> Result<(), IngestError> {
+        self.on_status(0.0, "error", "NetStream.Publish.Rejected", description)
+            .await
+    }
+
     /// onStatus NetStream.Play.Failed: this server only ingests.
     pub async fn play_refused(&self, transaction_id: f64) -> Result<(), IngestError> {
         self.on_status(

@@ -29,6 +29,7 @@ use super::reader::MessageReader;
 use super::replies::{Replies, ANNOUNCED_WINDOW};
 use super::telemetry;
 use crate::config::RtmpConfig;
+use crate::media::codec_support::{self, UnsupportedCodec};
 use crate::media::{MediaMessage, StreamMetadata};
 
 /// Room made in the input buffer before each socket read.
@@ -186,16 +187,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             IncomingMessage::Metadata(metadata) => {
                 debug!(?metadata, "stream metadata");
                 if self.publication.is_some() {
-                    return self.deliver(MediaMessage::Metadata(metadata)).await;
+                    return self.metadata(metadata).await;
                 }
                 self.pending_metadata = Some(metadata);
             }
             IncomingMessage::Video { timestamp, body } => {
+                if let Some(unsupported) =
+                    self.publishing_then(|| codec_support::check_video_tag(&body))
+                {
+                    return self.refuse_codec(unsupported).await;
+                }
                 if !body.is_empty() {
                     return self.deliver(MediaMessage::Video { timestamp, body }).await;
                 }
             }
             IncomingMessage::Audio { timestamp, body } => {
+                if let Some(unsupported) =
+                    self.publishing_then(|| codec_support::check_audio_tag(&body))
+                {
+                    return self.refuse_codec(unsupported).await;
+                }
                 if !body.is_empty() {
                     return self.deliver(MediaMessage::Audio { timestamp, body }).await;
                 }
@@ -324,7 +335,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     low_water.start(self.received);
                 }
                 match self.pending_metadata.take() {
-                    Some(metadata) => self.deliver(MediaMessage::Metadata(metadata)).await,
+                    Some(metadata) => self.metadata(metadata).await,
                     None => Ok(Flow::Continue),
                 }
             }
@@ -336,6 +347,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(Flow::Close(SessionEnd::Refused))
             }
         }
+    }
+
+    /// Runs a codec check while a publish is live (media before a publish is ignored anyway).
+    fn publishing_then(
+        &self,
+        check: impl FnOnce() -> Option<UnsupportedCodec>,
+    ) -> Option<UnsupportedCodec> {
+        self.publication.as_ref().and_then(|_| check())
+    }
+
+    /// Delivers the stream's metadata, unless it announces a codec this server does not carry.
+    async fn metadata(&mut self, metadata: StreamMetadata) -> Result<Flow, IngestError> {
+        let announced = codec_support::check_announced(
+            metadata.video_codec.as_ref(),
+            metadata.audio_codec.as_ref(),
+        );
+        match announced {
+            Some(unsupported) => self.refuse_codec(unsupported).await,
+            None => self.deliver(MediaMessage::Metadata(metadata)).await,
+        }
+    }
+
+    /// Ends a publish that uses a codec this server does not carry: the broadcast is told
+    /// (it ends at once and notes why for the host console), the publisher gets
+    /// NetStream.Publish.Rejected saying what to change, and the connection closes.
+    async fn refuse_codec(&mut self, unsupported: UnsupportedCodec) -> Result<Flow, IngestError> {
+        let message = unsupported.message();
+        telemetry::publish_refused(unsupported.code());
+        if let Some(p) = &self.publication {
+            warn!(
+                room = %p.room,
+                session = %p.session,
+                peer = %self.peer,
+                codec = %unsupported.name(),
+                "publish refused: {message}"
+            );
+        }
+        self.batch.push(MediaMessage::Refused(message.clone()));
+        if let Flow::Close(end) = self.hand_over().await {
+            return Ok(Flow::Close(end));
+        }
+        self.end_publish("refused for its codec");
+        self.replies.publish_rejected(&message).await?;
+        Ok(Flow::Close(SessionEnd::Refused))
     }
 
     fn log_refusal(&self, refusal: &PublishRefusal) {

@@ -5,6 +5,8 @@
 
 use bytes::Bytes;
 
+use super::codec_support::FlvCodec;
+
 /// What the encoder said about its stream in `@setDataFrame onMetaData`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StreamMetadata {
@@ -14,6 +16,9 @@ pub struct StreamMetadata {
     pub video_kbps: Option<f64>,
     pub audio_kbps: Option<f64>,
     pub encoder: Option<String>,
+    /// `videocodecid` / `audiocodecid`: what the encoder says it will send.
+    pub video_codec: Option<FlvCodec>,
+    pub audio_codec: Option<FlvCodec>,
 }
 
 /// One message of a live publish, in arrival order.
@@ -31,6 +36,9 @@ pub enum MediaMessage {
         timestamp: u32,
         body: Bytes,
     },
+    /// Ingest refused the publish mid-stream (a codec this server does not carry, say why):
+    /// the last message of the publish. The broadcast ends at once, waiting for no reconnect.
+    Refused(String),
 }
 
 impl MediaMessage {
@@ -39,7 +47,7 @@ impl MediaMessage {
     /// playlist is not held back).
     pub fn is_urgent(&self) -> bool {
         match self {
-            MediaMessage::Metadata(_) => true,
+            MediaMessage::Metadata(_) | MediaMessage::Refused(_) => true,
             // FLV video: frame type 1 = keyframe in the high nibble; AVC packet type 0 = config.
             MediaMessage::Video { body, .. } => {
                 body.first().is_some_and(|b| b >> 4 == 1) || body.get(1) == Some(&0)

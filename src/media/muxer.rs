@@ -27,11 +27,32 @@ pub const AUDIO_ONLY_AFTER_HINTED_MS: u64 = 10_000;
 /// Audio kept while waiting for the first keyframe (older frames are dropped).
 const MAX_PROBE_AUDIO_MS: u64 = 10_000;
 
+/// Where a publish's media goes on its session's timeline: the start for a first publish,
+/// after the earlier parts for a publisher that reconnected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineStart {
+    /// Session time (ms) of the publish's first timestamp.
+    pub start_ms: u64,
+    /// Number of its first segment.
+    pub first_sequence: u64,
+}
+
+impl Default for TimelineStart {
+    fn default() -> TimelineStart {
+        TimelineStart {
+            start_ms: 0,
+            first_sequence: 1,
+        }
+    }
+}
+
 /// Turns one publish's tags into fMP4 (see the module doc).
 #[derive(Debug)]
 pub struct StreamMuxer {
     target_ms: u64,
     clock: TimestampUnwrapper,
+    /// Number of the first segment the cutter will emit.
+    first_sequence: u64,
     video: Option<VideoTrack>,
     audio: Option<AudioTrack>,
     /// Set once the init segment is built: the tracks are fixed from then on.
@@ -47,9 +68,16 @@ pub struct StreamMuxer {
 impl StreamMuxer {
     /// A muxer cutting segments of about `target_ms` (at keyframes).
     pub fn new(target_ms: u64) -> StreamMuxer {
+        StreamMuxer::continuing(target_ms, TimelineStart::default())
+    }
+
+    /// A muxer for a publish that continues a session at `start` (a publisher that
+    /// reconnected): its timestamps and segment numbers follow the earlier parts'.
+    pub fn continuing(target_ms: u64, start: TimelineStart) -> StreamMuxer {
         StreamMuxer {
             target_ms,
-            clock: TimestampUnwrapper::new(),
+            clock: TimestampUnwrapper::starting_at(start.start_ms),
+            first_sequence: start.first_sequence,
             video: None,
             audio: None,
             cutter: None,
@@ -320,11 +348,14 @@ impl StreamMuxer {
         };
         let audio = self.audio.as_ref();
         let init = InitSegment::build(video, audio)?;
-        self.cutter = Some(SegmentCutter::new(
-            self.target_ms,
-            video.is_some(),
-            audio.map(|a| a.config.sample_rate),
-        ));
+        self.cutter = Some(
+            SegmentCutter::new(
+                self.target_ms,
+                video.is_some(),
+                audio.map(|a| a.config.sample_rate),
+            )
+            .with_first_sequence(self.first_sequence),
+        );
         events.push(MuxEvent::Init(init));
         Ok(())
     }

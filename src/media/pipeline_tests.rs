@@ -7,7 +7,7 @@ use mp4_atom::{Any, Decode, Moof};
 use super::flv_file::{read_flv, FlvTagKind};
 use super::fmp4::{AUDIO_TRACK_ID, VIDEO_TRACK_ID};
 use super::mux_event::MuxEvent;
-use super::muxer::StreamMuxer;
+use super::muxer::{StreamMuxer, TimelineStart};
 
 fn ffmpeg_push() -> Bytes {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ffmpeg_push_6s.flv");
@@ -16,7 +16,10 @@ fn ffmpeg_push() -> Bytes {
 
 /// Runs the push through a muxer with every timestamp shifted by `offset` (wrapping).
 fn mux(offset: u32) -> Vec<MuxEvent> {
-    let mut muxer = StreamMuxer::new(2000);
+    mux_into(StreamMuxer::new(2000), offset)
+}
+
+fn mux_into(mut muxer: StreamMuxer, offset: u32) -> Vec<MuxEvent> {
     let mut events = Vec::new();
     for tag in read_flv(&ffmpeg_push()).unwrap() {
         let ts = tag.timestamp.wrapping_add(offset);
@@ -93,6 +96,11 @@ fn the_ffmpeg_push_becomes_three_two_second_segments() {
             s.duration
         );
     }
+    // The last segment lasts until its last picture is shown: its decode span plus the
+    // composition offset of the B-frame stream (2 frames at 30 fps).
+    let last = segments.last().unwrap();
+    eprintln!("last segment {}", last.duration);
+    assert!(last.duration > 2.05, "last segment {} s", last.duration);
     // Every video frame (180 pictures) and every AAC frame ends up in a segment.
     assert_eq!(segments.iter().map(|s| s.video_frames).sum::<usize>(), 180);
     let audio_frames = segments.iter().map(|s| s.audio_frames).sum::<usize>();
@@ -259,4 +267,48 @@ fn a_new_video_config_mid_stream_goes_in_band_before_the_next_keyframe() {
         vec![2],
         "only the segment starting at the next keyframe"
     );
+}
+
+#[test]
+fn a_continued_session_follows_the_earlier_part_on_the_timeline() {
+    // A publisher that reconnected: its encoder starts its timestamps anywhere, its media lands
+    // at 16.5 s of the session and its segments continue the numbering.
+    let start = TimelineStart {
+        start_ms: 16_500,
+        first_sequence: 9,
+    };
+    let continued = mux_into(StreamMuxer::continuing(2000, start), 123_456);
+    let plain = mux(0);
+    let sequences: Vec<u64> = continued
+        .iter()
+        .filter_map(|e| match e {
+            MuxEvent::Segment(s) => Some(s.sequence),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sequences, vec![9, 10, 11]);
+    let first = continued.iter().find_map(|e| match e {
+        MuxEvent::Segment(s) => Some(s.start_ms),
+        _ => None,
+    });
+    assert_eq!(first, Some(16_500));
+    // Every fragment is the plain one moved by 16.5 s on both tracks (audio at 48 kHz).
+    let shift = |track: u32| {
+        if track == VIDEO_TRACK_ID {
+            16_500 * 90
+        } else {
+            16_500 * 48
+        }
+    };
+    let moved: Vec<(u32, Vec<(u64, u64)>)> = track_timing(&plain)
+        .into_iter()
+        .map(|(track, frags)| {
+            let frags = frags
+                .into_iter()
+                .map(|(b, d)| (b + shift(track), d))
+                .collect();
+            (track, frags)
+        })
+        .collect();
+    assert_eq!(track_timing(&continued), moved);
 }

@@ -123,6 +123,13 @@ impl SegmentCutter {
         }
     }
 
+    /// Numbers the first segment `n` instead of 1: a reconnected publisher's segments continue
+    /// the session's numbering (and its object names).
+    pub fn with_first_sequence(mut self, n: u64) -> SegmentCutter {
+        self.next_sequence = n.max(1);
+        self
+    }
+
     /// Longest a segment may grow while waiting for a keyframe.
     pub fn max_segment_ms(&self) -> u64 {
         self.max_ms
@@ -247,6 +254,9 @@ impl SegmentCutter {
                 _ => last.dts + u64::from(self.last_video_duration),
             };
             end_ms = end_ms.max(end / 90);
+            if matches!(at, CloseAt::End) {
+                end_ms = end_ms.max(self.shown_until(&open.video).div_ceil(90));
+            }
             tracks.push(TrackFragment {
                 track_id: VIDEO_TRACK_ID,
                 base_decode_time: first.dts,
@@ -299,6 +309,22 @@ impl SegmentCutter {
             video_frames: open.video.len(),
             audio_frames: open.audio.len(),
         }))
+    }
+}
+
+impl SegmentCutter {
+    /// When the last of `frames` has been shown (90 kHz): with B-frames a picture is shown
+    /// after it is decoded, so the stream's presentation ends a composition offset after its
+    /// decoding. The last segment of a publish is listed until then, or a player placing the
+    /// pictures by their presentation time would find them past the playlist's end (hls.js
+    /// then fails to set the media duration when the playlist ends).
+    fn shown_until(&self, frames: &[BufferedVideo]) -> u64 {
+        frames
+            .iter()
+            .map(|v| v.dts.saturating_add_signed(i64::from(v.cts)))
+            .max()
+            .unwrap_or(0)
+            + u64::from(self.last_video_duration)
     }
 }
 

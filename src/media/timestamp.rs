@@ -1,6 +1,7 @@
 //! RTMP timestamps are 32-bit milliseconds that wrap after ~49.7 days and may start anywhere
 //! (an encoder's uptime, say). [`TimestampUnwrapper`] turns them into one u64 session timeline
-//! that starts at 0 and keeps counting across the wrap.
+//! that starts at 0 (or where an earlier part of the session left off, after a reconnect) and
+//! keeps counting across the wrap.
 
 /// How far a timestamp may step back without being taken for a reset: audio and video of one
 /// stream interleave a little out of order, and that jitter is normal.
@@ -20,6 +21,8 @@ pub struct TimestampUnwrapper {
     origin: i64,
     /// How many resets (large backward steps) were absorbed.
     resets: u64,
+    /// Session time of the first timestamp (0, or where a continued session resumes).
+    start: u64,
 }
 
 impl TimestampUnwrapper {
@@ -28,12 +31,22 @@ impl TimestampUnwrapper {
         TimestampUnwrapper::default()
     }
 
+    /// An unwrapper whose first timestamp becomes session time `start_ms`: a publisher that
+    /// reconnected continues the session's timeline where it should be, whatever its encoder
+    /// restarted its timestamps at.
+    pub fn starting_at(start_ms: u64) -> TimestampUnwrapper {
+        TimestampUnwrapper {
+            start: start_ms,
+            ..TimestampUnwrapper::default()
+        }
+    }
+
     /// Session time (ms since the first timestamp) of a raw RTMP timestamp.
     pub fn unwrap(&mut self, raw: u32) -> u64 {
         let Some((newest_raw, newest)) = self.newest else {
             self.newest = Some((raw, i64::from(raw)));
             self.origin = i64::from(raw);
-            return 0;
+            return self.start;
         };
         // The signed distance on the 32-bit circle: a step over the wrap is a small positive one.
         let delta = i64::from(raw.wrapping_sub(newest_raw) as i32);
@@ -48,7 +61,9 @@ impl TimestampUnwrapper {
             self.newest = Some((raw, newest));
             newest
         };
-        u64::try_from(unwrapped - self.origin).unwrap_or(0)
+        u64::try_from(unwrapped - self.origin)
+            .unwrap_or(0)
+            .saturating_add(self.start)
     }
 
     /// Large backward steps absorbed so far (encoder restarts, broken muxers).
@@ -100,6 +115,17 @@ mod tests {
         assert_eq!(t.unwrap(160_000), 60_000);
         assert_eq!(t.unwrap(0), 60_000);
         assert_eq!(t.unwrap(40), 60_040);
+        assert_eq!(t.resets(), 1);
+    }
+
+    #[test]
+    fn a_continued_session_starts_where_it_resumes() {
+        let mut t = TimestampUnwrapper::starting_at(16_500);
+        assert_eq!(t.unwrap(0), 16_500);
+        assert_eq!(t.unwrap(33), 16_533);
+        // Jitter before the first timestamp clamps at the start, never before it.
+        assert_eq!(t.unwrap(0), 16_500);
+        assert_eq!(t.unwrap(4_000_000_000), 16_533);
         assert_eq!(t.resets(), 1);
     }
 

@@ -1,7 +1,7 @@
 //! Which rooms are on air right now, shared by ingest (one publisher per room), the HLS
 //! writer, the chat engine (stream time of each event) and the pages (live list, status).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -10,8 +10,9 @@ use tokio::sync::broadcast;
 
 use crate::sync::lock;
 
-/// A room's current broadcast.
-#[derive(Debug, Clone, Serialize)]
+/// A room's current broadcast. Nodes of a cluster report it to each other (so it reads back
+/// too; the instant of the first frame stays on the node that has it).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LiveInfo {
     pub room: String,
     /// Names the broadcast's objects: `hls/{room}/{session}/...`.
@@ -32,9 +33,34 @@ pub struct LiveInfo {
     /// Bitrate the encoder announced in its metadata (kbit/s).
     pub announced_kbps: Option<f64>,
     pub segments: u64,
+    /// The publisher dropped and the broadcast waits for it to come back
+    /// (`rtmp.reconnect_grace_s`): still live, no media coming in.
+    pub reconnecting: bool,
+    /// How many times a publisher came back and continued this broadcast.
+    pub reconnects: u32,
 }
 
 impl LiveInfo {
+    /// A broadcast of `room` just begun as `session` (nothing known about its media yet).
+    pub fn new(room: &str, session: &str, started_ms: i64) -> LiveInfo {
+        LiveInfo {
+            room: room.to_string(),
+            session: session.to_string(),
+            started_ms,
+            first_frame_at: None,
+            first_frame_ms: None,
+            width: None,
+            height: None,
+            video_codec: None,
+            audio_codec: None,
+            bitrate_kbps: 0.0,
+            announced_kbps: None,
+            segments: 0,
+            reconnecting: false,
+            reconnects: 0,
+        }
+    }
+
     /// Milliseconds since the first frame (0 before it): where "now" is on the stream timeline.
     pub fn stream_ms(&self) -> u64 {
         self.first_frame_at
@@ -42,6 +68,21 @@ impl LiveInfo {
             .unwrap_or(0)
     }
 }
+
+/// Something that happened to a room's broadcasts that its host should see (a refused codec,
+/// a reconnect, a broadcast recovered after a crash), kept for the host console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Notice {
+    /// Wall-clock ms.
+    pub at_ms: i64,
+    /// Stable label: `publish_refused`, `publisher_left`, `publisher_back`, `recovered`, ...
+    pub code: String,
+    /// What happened and what to do, in plain words.
+    pub message: String,
+}
+
+/// Notices kept per room (the newest).
+pub const NOTICES_KEPT: usize = 20;
 
 /// A change other parts react to (the database records sessions, the danmaku writer follows).
 #[derive(Debug, Clone)]
@@ -67,6 +108,8 @@ pub struct AlreadyLive {
 #[derive(Debug)]
 pub struct LiveRegistry {
     rooms: Mutex<HashMap<String, LiveInfo>>,
+    /// Recent notices by room, oldest first.
+    notices: Mutex<HashMap<String, VecDeque<Notice>>>,
     changes: broadcast::Sender<LiveChange>,
 }
 
@@ -80,6 +123,7 @@ impl LiveRegistry {
     pub fn new() -> LiveRegistry {
         LiveRegistry {
             rooms: Mutex::new(HashMap::new()),
+            notices: Mutex::new(HashMap::new()),
             changes: broadcast::channel(256).0,
         }
     }
@@ -94,20 +138,7 @@ impl LiveRegistry {
             });
         }
         let now = chrono::Utc::now();
-        let info = LiveInfo {
-            room: room.to_string(),
-            session: new_session_id(now),
-            started_ms: now.timestamp_millis(),
-            first_frame_at: None,
-            first_frame_ms: None,
-            width: None,
-            height: None,
-            video_codec: None,
-            audio_codec: None,
-            bitrate_kbps: 0.0,
-            announced_kbps: None,
-            segments: 0,
-        };
+        let info = LiveInfo::new(room, &new_session_id(now), now.timestamp_millis());
         rooms.insert(room.to_string(), info.clone());
         drop(rooms);
         let _ = self.changes.send(LiveChange::Started(info.clone()));
@@ -116,6 +147,12 @@ impl LiveRegistry {
 
     /// Ends the session if it is still the live one.
     pub fn end(&self, room: &str, session: &str, vod_key: Option<String>) {
+        self.end_at(room, session, vod_key, crate::clock::now_ms());
+    }
+
+    /// Ends the session as of `ended_ms` (wall clock): when its last publisher left, for a
+    /// broadcast that waited for a reconnect in vain.
+    pub fn end_at(&self, room: &str, session: &str, vod_key: Option<String>, ended_ms: i64) {
         let mut rooms = lock(&self.rooms);
         let Some(info) = rooms.get(room) else { return };
         if info.session != session {
@@ -125,7 +162,7 @@ impl LiveRegistry {
         drop(rooms);
         let _ = self.changes.send(LiveChange::Ended {
             info,
-            ended_ms: crate::clock::now_ms(),
+            ended_ms,
             vod_key,
         });
     }
@@ -149,6 +186,36 @@ impl LiveRegistry {
         let mut all: Vec<LiveInfo> = lock(&self.rooms).values().cloned().collect();
         all.sort_by(|a, b| a.room.cmp(&b.room));
         all
+    }
+
+    /// Keeps a notice for `room`'s host (the newest [`NOTICES_KEPT`]).
+    pub fn notice(&self, room: &str, code: &str, message: &str) {
+        let mut notices = lock(&self.notices);
+        let kept = notices.entry(room.to_string()).or_default();
+        if kept.len() >= NOTICES_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(Notice {
+            at_ms: crate::clock::now_ms(),
+            code: code.to_string(),
+            message: message.to_string(),
+        });
+    }
+
+    /// `room`'s recent notices on this node, oldest first.
+    pub fn notices(&self, room: &str) -> Vec<Notice> {
+        lock(&self.notices)
+            .get(room)
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every room's recent notices on this node (for the cluster's reports).
+    pub fn all_notices(&self) -> HashMap<String, Vec<Notice>> {
+        lock(&self.notices)
+            .iter()
+            .map(|(room, n)| (room.clone(), n.iter().cloned().collect()))
+            .collect()
     }
 
     /// Follows starts and ends.
@@ -185,5 +252,23 @@ mod tests {
         assert!(matches!(rx.try_recv().unwrap(), LiveChange::Started(_)));
         assert!(matches!(rx.try_recv().unwrap(), LiveChange::Ended { .. }));
         assert!(reg.try_begin("r").is_ok());
+    }
+
+    #[test]
+    fn notices_keep_the_newest_per_room() {
+        let reg = LiveRegistry::new();
+        for i in 0..NOTICES_KEPT + 3 {
+            reg.notice("r", "publish_refused", &format!("n{i}"));
+        }
+        reg.notice("other", "recovered", "x");
+        let kept = reg.notices("r");
+        assert_eq!(kept.len(), NOTICES_KEPT);
+        assert_eq!(kept[0].message, "n3");
+        assert_eq!(
+            kept.last().unwrap().message,
+            format!("n{}", NOTICES_KEPT + 2)
+        );
+        assert_eq!(reg.notices("other")[0].code, "recovered");
+        assert!(reg.notices("none").is_empty());
     }
 }

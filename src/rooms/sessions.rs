@@ -5,8 +5,12 @@ use super::live::{LiveChange, LiveRegistry};
 use crate::db::Database;
 
 /// Runs until the registry is dropped; a failed write is logged and the next change is still
-/// recorded.
-pub fn record_sessions(db: Database, live: &LiveRegistry) -> tokio::task::JoinHandle<()> {
+/// recorded. Sessions are recorded as taken in by `node` (crash recovery finishes its own).
+pub fn record_sessions(
+    db: Database,
+    live: &LiveRegistry,
+    node: String,
+) -> tokio::task::JoinHandle<()> {
     let mut changes = live.subscribe();
     tokio::spawn(async move {
         loop {
@@ -20,7 +24,7 @@ pub fn record_sessions(db: Database, live: &LiveRegistry) -> tokio::task::JoinHa
             };
             let result = match &change {
                 LiveChange::Started(info) => {
-                    db.session_started(&info.room, &info.session, info.started_ms)
+                    db.session_started(&info.room, &info.session, info.started_ms, &node)
                         .await
                 }
                 LiveChange::Ended {

@@ -1,6 +1,9 @@
 // Danmaku from the CDN: read danmaku/{room}/index.json, then fetch batch files n, n+1, ... one
-// per period (their keys are predictable, so no index read per file). The base URL is picked by
-// weight from the index's cdn_bases, falling back to this page's own origin.
+// per period (their keys are predictable, so no index read per file). The index is read through
+// the CDN base the allocator names when CDN bases are configured (this origin otherwise, or when
+// that base fails); batch files through a base picked by weight from the index's cdn_bases.
+
+import { fetchConnect } from './ws-client.js';
 
 /** Picks a base URL by weight ('' means this page's origin). `rnd` is for tests. */
 export function pickBase(bases, rnd = Math.random) {
@@ -13,6 +16,16 @@ export function pickBase(bases, rnd = Math.random) {
     if (r < 0) return b.url.replace(/\/+$/, '');
   }
   return usable[usable.length - 1].url.replace(/\/+$/, '');
+}
+
+/**
+ * Where to read a room's danmaku from: `base` for the index (the allocator's CDN base when CDN
+ * bases are configured, else '' for this origin) and every base with its weight.
+ */
+export function danmakuSource(answer) {
+  const bases = answer && Array.isArray(answer.cdn_bases) ? answer.cdn_bases : [];
+  const base = bases.length && typeof answer.cdn_base === 'string' ? answer.cdn_base.replace(/\/+$/, '') : '';
+  return { base, bases };
 }
 
 /** URL of a danmaku object below a base ('' = this origin). */
@@ -56,6 +69,7 @@ export class CdnPoller {
     this.missesBeforeIndex = missesBeforeIndex;
     this.controller = null;
     this.base = '';
+    this.indexBase = null; // from the allocator, at the first index read
     this.files = 0;
   }
 
@@ -76,7 +90,13 @@ export class CdnPoller {
     let misses = 0;
     while (!signal.aborted) {
       if (!index || misses >= this.missesBeforeIndex) {
-        const fresh = await fetchIndex('', this.room, signal).catch(() => null);
+        if (this.indexBase === null) this.indexBase = danmakuSource(await fetchConnect(this.room)).base;
+        let fresh = await fetchIndex(this.indexBase, this.room, signal).catch(() => null);
+        if (!fresh && this.indexBase !== '' && !signal.aborted) {
+          // The CDN base failed: this origin, and the allocator asked again next time.
+          fresh = await fetchIndex('', this.room, signal).catch(() => null);
+          this.indexBase = null;
+        }
         if (signal.aborted) return;
         if (!fresh) {
           this.onStatus('CDN: no danmaku files for this room yet');

@@ -128,6 +128,23 @@ function put(id, text) {
   byId(id).textContent = text;
 }
 
+/** What the On air line says: the session, its node in a cluster, a publisher away. */
+function onAirText(live, closed) {
+  if (!live) return closed ? 'closed' : 'no';
+  const where = live.node ? ` on node ${live.node}` : '';
+  const away = live.reconnecting ? ' (publisher disconnected: waiting for it to come back)' : '';
+  return `yes, session ${live.session}${where}${away}`;
+}
+
+/** The room's notices, newest first, as text (never HTML). */
+function showNotices(notices) {
+  const list = Array.isArray(notices) ? notices.slice().reverse() : [];
+  show(byId('notices-empty'), list.length === 0);
+  replaceChildren(byId('notices'), list.map((n) => el('li', { class: `notice notice-${String(n.code).replace(/[^a-z_]/g, '')}` },
+    el('span', { class: 'notice-time', text: new Date(n.at_ms).toLocaleTimeString() }),
+    String(n.message || n.code))));
+}
+
 function total(map) {
   return Object.values(map || {}).reduce((a, b) => a + (typeof b === 'number' ? b : 0), 0);
 }
@@ -137,7 +154,8 @@ async function refreshStatus() {
   const [info, stats] = await Promise.allSettled([rooms.get(current), rooms.stats(current)]);
   if (info.status === 'fulfilled') {
     const live = info.value.live;
-    put('st-live', live ? `yes, session ${live.session}` : (info.value.closed ? 'closed' : 'no'));
+    put('st-live', onAirText(live, info.value.closed));
+    showNotices(info.value.notices);
     put('st-res', live && live.width ? `${live.width}×${live.height}` : '—');
     put('st-bitrate', live ? `${num(live.bitrate_kbps, 0)} kbit/s` : '—');
   }

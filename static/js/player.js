@@ -1,5 +1,8 @@
 // Plays an HLS URL in a <video>: the browser's own HLS where it has it, else hls.js (vendored,
-// loaded only then). Retries while the room is offline or the network fails.
+// loaded only then). It recovers by itself: network and media errors are retried, a stall with
+// media buffered further on jumps the hole (the time a publisher was away is listed as gap
+// entries), and a live playlist that ends is reported (onEnded) so the page can wait for the
+// next broadcast instead of needing a reload.
 
 /** Whether this browser plays HLS by itself (Safari, iOS, some Chromium builds). */
 export function hasNativeHls(video) {
@@ -23,32 +26,95 @@ export function loadHlsJs() {
   return hlsScript;
 }
 
+/** Seconds without progress before a playing video counts as stalled. */
+const STALL_S = 2;
+/** The farthest ahead a buffered range may start for the player to jump to it. */
+const MAX_JUMP_S = 60;
+
+/**
+ * Where a stalled player should jump: the start of the first buffered range after `time`
+ * within MAX_JUMP_S, or null. `ranges` is [[start, end], ...] (pure; tested in node).
+ */
+export function holeJumpTarget(ranges, time) {
+  for (const [start, end] of ranges) {
+    if (time >= start && time < end - 0.25) return null; // playable here: not a hole
+    if (start > time && start - time <= MAX_JUMP_S) return start + 0.05;
+  }
+  return null;
+}
+
+/**
+ * hls.js's buffer controller, except that setting the media's duration may fail quietly. When a
+ * live playlist ends, hls.js sets the duration to the playlist's end as it measured it from
+ * decode times, while a B-frame stream's last picture is shown a composition offset later; the
+ * browser refuses a duration below what is buffered and hls.js throws from a promise (an
+ * uncaught error, and the end of stream is never signalled). The duration then stays as it
+ * was, which is right.
+ */
+function tolerantBufferController(Hls) {
+  const Base = Hls.DefaultConfig.bufferController;
+  return class extends Base {
+    updateMediaElementDuration() {
+      try {
+        super.updateMediaElementDuration();
+      } catch {
+        // see above
+      }
+    }
+  };
+}
+
 export class Player {
   /**
    * @param {HTMLVideoElement} video
-   * @param {object} opts live (bool), onStatus(text), retryMs, prefer ('hls.js' to use hls.js
-   *   even where the browser has native HLS)
+   * @param {object} opts live (bool), onStatus(state, text) with state one of 'loading',
+   *   'playing', 'stalled', 'retrying', 'offline', 'ended', 'error'; onEnded() when a live
+   *   playlist ended and was played out; retryMs; prefer ('hls.js' to use hls.js even where
+   *   the browser has native HLS)
    */
-  constructor(video, { live = true, onStatus = () => {}, retryMs = 3000, prefer = '' } = {}) {
+  constructor(video, { live = true, onStatus = () => {}, onEnded = () => {}, retryMs = 3000, prefer = '' } = {}) {
     this.video = video;
     this.live = live;
-    this.onStatus = onStatus;
+    this.onStatusCb = onStatus;
+    this.onEnded = onEnded;
     this.retryMs = retryMs;
     this.hls = null;
     this.url = '';
     this.engine = '';
     this.retry = null;
+    this.watchdog = null;
+    this.state = 'idle';
+    this.endlist = false;
+    this.lastTime = -1;
+    this.stillSince = 0;
+    this.mediaErrors = [];
+    this.jumps = 0;
     video.muted = true; // autoplay is allowed muted; the viewer unmutes with the controls
     video.playsInline = true;
     this.prefer = prefer;
     this.onNativeError = () => this.scheduleRetry(this.live ? 'offline' : 'video error');
     this.onNativeReady = () => this.start();
+    this.onVideoEnded = () => this.ended();
+  }
+
+  /** Whether a stream is attached (loading, playing or stalled), not ended or stopped. */
+  get active() {
+    return this.url !== '' && this.state !== 'ended';
+  }
+
+  status(state, text = state) {
+    this.state = state;
+    this.onStatusCb(state, text);
   }
 
   /** Starts (or restarts) playing `url`. */
   async play(url) {
     this.stop();
     this.url = url;
+    this.endlist = false;
+    this.status('loading', 'loading the stream');
+    this.video.addEventListener('ended', this.onVideoEnded);
+    this.watchdog = setInterval(() => this.watch(), 1000);
     if (this.prefer !== 'hls.js' && hasNativeHls(this.video)) {
       this.engine = 'native';
       this.video.addEventListener('error', this.onNativeError);
@@ -60,42 +126,98 @@ export class Player {
     try {
       Hls = await loadHlsJs();
     } catch (e) {
-      this.onStatus(String(e.message));
+      this.status('error', String(e.message));
       return;
     }
+    if (this.url !== url) return; // stopped or restarted meanwhile
     if (!Hls.isSupported()) {
-      this.onStatus('this browser cannot play HLS');
+      this.status('error', 'this browser cannot play HLS');
       return;
     }
     this.engine = 'hls.js';
     const hls = new Hls(this.live
-      ? { liveDurationInfinity: true, backBufferLength: 30, manifestLoadingMaxRetry: 2 }
-      : { backBufferLength: 60 });
+      ? {
+        liveDurationInfinity: true,
+        backBufferLength: 30,
+        manifestLoadingMaxRetry: 2,
+        levelLoadingMaxRetry: 4,
+        bufferController: tolerantBufferController(Hls),
+      }
+      : { backBufferLength: 60, bufferController: tolerantBufferController(Hls) });
     this.hls = hls;
     hls.on(Hls.Events.ERROR, (_event, data) => {
-      if (!data.fatal) return;
+      if (!data.fatal || this.hls !== hls) return;
       if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
-        hls.recoverMediaError();
+        this.mediaError(hls);
       } else {
         const offline = data.response && data.response.code === 404;
         this.scheduleRetry(offline ? 'offline' : `network error (${data.details})`);
       }
+    });
+    hls.on(Hls.Events.LEVEL_UPDATED, (_event, data) => {
+      if (this.live && data.details && data.details.live === false) this.endlist = true;
     });
     hls.on(Hls.Events.MANIFEST_PARSED, () => this.start());
     hls.loadSource(url);
     hls.attachMedia(this.video);
   }
 
+  /** A fatal media error: recover in place once, then (if it comes back soon) start over. */
+  mediaError(hls) {
+    const now = Date.now();
+    this.mediaErrors = this.mediaErrors.filter((t) => now - t < 10000);
+    this.mediaErrors.push(now);
+    if (this.mediaErrors.length <= 1) hls.recoverMediaError();
+    else this.scheduleRetry('media error');
+  }
+
   start() {
-    this.onStatus('playing');
+    this.status('playing', 'playing');
     this.video.play().catch((e) => {
-      if (e.name === 'NotAllowedError') this.onStatus('press play to start');
+      if (e.name === 'NotAllowedError') this.status('playing', 'press play to start');
     });
   }
 
+  /** Every second: notice progress, stalls and holes, and a live stream played to its end. */
+  watch() {
+    const v = this.video;
+    if (!this.url || this.state === 'retrying') return;
+    const t = v.currentTime;
+    if (t !== this.lastTime) {
+      this.lastTime = t;
+      this.stillSince = Date.now();
+      if (this.state === 'stalled' && !v.paused) this.status('playing', 'playing');
+      return;
+    }
+    if (v.paused || this.state === 'loading' || Date.now() - this.stillSince < STALL_S * 1000) return;
+    const ranges = [];
+    for (let i = 0; i < v.buffered.length; i++) ranges.push([v.buffered.start(i), v.buffered.end(i)]);
+    const jump = holeJumpTarget(ranges, t);
+    if (jump !== null) {
+      this.jumps++;
+      v.currentTime = jump;
+      return;
+    }
+    if (this.live && this.endlist) {
+      this.ended();
+      return;
+    }
+    if (this.state !== 'stalled') {
+      this.status('stalled', this.live ? 'reconnecting: waiting for the stream' : 'buffering');
+    }
+  }
+
+  /** The live playlist ended and was played out: stop and tell the page. */
+  ended() {
+    if (!this.live || !this.url) return;
+    this.stop();
+    this.status('ended', 'the broadcast ended');
+    this.onEnded();
+  }
+
   scheduleRetry(why) {
-    this.onStatus(why === 'offline' ? 'offline: waiting for the stream' : `${why}; retrying`);
     const url = this.url;
+    this.status('retrying', why === 'offline' ? 'offline: waiting for the stream' : `${why}; reconnecting`);
     clearTimeout(this.retry);
     this.retry = setTimeout(() => {
       if (this.url === url) this.play(url);
@@ -104,12 +226,20 @@ export class Player {
 
   stop() {
     clearTimeout(this.retry);
+    clearInterval(this.watchdog);
     this.video.removeEventListener('error', this.onNativeError);
     this.video.removeEventListener('loadedmetadata', this.onNativeReady);
+    this.video.removeEventListener('ended', this.onVideoEnded);
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;
     }
+    if (this.engine === 'native') {
+      this.video.removeAttribute('src');
+      this.video.load();
+    }
     this.url = '';
+    this.lastTime = -1;
+    this.state = 'idle';
   }
 }

@@ -1,7 +1,23 @@
-// Replay (VOD): the session's batch files are loaded into a timeline ordered by stream time,
-// and each comment is released when the video's position passes its stream_ms.
+// Replay (VOD): the session's danmaku (its one file once the session ended, else its batch
+// files) are loaded into a timeline ordered by stream time, and each comment is released when
+// the video's position passes its stream_ms.
 
 import { fetchBatch } from './cdn-poller.js';
+
+/**
+ * Loads a finished session's one danmaku file (`all.json`) from `url`; resolves with its
+ * events, or null when it cannot be read (the caller falls back to the batch files).
+ */
+export async function loadSessionFile(url, signal) {
+  try {
+    const r = await fetch(url, { signal });
+    if (!r.ok) return null;
+    const file = await r.json();
+    return Array.isArray(file.events) ? file.events : null;
+  } catch {
+    return null;
+  }
+}
 
 /** Events released late (loaded after the video passed them) if no older than this (ms). */
 export const LATE_MS = 2000;

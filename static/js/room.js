@@ -1,7 +1,10 @@
 // Viewer page: HLS video with danmaku drawn over it, the chat list, the join/send box, and the
-// switch between WebSocket delivery and CDN polling. With ?session=ID it replays a finished
-// broadcast, showing each comment when the video passes its stream time. ?via=cdn starts in CDN
-// mode; ?player=hlsjs uses hls.js even where the browser plays HLS natively.
+// switch between WebSocket delivery and CDN polling. It never needs a reload: it polls the
+// room's status and starts the player when the room is on air again (after a reconnect, a
+// broadcast that ended, a player error), saying "reconnecting" or "offline" meanwhile. With
+// ?session=ID it replays a finished broadcast, showing each comment when the video passes its
+// stream time. ?via=cdn starts in CDN mode; ?player=hlsjs uses hls.js even where the browser
+// plays HLS natively.
 
 import { rooms, ApiError } from './api.js';
 import { el, byId, show, replaceChildren } from './dom.js';
@@ -10,9 +13,11 @@ import { DanmakuStage } from './danmaku-stage.js';
 import { ChatList } from './chat-list.js';
 import { SeqFilter } from './seq-filter.js';
 import { ChatSocket } from './ws-client.js';
-import { CdnPoller, fetchIndex, pickBase } from './cdn-poller.js';
-import { ReplayTimeline, loadSessionBatches } from './replay.js';
+import { CdnPoller, danmakuSource, pickBase } from './cdn-poller.js';
+import { ReplayTimeline, loadSessionBatches, loadSessionFile } from './replay.js';
 import { Player } from './player.js';
+import { nextStep, POLL_PLAYING_MS, POLL_WAITING_MS } from './live-watch.js';
+import { fetchConnect } from './ws-client.js';
 import { storedGuest, joinAsGuest, leave } from './guest.js';
 
 const room = roomFromPath(location.pathname);
@@ -22,10 +27,30 @@ const video = byId('video');
 const stage = new DanmakuStage(byId('stage'), { fontSize: 24, scrollMs: 8000 });
 const chat = new ChatList(byId('chat'));
 const filter = new SeqFilter();
+/** The live broadcast the player plays, and the one it played to its end. */
+let playingSession = null;
+let endedSession = null;
+let roomNote = '';
+let playerNote = '';
+
+function showStatus() {
+  setText('player-status', playerNote || roomNote);
+}
+
 const player = new Player(video, {
   live: !replaySession,
   prefer: params.get('player') === 'hlsjs' ? 'hls.js' : '',
-  onStatus: (s) => setText('player-status', s === 'playing' ? '' : s),
+  onStatus: (state, text) => {
+    playerNote = state === 'playing' && text === 'playing' ? '' : text;
+    showStatus();
+  },
+  onEnded: () => {
+    endedSession = playingSession;
+    playingSession = null;
+    watchRoom(POLL_WAITING_MS);
+    // The broadcast that ended becomes a replay once its VOD is recorded.
+    setTimeout(loadReplays, POLL_WAITING_MS);
+  },
 });
 
 let via = params.get('via') === 'cdn' ? 'cdn' : 'ws';
@@ -212,9 +237,6 @@ async function loadRoom() {
     if (!replaySession) {
       // Without a socket (CDN mode) the count comes from the rooms API.
       if (via === 'cdn' && Number.isInteger(info.online)) setText('online', `${info.online} online`);
-      const badge = byId('live-badge');
-      badge.textContent = info.live ? 'live' : 'offline';
-      badge.className = `badge ${info.live ? 'badge-live' : 'badge-offline'}`;
     }
     return info;
   } catch (e) {
@@ -223,10 +245,41 @@ async function loadRoom() {
   }
 }
 
+let watchTimer = null;
+
+/**
+ * Polls the room's live status and acts on it: the badge and note, and the player started
+ * whenever the room is on air and the player is not playing it (first load, after an ended
+ * broadcast, after the player gave up). Reschedules itself; `soon` asks for the next poll then.
+ */
+async function watchRoom(soon) {
+  clearTimeout(watchTimer);
+  if (soon !== undefined) {
+    watchTimer = setTimeout(() => watchRoom(), soon);
+    return;
+  }
+  const info = await loadRoom();
+  const live = info ? info.live : null;
+  const step = nextStep(live, player.active, endedSession);
+  const badge = byId('live-badge');
+  badge.textContent = step.badge;
+  badge.className = `badge ${step.badge === 'live' ? 'badge-live' : 'badge-offline'}`;
+  roomNote = step.note;
+  if (step.play && info) {
+    endedSession = null;
+    playingSession = live.session;
+    player.play(sameOriginPath(info.hls_url));
+  }
+  showStatus();
+  const waiting = !player.active || step.badge !== 'live';
+  watchTimer = setTimeout(() => watchRoom(), waiting ? POLL_WAITING_MS : POLL_PLAYING_MS);
+}
+
 async function loadReplays() {
   try {
     const page = await rooms.sessions(room);
-    const ended = (page.sessions || []).filter((s) => !s.live && s.ended_ms);
+    // Broadcasts with something to play (a publish refused at once has no VOD).
+    const ended = (page.sessions || []).filter((s) => !s.live && s.ended_ms && s.vod_key);
     show(byId('replays-empty'), ended.length === 0);
     replaceChildren(byId('replay-list'), ended.slice(0, 10).map((s) => el('li', {},
       el('a', { href: `/rooms/${encodeURIComponent(room)}?session=${encodeURIComponent(s.session)}`,
@@ -267,14 +320,25 @@ async function startReplay() {
   player.play(sameOriginPath(session.playlist_url));
 
   const timeline = new ReplayTimeline();
-  const index = await fetchIndex('', room).catch(() => null);
-  const bases = index ? index.cdn_bases : [];
-  loadSessionBatches({
-    room,
-    session: session.session,
-    batches: session.batches,
-    pick: () => pickBase(bases),
-    onEvents: (events) => timeline.add(events),
+  // Danmaku through a CDN base when there are any: the session's one file once it ended (one
+  // request), else its batch files.
+  const { bases } = danmakuSource(await fetchConnect(room));
+  const loaded = session.danmaku_key
+    ? loadSessionFile(`${pickBase(bases)}/${session.danmaku_key}`)
+      .then((events) => events ?? (session.danmaku_url ? loadSessionFile(sameOriginPath(session.danmaku_url)) : null))
+    : Promise.resolve(null);
+  loaded.then(async (events) => {
+    if (events) {
+      timeline.add(events);
+      return;
+    }
+    await loadSessionBatches({
+      room,
+      session: session.session,
+      batches: session.batches,
+      pick: () => pickBase(bases),
+      onEvents: (batch) => timeline.add(batch),
+    });
   }).then(() => chat.note(`${timeline.events.length} messages in this broadcast`));
 
   const tick = () => {
@@ -296,12 +360,11 @@ async function startReplay() {
 
 updateJoin();
 window.barrage = { stage, chat, socket, poller, player, filter, room };
-const info = await loadRoom();
 loadReplays();
 if (replaySession) {
+  loadRoom();
   startReplay();
 } else {
-  if (info) player.play(sameOriginPath(info.hls_url));
   applyDelivery();
-  setInterval(loadRoom, 5000);
+  watchRoom();
 }

@@ -30,18 +30,27 @@ export function allocatedUrl(wsUrl, pageProtocol, token) {
   return url;
 }
 
-/** Asks the allocator where to connect; resolves with its `ws_urls` (maybe empty). */
-export async function allocate(room, fetchFn = globalThis.fetch) {
+/**
+ * Asks GET /api/rooms/{room}/connect: where to connect (ws_urls), the CDN base and bases for
+ * danmaku files. Resolves with the answer, or null when there is none (a hung allocator must
+ * not hold the page up: after 5 s the page's own host is used).
+ */
+export async function fetchConnect(room, fetchFn = globalThis.fetch) {
   try {
-    // A hung allocator must not hold the socket up: after 5 s the page's own host is used.
     const signal = AbortSignal.timeout ? AbortSignal.timeout(5000) : undefined;
     const r = await fetchFn(`/api/rooms/${encodeURIComponent(room)}/connect`, { cache: 'no-store', signal });
-    if (!r.ok) return [];
+    if (!r.ok) return null;
     const answer = await r.json();
-    return Array.isArray(answer.ws_urls) ? answer.ws_urls.filter((u) => typeof u === 'string') : [];
+    return answer && typeof answer === 'object' ? answer : null;
   } catch {
-    return [];
+    return null;
   }
+}
+
+/** Asks the allocator where to connect; resolves with its `ws_urls` (maybe empty). */
+export async function allocate(room, fetchFn = globalThis.fetch) {
+  const answer = await fetchConnect(room, fetchFn);
+  return answer && Array.isArray(answer.ws_urls) ? answer.ws_urls.filter((u) => typeof u === 'string') : [];
 }
 
 /** What the server's close codes mean (docs/PROTOCOL.md). */

@@ -11,81 +11,15 @@
 // then stops ffmpeg so the broadcast becomes a replay), and a final JSON line with every check.
 // Exit code 0 only when every check passed.
 
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
+import {
+  ADMIN, BASE, ONLY, T, api, check, finish, launch, log, need, openPage, pageErrors, results, shot,
+  sleep, until, videoTime,
+} from './harness.mjs';
 
-const BASE = need('BARRAGE_URL');
-const ADMIN = need('BARRAGE_ADMIN_KEY');
 const TOKEN = need('BARRAGE_TOKEN');
 const ROOM = process.env.BARRAGE_ROOM || 'demo';
-const ART = process.env.BARRAGE_ARTIFACTS || 'test-artifacts';
-const CHROME = process.env.BARRAGE_CHROMIUM || '/usr/bin/chromium';
-const ONLY = (process.env.BARRAGE_PAGES_ONLY || '').split(',').filter(Boolean);
 const RUN = Math.random().toString(36).slice(2, 7);
-const T = 20000; // generous timeout for anything that should take a second or two
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`${name} is not set; this script is run by tests/pages_browser.rs`);
-    process.exit(2);
-  }
-  return v;
-}
-
-const log = (...a) => console.error('[pages]', ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const results = {};
-const screenshots = [];
-
-/** Runs one named check; a failure is recorded and later checks still run. */
-async function check(name, fn) {
-  if (ONLY.length && !ONLY.includes(name)) return;
-  const started = Date.now();
-  try {
-    const detail = await fn();
-    results[name] = { ok: true, ms: Date.now() - started, ...(detail ? { detail } : {}) };
-    log(`ok   ${name}`, detail ? JSON.stringify(detail) : '');
-  } catch (e) {
-    results[name] = { ok: false, ms: Date.now() - started, error: String(e && e.stack || e) };
-    log(`FAIL ${name}: ${e && e.stack || e}`);
-  }
-}
-
-async function shot(page, name, opts = {}) {
-  fs.mkdirSync(ART, { recursive: true });
-  const file = path.join(ART, `${name}.png`);
-  await page.screenshot({ path: file, ...opts });
-  screenshots.push(file);
-  return file;
-}
-
-async function api(pathname, { method = 'GET', body, admin = false } = {}) {
-  const headers = {};
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (admin) headers.authorization = `Bearer ${ADMIN}`;
-  const r = await fetch(BASE + pathname, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  let json = null;
-  try { json = JSON.parse(text); } catch { /* not json */ }
-  if (!r.ok) throw new Error(`${method} ${pathname}: ${r.status} ${text.slice(0, 200)}`);
-  return json;
-}
-
-async function until(what, fn, timeout = T, every = 100) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await sleep(every);
-  }
-}
 
 // ------------------------------------------------------------------ a node-side chat client
 
@@ -145,24 +79,6 @@ class NodeClient {
 
 // ------------------------------------------------------------------ page helpers
 
-const pageErrors = [];
-
-async function openPage(context, pathname, name) {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) {
-      pageErrors.push(`${name} (CSP): ${m.text()}`);
-    }
-  });
-  page.on('dialog', (d) => {
-    if (d.type() === 'alert') pageErrors.push(`${name}: an alert() ran: ${d.message()}`);
-    d.accept().catch(() => {});
-  });
-  await page.goto(BASE + pathname, { waitUntil: 'domcontentloaded' });
-  return page;
-}
-
 /** Whether an element matching `selector` has exactly this text. */
 function hasText(page, selector, text) {
   return page.evaluate(([sel, t]) => [...document.querySelectorAll(sel)].some((n) => n.textContent === t), [selector, text]);
@@ -172,23 +88,10 @@ function waitText(page, selector, text, timeout = T) {
   return until(`"${text}" in ${selector}`, () => hasText(page, selector, text), timeout);
 }
 
-async function videoTime(page) {
-  return page.evaluate(() => document.querySelector('video').currentTime);
-}
-
 // ------------------------------------------------------------------ the run
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'barrage-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: CHROME,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-  viewport: { width: 1280, height: 760 },
-});
+const browser = await launch();
+const { context } = browser;
 
 let node;
 let viewer;
@@ -479,11 +382,16 @@ try {
     const session = await until('the broadcast to end with its batch files', async () => {
       const page = await api(`/api/rooms/${ROOM}/sessions`);
       const s = (page.sessions || []).find((x) => x.session === liveSession);
-      return s && s.ended_ms && s.batches > 0 ? s : null;
+      return s && s.ended_ms && s.batches > 0 && s.danmaku_key ? s : null;
     }, 60000, 500);
     const target = sent.page || sent.xss;
     if (!target) throw new Error('no comment was sent during the live part');
-    const replay = await openPage(context, `/rooms/${ROOM}?session=${encodeURIComponent(session.session)}`, 'replay');
+    // The finished session's danmaku come in one request: its one file, not a file a second.
+    const replay = await context.newPage();
+    const danmakuRequests = [];
+    replay.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/danmaku/')) danmakuRequests.push(r.url()); });
+    replay.on('pageerror', (e) => pageErrors.push(`replay: ${e.message}`));
+    await replay.goto(`${BASE}/rooms/${ROOM}?session=${encodeURIComponent(session.session)}`, { waitUntil: 'domcontentloaded' });
     await until('replay video to play', async () => (await videoTime(replay)) > 0.2, 45000, 250);
     const start = Math.max(0, target.stream_ms / 1000 - 3);
     await replay.evaluate((s) => { document.querySelector('video').currentTime = s; }, start);
@@ -496,7 +404,10 @@ try {
     }
     await shot(replay, 'replay');
     await replay.close();
-    return { session: session.session, batches: session.batches, stream_ms: target.stream_ms, shown_at_ms: Math.round(seenAt) };
+    if (danmakuRequests.length !== 1 || !danmakuRequests[0].endsWith(`/${session.danmaku_key}`)) {
+      throw new Error(`danmaku requests of the replay: ${JSON.stringify(danmakuRequests)}`);
+    }
+    return { session: session.session, batches: session.batches, danmaku_requests: danmakuRequests.length, stream_ms: target.stream_ms, shown_at_ms: Math.round(seenAt) };
   });
 
   await check('no_page_errors', async () => {
@@ -507,10 +418,7 @@ try {
   log('runner failed:', e);
 } finally {
   node?.close();
-  await context.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await browser.close();
 }
 
-const ok = Object.keys(results).length > 0 && Object.values(results).every((r) => r.ok);
-process.stdout.write(`${JSON.stringify({ ok, checks: results, screenshots })}\n`);
-process.exit(ok ? 0 : 1);
+finish();

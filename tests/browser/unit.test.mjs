@@ -161,3 +161,40 @@ test('fixed and scrolling comments never share a row at the same time', () => {
   assert.equal(p.fixedIn(0, passed), true);
   assert.equal(p.fixedIn(0, passed + 4000), false);
 });
+
+// ------------------------------------------------------------------ continuity (issue #20)
+
+import { holeJumpTarget } from '../../static/js/player.js';
+import { nextStep } from '../../static/js/live-watch.js';
+import { danmakuSource } from '../../static/js/cdn-poller.js';
+
+test('a stalled player jumps a hole to the media after it, not within playable media', () => {
+  // Part 1 up to 16 s, 2.5 s nobody published (gap entries), part 2 from 18.5 s.
+  const ranges = [[0, 16.02], [18.5, 30]];
+  assert.equal(holeJumpTarget(ranges, 16.02), 18.55);
+  assert.equal(holeJumpTarget(ranges, 10), null, 'playable here: a stall, not a hole');
+  assert.equal(holeJumpTarget([[0, 16]], 16), null, 'nothing after: wait');
+  assert.equal(holeJumpTarget([[0, 1], [100, 110]], 1), null, 'too far to be the next part');
+});
+
+test('the viewer page plays when on air, waits when not, and says why', () => {
+  const live = { session: 's1', reconnecting: false };
+  assert.deepEqual(nextStep(live, false, null), { play: true, badge: 'live', note: '' });
+  assert.equal(nextStep(live, true, null).play, false, 'already playing it');
+  const away = nextStep({ ...live, reconnecting: true }, true, null);
+  assert.equal(away.badge, 'reconnecting');
+  assert.equal(away.play, false);
+  assert.match(away.note, /reconnecting/);
+  assert.equal(nextStep({ ...live, reconnecting: true }, false, null).play, true, 'joining during the grace');
+  assert.deepEqual(nextStep(null, false, 's1'), { play: false, badge: 'offline', note: 'offline: waiting for the stream' });
+  assert.equal(nextStep(null, true, null).note, '', 'still playing out the end');
+  assert.equal(nextStep(live, false, 's1').play, false, 'the broadcast that just ended');
+  assert.equal(nextStep({ session: 's2' }, false, 's1').play, true, 'the next broadcast');
+});
+
+test('danmaku are read through a CDN base only when there are any', () => {
+  assert.deepEqual(danmakuSource(null), { base: '', bases: [] });
+  assert.deepEqual(danmakuSource({ cdn_base: 'http://node:8080', cdn_bases: [] }), { base: '', bases: [] });
+  const bases = [{ url: 'https://cdn.example/', weight: 1 }];
+  assert.deepEqual(danmakuSource({ cdn_base: 'https://cdn.example/', cdn_bases: bases }), { base: 'https://cdn.example', bases });
+});

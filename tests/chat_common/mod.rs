@@ -29,10 +29,12 @@ pub struct TestServer {
 }
 
 /// Starts a server on 127.0.0.1:0 with rooms `demo` and `other`, after `tweak` edits the config.
+/// A broadcast ends with its publish (`rtmp.reconnect_grace_s = 0`), as with `test_config`.
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::from_toml_str("").expect("default config");
     config.data_dir = dir.path().to_path_buf();
+    config.rtmp.reconnect_grace_s = 0;
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     config.rooms.push(RoomConfig {

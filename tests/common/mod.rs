@@ -124,3 +124,8 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// GETs a URL and reads its JSON; Some only on 200 with a JSON body.
+pub async fn fetch_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    serde_json::from_slice(&get_ok(http, url).await?).ok()
+}
