@@ -18,7 +18,7 @@ use crate::chat::ChatEngine;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::db::{Database, DbError};
-use crate::rooms::{CatalogError, LiveRegistry, ModerationStore, RoomCatalog};
+use crate::rooms::{AuditLog, CatalogError, LiveRegistry, ModerationStore, RoomCatalog};
 use crate::secrets::{Secrets, SecretsError};
 use crate::state::{AppState, RtmpBound};
 use crate::storage::{Storage, StorageError};
@@ -146,6 +146,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         secrets: Arc::new(secrets),
         storage: Arc::new(storage),
         rooms,
+        audit: Arc::new(AuditLog::new(catalog.db.clone())),
         catalog: Arc::new(catalog),
         live,
         broadcaster,

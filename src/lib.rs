@@ -24,6 +24,7 @@ pub mod http;
 pub mod ingest;
 pub mod media;
 pub mod proc_stats;
+pub mod rights;
 pub mod rooms;
 pub mod secrets;
 pub mod state;
