@@ -29,6 +29,8 @@ fn fixture() -> Fixture {
         id: "demo".into(),
         title: "Demo".into(),
         key_hash: hash_key(KEY),
+        host_key_hash: String::new(),
+        host_gifts: false,
         created_ms: 0,
         closed: false,
     });
@@ -36,6 +38,8 @@ fn fixture() -> Fixture {
         id: "other".into(),
         title: "Other".into(),
         key_hash: hash_key(OTHER_KEY),
+        host_key_hash: String::new(),
+        host_gifts: false,
         created_ms: 0,
         closed: false,
     });

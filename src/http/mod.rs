@@ -14,6 +14,7 @@ pub mod objects;
 pub mod pages;
 pub mod room_acts;
 pub mod ws;
+pub mod ws_access;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Method};

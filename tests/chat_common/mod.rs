@@ -39,6 +39,8 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         id: "other".into(),
         title: String::new(),
         stream_key: String::new(),
+        host_key: String::new(),
+        host_gifts: None,
     });
     tweak(&mut config);
     serve(config, dir).await
