@@ -7,7 +7,8 @@ ALTER TABLE rooms ADD COLUMN host_key_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE rooms ADD COLUMN host_gifts BIGINT NOT NULL DEFAULT 0;
 
 -- Every moderation action, by whom. `id` is time-ordered text (no autoincrement type is the
--- same in both databases): the time in ms, zero-padded, then a random suffix.
+-- same in both databases): the time in ms and the writing node's counter, zero-padded, then
+-- a random suffix.
 CREATE TABLE audit_log (
     id          TEXT PRIMARY KEY,
     room        TEXT NOT NULL,

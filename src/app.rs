@@ -250,6 +250,25 @@ impl RunningServer {
                 "room ready: in OBS set Settings > Stream > Custom with this server and stream key"
             );
         }
+        for room in self.state.rooms.list() {
+            // A config room's host key was generated into (or given in) config; one rotated
+            // through the API was shown once. Either way, the log names where, never the key.
+            let kept = self
+                .state
+                .secrets
+                .host_keys
+                .get(&room.id)
+                .is_some_and(|k| self.state.catalog.config_host_key_in_force(&room.id, k));
+            if kept {
+                tracing::info!(
+                    room = %room.id,
+                    host_key_file = %self.state.secrets.path.display(),
+                    host_console = %format!("http://{host}:{http_port}/host"),
+                    "host key: host_keys.{} in the secrets file (or the room's host_key in config) unlocks the host console for this room",
+                    room.id
+                );
+            }
+        }
         tracing::info!(
             admin_key_file = %self.state.secrets.path.display(),
             "admin API key: see auth.admin_key in config or the secrets file"

@@ -10,7 +10,8 @@ use super::{q, Database, DbError};
 /// One stored audit entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditRow {
-    /// Time-ordered id: `at_ms` zero-padded, then a random suffix (unique, sorts by time).
+    /// Time-ordered id: `at_ms` and the node's counter zero-padded, then a random suffix
+    /// (unique, sorts by time).
     #[serde(skip)]
     pub id: String,
     pub room: String,

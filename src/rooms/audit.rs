@@ -6,6 +6,8 @@
 //! (it was already stored and applied): it is logged as an error with the whole entry and
 //! counted in `barrage_audit_write_failures_total`, so the log line keeps what the table lost.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rand::Rng;
 
 use crate::clock::now_ms;
@@ -31,14 +33,19 @@ impl Via {
 }
 
 /// Writes and reads the audit table.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AuditLog {
     db: Database,
+    /// Orders this node's entries of the same millisecond (ids sort by time, then this).
+    written: AtomicU64,
 }
 
 impl AuditLog {
     pub fn new(db: Database) -> AuditLog {
-        AuditLog { db }
+        AuditLog {
+            db,
+            written: AtomicU64::new(0),
+        }
     }
 
     /// Records that `credential` took `action` on `target` in `room` (see the module doc for
@@ -52,9 +59,11 @@ impl AuditLog {
         via: Via,
     ) {
         let at_ms = now_ms();
-        let suffix: u32 = rand::rng().random();
+        let n = self.written.fetch_add(1, Ordering::Relaxed);
+        // The random part keeps ids of several nodes apart.
+        let node: u32 = rand::rng().random();
         let row = AuditRow {
-            id: format!("{at_ms:015}-{suffix:08x}"),
+            id: format!("{at_ms:015}-{n:012}-{node:08x}"),
             room: room.to_string(),
             at_ms,
             actor: credential.actor().to_string(),
