@@ -127,9 +127,10 @@ impl Action {
     fn class(self) -> Class {
         match self {
             Action::CreateRoom | Action::ChangeRoomSettings => Class::Admin,
-            Action::RotateStreamKey | Action::RotateHostKey | Action::CloseRoom | Action::OpenRoom => {
-                Class::RoomControl
-            }
+            Action::RotateStreamKey
+            | Action::RotateHostKey
+            | Action::CloseRoom
+            | Action::OpenRoom => Class::RoomControl,
             Action::PostGift => Class::Gift,
             Action::PostSystem | Action::ReadAudit => Class::HostWork,
             Action::Mute
@@ -192,14 +193,6 @@ impl Action {
         }
     }
 
-    /// Whether the action changes a room's moderation or messages (what the audit log keeps).
-    pub fn is_audited(self) -> bool {
-        !matches!(
-            self,
-            Action::ReadBlockedWords | Action::ReadModeration | Action::ReadAudit | Action::PostGift
-        )
-    }
-
     /// The credentials that allow it on `room`, in words.
     pub fn needs(self, room: Option<&str>) -> String {
         let room = room.map_or_else(|| "the room".to_string(), |r| format!("room {r}"));
@@ -209,9 +202,9 @@ impl Action {
             Class::HostWork => {
                 format!("the admin key, {room}'s host key or a host token for {room}")
             }
-            Class::Moderation => format!(
-                "the admin key, {room}'s host key or a moderator or host token for {room}"
-            ),
+            Class::Moderation => {
+                format!("the admin key, {room}'s host key or a moderator or host token for {room}")
+            }
         }
     }
 }
@@ -248,7 +241,10 @@ pub fn check(
         )))
     };
     let Some(room) = room.filter(|_| class != Class::Admin) else {
-        return Err(Denied(format!("to {} this needs the admin key", action.name())));
+        return Err(Denied(format!(
+            "to {} this needs the admin key",
+            action.name()
+        )));
     };
     match credential {
         Credential::AdminKey => Ok(()),
@@ -355,9 +351,21 @@ mod tests {
                 token(Role::Admin, Some("b")),
                 [&moderation[..], &host_work].concat(),
             ),
-            ("moderator token", token(Role::Moderator, Some("a")), moderation.to_vec()),
-            ("other room's moderator token", token(Role::Moderator, Some("b")), vec![]),
-            ("moderator token without a room", token(Role::Moderator, None), vec![]),
+            (
+                "moderator token",
+                token(Role::Moderator, Some("a")),
+                moderation.to_vec(),
+            ),
+            (
+                "other room's moderator token",
+                token(Role::Moderator, Some("b")),
+                vec![],
+            ),
+            (
+                "moderator token without a room",
+                token(Role::Moderator, None),
+                vec![],
+            ),
             ("viewer token", token(Role::Viewer, Some("a")), vec![]),
         ];
         for (name, credential, allowed) in cases {
@@ -382,16 +390,29 @@ mod tests {
 
     #[test]
     fn refusals_say_what_is_missing() {
-        let why = |c: &Credential, a: Action| check(c, a, Some("a"), RoomPolicy::default()).unwrap_err().0;
+        let why = |c: &Credential, a: Action| {
+            check(c, a, Some("a"), RoomPolicy::default()).unwrap_err().0
+        };
         let host_b = Credential::HostKey { room: "b".into() };
         assert!(why(&host_b, Action::Mute).contains("room b's host key, not room a's"));
         let gift = why(&Credential::HostKey { room: "a".into() }, Action::PostGift);
         assert!(gift.contains("host_gifts"), "{gift}");
         let unscoped = why(&token(Role::Moderator, None), Action::Ban);
-        assert!(unscoped.contains("no room claim") && unscoped.contains("--room a"), "{unscoped}");
+        assert!(
+            unscoped.contains("no room claim") && unscoped.contains("--room a"),
+            "{unscoped}"
+        );
         let rotate = why(&token(Role::Host, Some("a")), Action::RotateStreamKey);
-        assert!(rotate.contains("the admin key or room a's host key"), "{rotate}");
-        let create = check(&Credential::HostKey { room: "a".into() }, Action::CreateRoom, None, RoomPolicy::default());
+        assert!(
+            rotate.contains("the admin key or room a's host key"),
+            "{rotate}"
+        );
+        let create = check(
+            &Credential::HostKey { room: "a".into() },
+            Action::CreateRoom,
+            None,
+            RoomPolicy::default(),
+        );
         assert!(create.unwrap_err().0.contains("needs the admin key"));
         assert_eq!(Credential::AdminKey.actor(), "admin key");
         assert_eq!(token(Role::Moderator, Some("a")).actor(), "u");

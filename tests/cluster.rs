@@ -330,9 +330,14 @@ async fn rooms_made_and_closed_on_one_node_reach_the_others_through_postgres() {
 
 /// The status of `GET /api/rooms/demo/audit` on `node` with `key` as the Bearer.
 async fn audit_status(node: &chat_common::TestServer, key: &str) -> u16 {
-    node.call(reqwest::Method::GET, "/api/rooms/demo/audit", Some(key), None)
-        .await
-        .0
+    node.call(
+        reqwest::Method::GET,
+        "/api/rooms/demo/audit",
+        Some(key),
+        None,
+    )
+    .await
+    .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -359,21 +364,30 @@ async fn a_rotated_host_key_dies_on_every_node_and_socket_moderation_reaches_the
     assert_eq!(status, 200, "{body}");
     let first = body["host_key"].as_str().unwrap().to_string();
     assert_eq!(audit_status(&nodes[0], &first).await, 200);
-    common::poll(WAIT, "node 1 to take the host key made on node 0", || async {
-        (audit_status(&nodes[1], &first).await == 200).then_some(())
-    })
+    common::poll(
+        WAIT,
+        "node 1 to take the host key made on node 0",
+        || async { (audit_status(&nodes[1], &first).await == 200).then_some(()) },
+    )
     .await;
 
     // The host rotates it on node 1: dead there at once, and on node 0 once it reloads.
     let (status, body) = nodes[1]
-        .call(reqwest::Method::POST, "/api/rooms/demo/host-key", Some(&first), None)
+        .call(
+            reqwest::Method::POST,
+            "/api/rooms/demo/host-key",
+            Some(&first),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let second = body["host_key"].as_str().unwrap().to_string();
     assert_eq!(audit_status(&nodes[1], &first).await, 403);
-    common::poll(WAIT, "node 0 to refuse the rotated-out host key", || async {
-        (audit_status(&nodes[0], &first).await == 403).then_some(())
-    })
+    common::poll(
+        WAIT,
+        "node 0 to refuse the rotated-out host key",
+        || async { (audit_status(&nodes[0], &first).await == 403).then_some(()) },
+    )
     .await;
     assert_eq!(audit_status(&nodes[0], &second).await, 200);
 
@@ -388,9 +402,18 @@ async fn a_rotated_host_key_dies_on_every_node_and_socket_moderation_reaches_the
         Duration::from_secs(600),
     );
     let (mut m, _) = Client::join(&nodes[1], "demo", Some(&moderator), Format::Proto).await;
-    assert_eq!(sender.say_and_ack(1, "delete me").await.status, AckStatus::Accepted);
+    assert_eq!(
+        sender.say_and_ack(1, "delete me").await.status,
+        AckStatus::Accepted
+    );
     let is_it = |e: &barrage::chat::protocol::Event| label(e) == "delete me";
-    let seq = m.events_until(is_it).await.into_iter().find(is_it).unwrap().seq;
+    let seq = m
+        .events_until(is_it)
+        .await
+        .into_iter()
+        .find(is_it)
+        .unwrap()
+        .seq;
     m.send_frame(&barrage::chat::protocol::ClientFrame::Delete(
         barrage::chat::protocol::DeleteRequest { request_id: 1, seq },
     ))
@@ -402,7 +425,12 @@ async fn a_rotated_host_key_dies_on_every_node_and_socket_moderation_reaches_the
         .await;
     // Both nodes write to one audit log.
     let (_, log) = nodes[0]
-        .call(reqwest::Method::GET, "/api/rooms/demo/audit", Some(&second), None)
+        .call(
+            reqwest::Method::GET,
+            "/api/rooms/demo/audit",
+            Some(&second),
+            None,
+        )
         .await;
     let actions: Vec<&str> = log["entries"]
         .as_array()
@@ -410,7 +438,10 @@ async fn a_rotated_host_key_dies_on_every_node_and_socket_moderation_reaches_the
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert!(actions.contains(&"delete") && actions.contains(&"rotate_host_key"), "{log}");
+    assert!(
+        actions.contains(&"delete") && actions.contains(&"rotate_host_key"),
+        "{log}"
+    );
     drop((viewer, sender, m));
     for n in nodes {
         n.stop().await;

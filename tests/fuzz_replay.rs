@@ -336,7 +336,10 @@ fn chat_seeds() -> Vec<(String, Vec<u8>)> {
             "mute",
             r#"{"type":"mute","request_id":6,"user":"u1","seconds":600}"#,
         ),
-        ("mute_no_expiry", r#"{"type":"mute","request_id":7,"user":"u2"}"#),
+        (
+            "mute_no_expiry",
+            r#"{"type":"mute","request_id":7,"user":"u2"}"#,
+        ),
     ];
     let mut out = Vec::new();
     for (name, json) in frames {

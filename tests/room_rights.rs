@@ -178,15 +178,24 @@ fn declared_api_routes() -> BTreeSet<(String, String)> {
 #[test]
 fn the_table_covers_every_api_route() {
     let declared = declared_api_routes();
-    assert!(declared.len() >= 25, "the guard found too few routes: {declared:?}");
+    assert!(
+        declared.len() >= 25,
+        "the guard found too few routes: {declared:?}"
+    );
     let tabled: BTreeSet<(String, String)> = TABLE
         .iter()
         .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
         .collect();
     let missing: Vec<_> = declared.difference(&tabled).collect();
-    assert!(missing.is_empty(), "routes without a row in TABLE: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes without a row in TABLE: {missing:?}"
+    );
     let stale: Vec<_> = tabled.difference(&declared).collect();
-    assert!(stale.is_empty(), "rows for routes that do not exist: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "rows for routes that do not exist: {stale:?}"
+    );
 }
 
 #[tokio::test]
@@ -225,7 +234,10 @@ async fn every_route_answers_every_credential_as_the_table_says() {
                 // The new key opens the room from now on (and the old one no longer does).
                 let old = std::mem::replace(
                     &mut creds.host,
-                    answer["host_key"].as_str().expect("a new host key").to_string(),
+                    answer["host_key"]
+                        .as_str()
+                        .expect("a new host key")
+                        .to_string(),
                 );
                 let (status, _) = ts
                     .call(Method::GET, "/api/rooms/demo/audit", Some(&old), None)
@@ -234,7 +246,12 @@ async fn every_route_answers_every_credential_as_the_table_says() {
             }
         }
     }
-    assert!(wrong.is_empty(), "{} mismatches:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} mismatches:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     ts.stop().await;
 }
 
@@ -247,33 +264,61 @@ async fn host_keys_open_their_room_only_and_gifts_follow_host_gifts() {
     // Who the key is: the console asks this to show one room.
     let (status, me) = ts.call(Method::GET, "/api/whoami", Some(&host), None).await;
     assert_eq!(status, 200);
-    assert_eq!(me, json!({"credential":"host_key","role":"host","room":"demo"}));
-    let (_, me) = ts.call(Method::GET, "/api/whoami", Some(&ts.admin_key), None).await;
+    assert_eq!(
+        me,
+        json!({"credential":"host_key","role":"host","room":"demo"})
+    );
+    let (_, me) = ts
+        .call(Method::GET, "/api/whoami", Some(&ts.admin_key), None)
+        .await;
     assert_eq!(me, json!({"credential":"admin_key","role":"admin"}));
-    let (status, me) = ts.call(Method::GET, "/api/whoami", Some("nonsense"), None).await;
+    let (status, me) = ts
+        .call(Method::GET, "/api/whoami", Some("nonsense"), None)
+        .await;
     assert_eq!(status, 403, "{me}");
 
     // A host key makes no rooms and touches no other room.
     let (status, answer) = ts
-        .call(Method::POST, "/api/rooms", Some(&host), Some(json!({"title":"x"})))
+        .call(
+            Method::POST,
+            "/api/rooms",
+            Some(&host),
+            Some(json!({"title":"x"})),
+        )
         .await;
     assert_eq!(status, 403);
     assert!(
-        answer["error"]["message"].as_str().unwrap().contains("admin key"),
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("admin key"),
         "{answer}"
     );
     let (status, answer) = ts
-        .call(Method::POST, "/api/rooms/other/system", Some(&host), Some(json!({"text":"x"})))
+        .call(
+            Method::POST,
+            "/api/rooms/other/system",
+            Some(&host),
+            Some(json!({"text":"x"})),
+        )
         .await;
     assert_eq!(status, 403);
     let message = answer["error"]["message"].as_str().unwrap();
-    assert!(message.contains("room demo's host key, not room other's"), "{message}");
+    assert!(
+        message.contains("room demo's host key, not room other's"),
+        "{message}"
+    );
 
     // Gifts: refused until the admin allows the room's host key to post them.
     let gifts = "/api/rooms/demo/gifts";
-    let (status, answer) = ts.call(Method::POST, gifts, Some(&host), Some(gift.clone())).await;
+    let (status, answer) = ts
+        .call(Method::POST, gifts, Some(&host), Some(gift.clone()))
+        .await;
     assert_eq!(status, 403);
-    assert!(answer["error"]["message"].as_str().unwrap().contains("host_gifts"));
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("host_gifts"));
     let (status, _) = ts
         .call(
             Method::PUT,
@@ -292,15 +337,23 @@ async fn host_keys_open_their_room_only_and_gifts_follow_host_gifts() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(room["host_gifts"], true);
-    let (status, _) = ts.call(Method::POST, gifts, Some(&host), Some(gift.clone())).await;
+    let (status, _) = ts
+        .call(Method::POST, gifts, Some(&host), Some(gift.clone()))
+        .await;
     assert_eq!(status, 202);
     let other_host = ts.host_key("other");
-    let (status, _) = ts.call(Method::POST, gifts, Some(&other_host), Some(gift)).await;
+    let (status, _) = ts
+        .call(Method::POST, gifts, Some(&other_host), Some(gift))
+        .await;
     assert_eq!(status, 403);
 
     // A room made through the API answers its host key once; the key works at once.
     let (status, made) = ts
-        .admin(Method::POST, "/api/rooms", Some(json!({"id":"made","title":"Made"})))
+        .admin(
+            Method::POST,
+            "/api/rooms",
+            Some(json!({"id":"made","title":"Made"})),
+        )
         .await;
     assert_eq!(status, 201);
     let made_key = made["host_key"].as_str().unwrap().to_string();
@@ -321,9 +374,17 @@ async fn host_keys_open_their_room_only_and_gifts_follow_host_gifts() {
     // Tokens: an expired one says so; a moderator token without a room claim opens nothing.
     let unscoped = ts.token_as("m", Role::Moderator, None, Duration::from_secs(60));
     let (status, answer) = ts
-        .call(Method::POST, "/api/rooms/demo/bans/u9", Some(&unscoped), None)
+        .call(
+            Method::POST,
+            "/api/rooms/demo/bans/u9",
+            Some(&unscoped),
+            None,
+        )
         .await;
     assert_eq!(status, 403);
-    assert!(answer["error"]["message"].as_str().unwrap().contains("no room claim"));
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no room claim"));
     ts.stop().await;
 }

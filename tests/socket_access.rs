@@ -9,11 +9,11 @@ mod chat_common;
 use std::time::Duration;
 
 use barrage::auth::Role;
+use barrage::chat::codec::Format;
 use barrage::chat::protocol::{
     AckStatus, AuthState, AuthStatus, Body, ClientFrame, DeleteRequest, MuteRequest, Reply,
     ServerFrame,
 };
-use barrage::chat::codec::Format;
 use chat_common::{start, Client, Incoming, WAIT};
 use reqwest::Method;
 
@@ -58,10 +58,19 @@ async fn an_expired_token_stops_sending_until_a_fresh_one_comes_over_the_socket(
     let elsewhere = ts.token_as("u1", Role::Viewer, Some("other"), HOUR);
     c.send_frame(&ClientFrame::Auth { token: elsewhere }).await;
     let refused = auth_state(&mut c).await;
-    assert_eq!((refused.status, refused.code.as_str()), (AuthStatus::Refused, "wrong_room"));
-    c.send_frame(&ClientFrame::Auth { token: "garbage".into() }).await;
+    assert_eq!(
+        (refused.status, refused.code.as_str()),
+        (AuthStatus::Refused, "wrong_room")
+    );
+    c.send_frame(&ClientFrame::Auth {
+        token: "garbage".into(),
+    })
+    .await;
     assert_eq!(auth_state(&mut c).await.code, "bad_token");
-    assert_eq!(c.say_and_ack(2, "still expired").await.status, AckStatus::Unauthenticated);
+    assert_eq!(
+        c.say_and_ack(2, "still expired").await.status,
+        AckStatus::Unauthenticated
+    );
 
     // A fresh token for the room: sending works again, on the same socket.
     let fresh = ts.token_as("u1", Role::Viewer, Some("demo"), HOUR);
@@ -70,7 +79,10 @@ async fn an_expired_token_stops_sending_until_a_fresh_one_comes_over_the_socket(
     assert_eq!(ok.status, AuthStatus::Ok, "{ok:?}");
     assert_eq!((ok.user.as_str(), ok.role.as_str()), ("u1", "viewer"));
     assert!(ok.expires_at_s > 0 && !ok.can_moderate);
-    assert_eq!(c.say_and_ack(3, "renewed").await.status, AckStatus::Accepted);
+    assert_eq!(
+        c.say_and_ack(3, "renewed").await.status,
+        AckStatus::Accepted
+    );
     let events = c
         .events_until(|e| matches!(&e.body, Body::Danmaku(d) if d.text == "renewed"))
         .await;
@@ -94,11 +106,17 @@ async fn an_expired_token_stops_sending_until_a_fresh_one_comes_over_the_socket(
     // An anonymous reader can join the chat the same way.
     let (mut reader, welcome) = Client::join(&ts, "demo", None, Format::Proto).await;
     assert!(!welcome.limits.can_send);
-    assert_eq!(reader.say_and_ack(1, "anon").await.status, AckStatus::Unauthenticated);
+    assert_eq!(
+        reader.say_and_ack(1, "anon").await.status,
+        AckStatus::Unauthenticated
+    );
     let token = ts.token_as("u3", Role::Viewer, Some("demo"), HOUR);
     reader.send_frame(&ClientFrame::Auth { token }).await;
     assert_eq!(auth_state(&mut reader).await.status, AuthStatus::Ok);
-    assert_eq!(reader.say_and_ack(2, "joined").await.status, AckStatus::Accepted);
+    assert_eq!(
+        reader.say_and_ack(2, "joined").await.status,
+        AckStatus::Accepted
+    );
     ts.stop().await;
 }
 
@@ -114,11 +132,18 @@ async fn moderators_delete_and_mute_from_the_socket_and_it_is_audited() {
     let (mut reader, _) = Client::join(&ts, "demo", None, Format::Json).await;
 
     // The viewer says something; everyone gets it; the moderator deletes it.
-    assert_eq!(viewer.say_and_ack(1, "rude words").await.status, AckStatus::Accepted);
-    let said = |e: &barrage::chat::protocol::Event| {
-        matches!(&e.body, Body::Danmaku(d) if d.text == "rude words")
-    };
-    let seq = m.events_until(said).await.into_iter().find(said).unwrap().seq;
+    assert_eq!(
+        viewer.say_and_ack(1, "rude words").await.status,
+        AckStatus::Accepted
+    );
+    let said = |e: &barrage::chat::protocol::Event| matches!(&e.body, Body::Danmaku(d) if d.text == "rude words");
+    let seq = m
+        .events_until(said)
+        .await
+        .into_iter()
+        .find(said)
+        .unwrap()
+        .seq;
     reader.events_until(said).await;
     m.send_frame(&ClientFrame::Delete(DeleteRequest { request_id: 7, seq }))
         .await;
@@ -145,7 +170,10 @@ async fn moderators_delete_and_mute_from_the_socket_and_it_is_audited() {
     }))
     .await;
     assert!(reply(&mut m, 9).await.ok);
-    assert_eq!(viewer.say_and_ack(2, "again").await.status, AckStatus::Muted);
+    assert_eq!(
+        viewer.say_and_ack(2, "again").await.status,
+        AckStatus::Muted
+    );
     // Bounds are the API's.
     m.send_frame(&ClientFrame::Mute(MuteRequest {
         request_id: 10,
@@ -191,7 +219,12 @@ async fn moderators_delete_and_mute_from_the_socket_and_it_is_audited() {
     assert_eq!(status, 200);
     let host = ts.host_key("demo");
     let (status, log) = ts
-        .call(Method::GET, "/api/rooms/demo/audit?per_page=10", Some(&host), None)
+        .call(
+            Method::GET,
+            "/api/rooms/demo/audit?per_page=10",
+            Some(&host),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{log}");
     let entries = log["entries"].as_array().unwrap();
@@ -203,19 +236,33 @@ async fn moderators_delete_and_mute_from_the_socket_and_it_is_audited() {
         })
         .collect();
     let row = |a: &str, r: &str, act: &str, t: &str, v: &str| {
-        (a.to_string(), r.to_string(), act.to_string(), t.to_string(), v.to_string())
+        (
+            a.to_string(),
+            r.to_string(),
+            act.to_string(),
+            t.to_string(),
+            v.to_string(),
+        )
     };
     assert_eq!(
         brief,
         vec![
             row("admin key", "admin", "ban", "u5", "api"),
             row("mod-1", "moderator", "mute", "u1 for 600 s", "socket"),
-            row("mod-1", "moderator", "delete", &format!("seq {seq}"), "socket"),
+            row(
+                "mod-1",
+                "moderator",
+                "delete",
+                &format!("seq {seq}"),
+                "socket"
+            ),
         ],
         "newest first; refused acts are not in the log"
     );
     assert_eq!(log["total"], 3);
-    assert!(entries.iter().all(|e| e["room"] == "demo" && e["at_ms"].as_i64() > Some(0)));
+    assert!(entries
+        .iter()
+        .all(|e| e["room"] == "demo" && e["at_ms"].as_i64() > Some(0)));
     // A moderator cannot read it.
     let (status, _) = ts
         .call(Method::GET, "/api/rooms/demo/audit", Some(&moderator), None)

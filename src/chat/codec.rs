@@ -508,8 +508,9 @@ mod tests {
             Just(ClientFrame::Heartbeat),
             arb_send(),
             ".{0,80}".prop_map(|token| ClientFrame::Auth { token }),
-            (any::<u64>(), any::<u64>())
-                .prop_map(|(request_id, seq)| ClientFrame::Delete(DeleteRequest { request_id, seq })),
+            (any::<u64>(), any::<u64>()).prop_map(|(request_id, seq)| ClientFrame::Delete(
+                DeleteRequest { request_id, seq }
+            )),
             (any::<u64>(), ".{0,20}", proptest::option::of(any::<u64>())).prop_map(
                 |(request_id, user, seconds)| ClientFrame::Mute(MuteRequest {
                     request_id,

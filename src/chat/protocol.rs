@@ -245,11 +245,21 @@ pub struct Welcome {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Welcome(Welcome),
-    Batch { events: Vec<Event> },
+    Batch {
+        events: Vec<Event>,
+    },
     Ack(Ack),
-    Heartbeat { online: u64 },
-    Gap { from_seq: u64, to_seq: u64 },
-    Error { code: String, message: String },
+    Heartbeat {
+        online: u64,
+    },
+    Gap {
+        from_seq: u64,
+        to_seq: u64,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
     /// Where the socket's token stands (expired, renewed, renewal refused).
     Auth(AuthState),
     /// The answer to a `delete` or `mute`.

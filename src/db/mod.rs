@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(db.load_rooms().await.unwrap(), vec![stored]);
         let (page, total) = db.list_audit("r1", 1, 1).await.unwrap();
         assert_eq!(total, 3);
-        assert_eq!(page[0].action, "delete", "newest first, one page of one after the first");
+        assert_eq!(
+            page[0].action, "delete",
+            "newest first, one page of one after the first"
+        );
         assert_eq!(db.list_audit("r2", 0, 10).await.unwrap().1, 0);
         let m = db.load_moderation().await.unwrap();
         let r1 = &m["r1"];

@@ -9,7 +9,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::http::api_error::{ApiError, ApiJson};
-use crate::http::api_rooms::{obs, room_or_404, rooms_changed, view, ObsSettings, RoomView, RoomsApi};
+use crate::http::api_rooms::{
+    obs, room_or_404, rooms_changed, view, ObsSettings, RoomView, RoomsApi,
+};
 use crate::http::caller::Caller;
 use crate::http::public_base;
 use crate::rights::{Action, Credential};
@@ -27,7 +29,10 @@ pub fn routes() -> Router<AppState> {
 
 /// Writes a room change made by `who` to the audit log.
 async fn audit(state: &RoomsApi, who: &Credential, room: &str, action: Action, target: String) {
-    state.audit.record(who, room, action, target, Via::Api).await;
+    state
+        .audit
+        .record(who, room, action, target, Via::Api)
+        .await;
 }
 
 #[derive(Debug, Serialize)]

@@ -91,7 +91,11 @@ fn prove(
             "token_expired",
             format!("{e}: ask for a fresh token"),
         )),
-        Err(e) => Err(ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())),
+        Err(e) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            e.code(),
+            e.to_string(),
+        )),
     }
 }
 
@@ -99,9 +103,12 @@ impl Caller {
     /// The credential, if it allows `action` on `room`; else the 401 or 403 that says what
     /// the call needs.
     pub fn allow(&self, action: Action, room: &str) -> Result<&Credential, ApiError> {
-        let policy = self.rooms.get(room).map_or(RoomPolicy::default(), |r| RoomPolicy {
-            host_gifts: r.host_gifts,
-        });
+        let policy = self
+            .rooms
+            .get(room)
+            .map_or(RoomPolicy::default(), |r| RoomPolicy {
+                host_gifts: r.host_gifts,
+            });
         self.decide(action, Some(room), policy)
     }
 

@@ -24,15 +24,32 @@ pub const MAX_MUTE_S: u64 = 10 * 365 * 24 * 3600;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Act {
     /// `seconds`: None for no expiry.
-    Mute { user: String, seconds: Option<u64> },
-    Unmute { user: String },
-    Ban { user: String },
-    Unban { user: String },
-    Delete { seq: u64 },
+    Mute {
+        user: String,
+        seconds: Option<u64>,
+    },
+    Unmute {
+        user: String,
+    },
+    Ban {
+        user: String,
+    },
+    Unban {
+        user: String,
+    },
+    Delete {
+        seq: u64,
+    },
     /// Normalised words (they replace the room's list).
-    BlockedWords { words: Vec<String> },
-    SlowMode { seconds: u32 },
-    System { text: String },
+    BlockedWords {
+        words: Vec<String>,
+    },
+    SlowMode {
+        seconds: u32,
+    },
+    System {
+        text: String,
+    },
 }
 
 /// `field` must be `min..=max` characters without control characters.

@@ -605,11 +605,7 @@ impl Viewer {
     }
 
     /// A moderator's request from this socket, answered with a reply frame.
-    async fn moderate(
-        &mut self,
-        request_id: u64,
-        act: Result<Act, ApiError>,
-    ) -> Result<(), End> {
+    async fn moderate(&mut self, request_id: u64, act: Result<Act, ApiError>) -> Result<(), End> {
         let reply = self
             .access
             .moderate(&self.room.id, self.who.as_deref(), request_id, act)
@@ -624,8 +620,14 @@ impl Viewer {
         send: &SendDanmaku,
         connection: Result<(), LimitRefusal>,
     ) -> Result<(), End> {
-        let ack =
-            uplink::submit(&self.chat, &self.room, self.who.as_deref(), send, connection).await;
+        let ack = uplink::submit(
+            &self.chat,
+            &self.room,
+            self.who.as_deref(),
+            send,
+            connection,
+        )
+        .await;
         self.out.frame(&ServerFrame::Ack(ack)).await
     }
 

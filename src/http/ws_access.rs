@@ -95,10 +95,12 @@ impl SocketAccess {
     ) -> ServerFrame {
         let outcome = match (who, act) {
             (_, Err(e)) => Err(e),
-            (None, _) => Err(unauthenticated("this socket has no token: connect with ?token= or send auth")),
-            (Some(who), _) if who.expired(crate::clock::now_ms()) => {
-                Err(unauthenticated("the token expired: send auth with a fresh one"))
-            }
+            (None, _) => Err(unauthenticated(
+                "this socket has no token: connect with ?token= or send auth",
+            )),
+            (Some(who), _) if who.expired(crate::clock::now_ms()) => Err(unauthenticated(
+                "the token expired: send auth with a fresh one",
+            )),
             (Some(who), Ok(act)) => {
                 let credential = who.credential();
                 match check(&credential, act.action(), Some(room), RoomPolicy::default()) {

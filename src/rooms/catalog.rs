@@ -127,8 +127,7 @@ impl RoomCatalog {
                     if (configured_host_key || row.host_key_hash.is_empty())
                         && row.host_key_hash != hash_key(&host_key)
                     {
-                        db.set_host_key_hash(&room.id, &hash_key(&host_key))
-                            .await?;
+                        db.set_host_key_hash(&room.id, &hash_key(&host_key)).await?;
                     }
                     if let Some(allowed) = room.host_gifts.filter(|a| *a != row.host_gifts) {
                         db.set_host_gifts(&room.id, allowed).await?;

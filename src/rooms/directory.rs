@@ -198,15 +198,31 @@ mod tests {
         assert_eq!(dir.room_for_key(&key).as_deref(), Some("a"));
         assert_eq!(dir.room_for_key("live_wrong"), None);
         assert_eq!(dir.room_for_key(""), None);
-        assert_eq!(dir.room_for_key(&host), None, "a host key is not a stream key");
+        assert_eq!(
+            dir.room_for_key(&host),
+            None,
+            "a host key is not a stream key"
+        );
         assert_eq!(dir.room_for_host_key(&host).as_deref(), Some("a"));
-        assert_eq!(dir.room_for_host_key(&key), None, "a stream key is not a host key");
-        assert_eq!(dir.room_for_host_key(""), None, "no host key matches a room without one");
+        assert_eq!(
+            dir.room_for_host_key(&key),
+            None,
+            "a stream key is not a host key"
+        );
+        assert_eq!(
+            dir.room_for_host_key(""),
+            None,
+            "no host key matches a room without one"
+        );
         dir.set_closed("a", true);
         assert_eq!(dir.room_for_key(&key), None);
         assert_eq!(dir.room_for_host_key(&host).as_deref(), Some("a"));
         dir.set_host_key_hash("a", hash_key("host_new"));
-        assert_eq!(dir.room_for_host_key(&host), None, "a rotated host key is dead");
+        assert_eq!(
+            dir.room_for_host_key(&host),
+            None,
+            "a rotated host key is dead"
+        );
         assert!(valid_room_id("demo-1_x"));
         assert!(!valid_room_id("Demo"));
         assert!(!valid_room_id("../x"));
