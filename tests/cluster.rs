@@ -272,23 +272,36 @@ async fn connect_hands_out_the_least_loaded_nodes_or_the_node_itself() {
     redis_cleanup(&redis, &prefix).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rooms_made_and_closed_on_one_node_reach_the_others_through_postgres() {
-    let redis = redis_url();
-    require_redis(&redis).await;
-    let prefix = redis_prefix("rooms");
+/// `n` nodes sharing a scratch PostgreSQL database (rooms, keys and the audit log).
+async fn nodes_on_postgres(
+    redis: &str,
+    prefix: &str,
+    n: usize,
+) -> (
+    barrage::testutil::ScratchPostgres,
+    Vec<chat_common::TestServer>,
+) {
     let pg = barrage::testutil::ScratchPostgres::create().await;
     let mut nodes = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..n {
         let url = pg.url.clone();
         nodes.push(
-            node(&redis, &prefix, move |c| {
+            node(redis, prefix, move |c| {
                 generous_limits(c);
                 c.db.url = url;
             })
             .await,
         );
     }
+    (pg, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rooms_made_and_closed_on_one_node_reach_the_others_through_postgres() {
+    let redis = redis_url();
+    require_redis(&redis).await;
+    let prefix = redis_prefix("rooms");
+    let (pg, nodes) = nodes_on_postgres(&redis, &prefix, 2).await;
     let (status, body) = nodes[0]
         .admin(
             reqwest::Method::POST,
@@ -345,18 +358,7 @@ async fn a_rotated_host_key_dies_on_every_node_and_socket_moderation_reaches_the
     let redis = redis_url();
     require_redis(&redis).await;
     let prefix = redis_prefix("hosts");
-    let pg = barrage::testutil::ScratchPostgres::create().await;
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        let url = pg.url.clone();
-        nodes.push(
-            node(&redis, &prefix, move |c| {
-                generous_limits(c);
-                c.db.url = url;
-            })
-            .await,
-        );
-    }
+    let (pg, nodes) = nodes_on_postgres(&redis, &prefix, 2).await;
     // Made on node 0; node 1 learns the new digest from the shared database.
     let (status, body) = nodes[0]
         .admin(reqwest::Method::POST, "/api/rooms/demo/host-key", None)

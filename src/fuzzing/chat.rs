@@ -92,7 +92,8 @@ pub fn chat_frame(data: &[u8]) {
         }
         // A moderator's mute is bounded like the API's.
         ClientFrame::Mute(mute) => {
-            if let Ok(Act::Mute { user, seconds }) = Act::mute(mute.user, mute.seconds) {
+            let (user, seconds) = (mute.user.clone(), mute.seconds);
+            if Act::mute(mute.user, mute.seconds).is_ok() {
                 assert!(!user.is_empty() && user.chars().count() <= 128);
                 assert!(!user.chars().any(char::is_control));
                 assert!(seconds.is_none_or(|s| (1..=MAX_MUTE_S).contains(&s)));

@@ -95,14 +95,7 @@ async fn close_room(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, ApiError> {
-    let who = caller.allow(Action::CloseRoom, &id)?;
-    state.catalog.set_closed(&id, true).await?;
-    rooms_changed(&state);
-    // Viewers are told and disconnected; new publishes are refused by the directory.
-    state.chat.close_room(&id);
-    audit(&state, who, &id, Action::CloseRoom, String::new()).await;
-    let base = public_base(&state.config, &headers);
-    Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
+    set_closed(&state, &caller, &headers, &id, true).await
 }
 
 async fn open_room(
@@ -111,12 +104,32 @@ async fn open_room(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, ApiError> {
-    let who = caller.allow(Action::OpenRoom, &id)?;
-    state.catalog.set_closed(&id, false).await?;
-    rooms_changed(&state);
-    audit(&state, who, &id, Action::OpenRoom, String::new()).await;
-    let base = public_base(&state.config, &headers);
-    Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
+    set_closed(&state, &caller, &headers, &id, false).await
+}
+
+/// Closes (refuses publishes, disconnects viewers) or reopens a room, for a caller allowed to.
+async fn set_closed(
+    state: &RoomsApi,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &str,
+    closed: bool,
+) -> Result<Json<RoomView>, ApiError> {
+    let action = if closed {
+        Action::CloseRoom
+    } else {
+        Action::OpenRoom
+    };
+    let who = caller.allow(action, id)?;
+    state.catalog.set_closed(id, closed).await?;
+    rooms_changed(state);
+    if closed {
+        // Viewers are told and disconnected; new publishes are refused by the directory.
+        state.chat.close_room(id);
+    }
+    audit(state, who, id, action, String::new()).await;
+    let base = public_base(&state.config, headers);
+    Ok(Json(view(room_or_404(state, id)?, state, &base)))
 }
 
 /// `PUT /api/rooms/{room}/settings`: the room's settings (today one).

@@ -20,36 +20,23 @@ pub const MAX_SYSTEM_CHARS: usize = 500;
 /// Longest mute: ten years (a longer one is a ban, or no expiry).
 pub const MAX_MUTE_S: u64 = 10 * 365 * 24 * 3600;
 
-/// One act on a room's chat, checked.
+/// One act on a room's chat, checked, with what it was on (for the audit log).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Act {
-    /// `seconds`: None for no expiry.
-    Mute {
-        user: String,
-        seconds: Option<u64>,
-    },
-    Unmute {
-        user: String,
-    },
-    Ban {
-        user: String,
-    },
-    Unban {
-        user: String,
-    },
-    Delete {
-        seq: u64,
-    },
-    /// Normalised words (they replace the room's list).
-    BlockedWords {
-        words: Vec<String>,
-    },
-    SlowMode {
-        seconds: u32,
-    },
-    System {
-        text: String,
-    },
+pub struct Act {
+    pub kind: ActKind,
+    /// What the act was on, in words: a user id, `seq 42`, `5 s`, ...
+    pub target: String,
+}
+
+/// What an act does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActKind {
+    /// A change to the room's stored moderation (mute, ban, words, slow mode).
+    Change(ModerationChange),
+    /// Deletes delivered event `seq` for everyone.
+    Delete(u64),
+    /// A system message.
+    System(String),
 }
 
 /// `field` must be `min..=max` characters without control characters.
@@ -70,22 +57,47 @@ pub fn check_user(user: &str) -> Result<(), ApiError> {
 }
 
 impl Act {
-    /// A mute of `user` for `seconds` (None: no expiry), within the bounds.
+    fn change(change: ModerationChange, target: String) -> Act {
+        Act {
+            kind: ActKind::Change(change),
+            target,
+        }
+    }
+
+    /// A mute of `user` for `seconds` from now (None: no expiry), within the bounds.
     pub fn mute(user: String, seconds: Option<u64>) -> Result<Act, ApiError> {
         check_user(&user)?;
-        if seconds.is_some_and(|s| s == 0 || s > MAX_MUTE_S) {
+        let Some(seconds) = seconds else {
+            let target = format!("{user} until unmuted");
+            return Ok(Act::change(
+                ModerationChange::Mute {
+                    user,
+                    until_ms: None,
+                },
+                target,
+            ));
+        };
+        if seconds == 0 || seconds > MAX_MUTE_S {
             return Err(ApiError::bad_request(
                 "bad_field",
                 format!("seconds: 1 to {MAX_MUTE_S}, or leave it out for no expiry"),
             ));
         }
-        Ok(Act::Mute { user, seconds })
+        let until_ms = crate::clock::now_ms().saturating_add(seconds as i64 * 1000);
+        let target = format!("{user} for {seconds} s");
+        Ok(Act::change(
+            ModerationChange::Mute {
+                user,
+                until_ms: Some(until_ms),
+            },
+            target,
+        ))
     }
 
-    /// An unmute, ban or unban of `user` (`make` picks which).
-    pub fn on_user(user: String, make: fn(String) -> Act) -> Result<Act, ApiError> {
+    /// An unmute, ban or unban of `user` (`make` picks which change).
+    pub fn on_user(user: String, make: fn(String) -> ModerationChange) -> Result<Act, ApiError> {
         check_user(&user)?;
-        Ok(make(user))
+        Ok(Act::change(make(user.clone()), user))
     }
 
     /// A room's new blocked-word list, normalised.
@@ -99,9 +111,12 @@ impl Act {
         for w in words {
             check_text("words[]", w.trim(), 1, MAX_WORD_CHARS)?;
         }
-        Ok(Act::BlockedWords {
-            words: normalize_words(words),
-        })
+        let words = normalize_words(words);
+        let target = format!("{} words", words.len());
+        Ok(Act::change(
+            ModerationChange::SetBlockedWords { words },
+            target,
+        ))
     }
 
     /// Slow mode of `seconds` (0: off).
@@ -113,7 +128,22 @@ impl Act {
                 format!("seconds: 0 (off) to {MAX_SLOW_MODE_S}"),
             ));
         }
-        Ok(Act::SlowMode { seconds })
+        let target = match seconds {
+            0 => "off".to_string(),
+            s => format!("{s} s"),
+        };
+        Ok(Act::change(
+            ModerationChange::SetSlowMode { seconds },
+            target,
+        ))
+    }
+
+    /// The deletion of delivered event `seq`.
+    pub fn delete(seq: u64) -> Act {
+        Act {
+            kind: ActKind::Delete(seq),
+            target: format!("seq {seq}"),
+        }
     }
 
     /// A system message of 1 to [`MAX_SYSTEM_CHARS`] characters.
@@ -124,57 +154,24 @@ impl Act {
                 format!("text: 1 to {MAX_SYSTEM_CHARS} characters"),
             ));
         }
-        Ok(Act::System { text })
+        Ok(Act {
+            target: text.chars().take(100).collect(),
+            kind: ActKind::System(text),
+        })
     }
 
     /// The rights-table action this act is.
     pub fn action(&self) -> Action {
-        match self {
-            Act::Mute { .. } => Action::Mute,
-            Act::Unmute { .. } => Action::Unmute,
-            Act::Ban { .. } => Action::Ban,
-            Act::Unban { .. } => Action::Unban,
-            Act::Delete { .. } => Action::DeleteMessage,
-            Act::BlockedWords { .. } => Action::SetBlockedWords,
-            Act::SlowMode { .. } => Action::SetSlowMode,
-            Act::System { .. } => Action::PostSystem,
+        match &self.kind {
+            ActKind::Change(ModerationChange::Mute { .. }) => Action::Mute,
+            ActKind::Change(ModerationChange::Unmute { .. }) => Action::Unmute,
+            ActKind::Change(ModerationChange::Ban { .. }) => Action::Ban,
+            ActKind::Change(ModerationChange::Unban { .. }) => Action::Unban,
+            ActKind::Change(ModerationChange::SetBlockedWords { .. }) => Action::SetBlockedWords,
+            ActKind::Change(ModerationChange::SetSlowMode { .. }) => Action::SetSlowMode,
+            ActKind::Delete(_) => Action::DeleteMessage,
+            ActKind::System(_) => Action::PostSystem,
         }
-    }
-
-    /// What the act was on, for the audit log.
-    fn target(&self) -> String {
-        match self {
-            Act::Mute {
-                user,
-                seconds: Some(s),
-            } => format!("{user} for {s} s"),
-            Act::Mute {
-                user,
-                seconds: None,
-            } => format!("{user} until unmuted"),
-            Act::Unmute { user } | Act::Ban { user } | Act::Unban { user } => user.clone(),
-            Act::Delete { seq } => format!("seq {seq}"),
-            Act::BlockedWords { words } => format!("{} words", words.len()),
-            Act::SlowMode { seconds: 0 } => "off".to_string(),
-            Act::SlowMode { seconds } => format!("{seconds} s"),
-            Act::System { text } => text.chars().take(100).collect(),
-        }
-    }
-
-    /// The stored moderation change, for the acts that are one (at `now_ms`).
-    fn change(&self, now_ms: i64) -> Option<ModerationChange> {
-        Some(match self.clone() {
-            Act::Mute { user, seconds } => ModerationChange::Mute {
-                user,
-                until_ms: seconds.map(|s| now_ms.saturating_add((s as i64).saturating_mul(1000))),
-            },
-            Act::Unmute { user } => ModerationChange::Unmute { user },
-            Act::Ban { user } => ModerationChange::Ban { user },
-            Act::Unban { user } => ModerationChange::Unban { user },
-            Act::BlockedWords { words } => ModerationChange::SetBlockedWords { words },
-            Act::SlowMode { seconds } => ModerationChange::SetSlowMode { seconds },
-            Act::Delete { .. } | Act::System { .. } => return None,
-        })
     }
 }
 
@@ -198,30 +195,23 @@ impl FromRef<AppState> for RoomActs {
 }
 
 impl RoomActs {
-    /// Applies `act` on `room` for `who` (whose rights were checked), then audits it. Returns
-    /// the mute's end (ms since the epoch) for a timed mute.
+    /// Applies `act` on `room` for `who` (whose rights were checked), then audits it.
     pub async fn apply(
         &self,
         who: &Credential,
         room: &str,
         act: Act,
         via: Via,
-    ) -> Result<Option<i64>, ApiError> {
-        let now = crate::clock::now_ms();
-        let change = act.change(now);
-        match (&act, &change) {
-            (Act::Delete { seq }, _) => self.chat.delete_message(room, *seq)?,
-            (Act::System { text }, _) => self.chat.post_system(room, text.clone())?,
-            (_, Some(change)) => self.catalog.moderate(&self.chat, room, change).await?,
-            (_, None) => {}
+    ) -> Result<(), ApiError> {
+        match &act.kind {
+            ActKind::Change(change) => self.catalog.moderate(&self.chat, room, change).await?,
+            ActKind::Delete(seq) => self.chat.delete_message(room, *seq)?,
+            ActKind::System(text) => self.chat.post_system(room, text.clone())?,
         }
         self.audit
-            .record(who, room, act.action(), act.target(), via)
+            .record(who, room, act.action(), act.target, via)
             .await;
-        Ok(match change {
-            Some(ModerationChange::Mute { until_ms, .. }) => until_ms,
-            _ => None,
-        })
+        Ok(())
     }
 }
 
@@ -235,27 +225,32 @@ mod tests {
         assert!(Act::mute("u".into(), Some(MAX_MUTE_S + 1)).is_err());
         assert!(Act::mute(String::new(), None).is_err());
         assert!(Act::mute("a\u{7}".into(), None).is_err());
+        let before = crate::clock::now_ms();
         let mute = Act::mute("u1".into(), Some(600)).unwrap();
         assert_eq!(mute.action(), Action::Mute);
-        assert_eq!(mute.target(), "u1 for 600 s");
+        assert_eq!(mute.target, "u1 for 600 s");
+        let ActKind::Change(ModerationChange::Mute { user, until_ms }) = &mute.kind else {
+            panic!("a mute: {mute:?}")
+        };
+        assert_eq!(user, "u1");
+        assert!(until_ms.is_some_and(|t| t >= before + 600_000));
         assert_eq!(
-            mute.change(1_000),
-            Some(ModerationChange::Mute {
-                user: "u1".into(),
-                until_ms: Some(601_000)
-            })
+            Act::mute("u2".into(), None).unwrap().target,
+            "u2 until unmuted"
         );
+        let ban = Act::on_user("u3".into(), |user| ModerationChange::Ban { user }).unwrap();
+        assert_eq!((ban.action(), ban.target.as_str()), (Action::Ban, "u3"));
         assert!(Act::system("  ".into()).is_err());
-        assert_eq!(Act::Delete { seq: 4 }.target(), "seq 4");
-        assert_eq!(Act::Delete { seq: 4 }.change(0), None);
+        assert_eq!(Act::delete(4).target, "seq 4");
+        assert_eq!(Act::delete(4).action(), Action::DeleteMessage);
         let words = Act::blocked_words(&["Spam ".into(), "spam".into()]).unwrap();
         assert_eq!(
-            words,
-            Act::BlockedWords {
+            words.kind,
+            ActKind::Change(ModerationChange::SetBlockedWords {
                 words: vec!["spam".into()]
-            }
+            })
         );
         assert!(Act::slow_mode(u32::MAX).is_err());
-        assert_eq!(Act::slow_mode(0).unwrap().target(), "off");
+        assert_eq!(Act::slow_mode(0).unwrap().target, "off");
     }
 }

@@ -594,7 +594,7 @@ impl Viewer {
                 self.out.frame(&frame).await
             }
             ClientFrame::Delete(d) => {
-                let act = Ok(Act::Delete { seq: d.seq });
+                let act = Ok(Act::delete(d.seq));
                 self.moderate(d.request_id, act).await
             }
             ClientFrame::Mute(m) => {

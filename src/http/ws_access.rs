@@ -105,11 +105,7 @@ impl SocketAccess {
                 let credential = who.credential();
                 match check(&credential, act.action(), Some(room), RoomPolicy::default()) {
                     Err(denied) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", denied.0)),
-                    Ok(()) => self
-                        .acts
-                        .apply(&credential, room, act, Via::Socket)
-                        .await
-                        .map(|_| ()),
+                    Ok(()) => self.acts.apply(&credential, room, act, Via::Socket).await,
                 }
             }
         };
