@@ -17,6 +17,18 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The role's name in tokens, JSON, the audit log and refusals.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Moderator => "moderator",
+            Role::Host => "host",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Role, String> {

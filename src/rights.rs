@@ -233,69 +233,77 @@ pub fn check(
     if *credential == Credential::AdminKey {
         return Ok(());
     }
-    let refuse = |why: String| {
-        Err(Denied(format!(
-            "{why}; to {} this needs {}",
-            action.name(),
-            action.needs(room)
-        )))
-    };
     let Some(room) = room.filter(|_| class != Class::Admin) else {
         return Err(Denied(format!(
             "to {} this needs the admin key",
             action.name()
         )));
     };
-    match credential {
+    let verdict = match credential {
         Credential::AdminKey => Ok(()),
-        Credential::HostKey { room: own } if own != room => {
-            refuse(format!("this is room {own}'s host key, not room {room}'s"))
-        }
-        Credential::HostKey { .. } => match class {
-            Class::Gift if !policy.host_gifts => refuse(format!(
-                "room {room} does not let its host key post gifts (the admin can allow it: host_gifts)"
-            )),
-            _ => Ok(()),
-        },
-        Credential::Token { role, room: claim, .. } => {
-            let role_name = role_name(*role);
-            if *role == Role::Viewer {
-                return refuse("a viewer token moderates nothing".to_string());
-            }
-            if *role != Role::Admin {
-                match claim.as_deref() {
-                    None => {
-                        return refuse(format!(
-                            "this {role_name} token has no room claim, so it opens no room (mint it with --room {room})"
-                        ))
-                    }
-                    Some(claim) if claim != room => {
-                        return refuse(format!("this {role_name} token is for room {claim}, not {room}"))
-                    }
-                    Some(_) => {}
-                }
-            }
-            let allowed = match class {
-                Class::Moderation => true,
-                Class::HostWork => *role >= Role::Host,
-                Class::Admin | Class::RoomControl | Class::Gift => false,
-            };
-            if allowed {
-                Ok(())
-            } else {
-                refuse(format!("a {role_name} token cannot {}", action.name()))
-            }
-        }
-    }
+        Credential::HostKey { room: own } => host_key(own, room, class, policy),
+        Credential::Token {
+            role, room: claim, ..
+        } => token(*role, claim.as_deref(), room, class, action),
+    };
+    verdict.map_err(|why| {
+        Denied(format!(
+            "{why}; to {} this needs {}",
+            action.name(),
+            action.needs(Some(room))
+        ))
+    })
 }
 
-/// A role's name in JSON, the audit log and refusals.
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Viewer => "viewer",
-        Role::Moderator => "moderator",
-        Role::Host => "host",
-        Role::Admin => "admin",
+/// The host key of `own` on `room`: everything there but the admin's, gifts by the policy.
+fn host_key(own: &str, room: &str, class: Class, policy: RoomPolicy) -> Result<(), String> {
+    if own != room {
+        return Err(format!("this is room {own}'s host key, not room {room}'s"));
+    }
+    if class == Class::Gift && !policy.host_gifts {
+        return Err(format!(
+            "room {room} does not let its host key post gifts (the admin can allow it: \
+             host_gifts)"
+        ));
+    }
+    Ok(())
+}
+
+/// A token of `role` with room claim `claim` on `room`: moderation for moderators, hosts and
+/// admins, host work for hosts and admins, never keys; only in the claimed room (admins: any).
+fn token(
+    role: Role,
+    claim: Option<&str>,
+    room: &str,
+    class: Class,
+    action: Action,
+) -> Result<(), String> {
+    let name = role.as_str();
+    if role == Role::Viewer {
+        return Err("a viewer token moderates nothing".to_string());
+    }
+    match claim {
+        _ if role == Role::Admin => {}
+        None => {
+            return Err(format!(
+                "this {name} token has no room claim, so it opens no room (mint it with \
+                 --room {room})"
+            ))
+        }
+        Some(claim) if claim != room => {
+            return Err(format!("this {name} token is for room {claim}, not {room}"))
+        }
+        Some(_) => {}
+    }
+    let allowed = match class {
+        Class::Moderation => true,
+        Class::HostWork => role >= Role::Host,
+        Class::Admin | Class::RoomControl | Class::Gift => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(format!("a {name} token cannot {}", action.name()))
     }
 }
 

@@ -12,7 +12,7 @@ use crate::db::AuditRow;
 use crate::http::api_error::ApiError;
 use crate::http::api_rooms::{check_page, room_or_404, Page, RoomsApi};
 use crate::http::caller::Caller;
-use crate::rights::{role_name, Action, Credential};
+use crate::rights::{Action, Credential};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -54,7 +54,7 @@ async fn whoami(caller: Caller) -> Result<Json<WhoAmI>, ApiError> {
     };
     Ok(Json(WhoAmI {
         credential: kind,
-        role: role_name(credential.role()),
+        role: credential.role().as_str(),
         room: credential.room().map(str::to_string),
         user,
     }))

@@ -14,7 +14,7 @@ use crate::chat::protocol::{display_name, AuthState, AuthStatus, Reply, ServerFr
 use crate::chat::uplink::Identity;
 use crate::http::api_error::ApiError;
 use crate::http::room_acts::{Act, RoomActs};
-use crate::rights::{check, role_name, RoomPolicy};
+use crate::rights::{check, RoomPolicy};
 use crate::rooms::Via;
 
 /// What a socket needs beyond the chat engine to handle `auth`, `delete` and `mute`.
@@ -44,7 +44,7 @@ pub(crate) fn expired_frame(who: &Identity) -> ServerFrame {
             who.user
         ),
         user: who.user.clone(),
-        role: role_name(who.role).to_string(),
+        role: who.role.as_str().to_string(),
         expires_at_s: 0,
         can_moderate: false,
     })
@@ -63,7 +63,7 @@ impl SocketAccess {
                     code: String::new(),
                     message: String::new(),
                     user: who.user.clone(),
-                    role: role_name(who.role).to_string(),
+                    role: who.role.as_str().to_string(),
                     expires_at_s,
                     can_moderate: who.can_moderate(room),
                 });

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use crate::clock::now_ms;
 use crate::db::{AuditRow, Database, DbError};
-use crate::rights::{role_name, Action, Credential};
+use crate::rights::{Action, Credential};
 
 /// Which door an action came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl AuditLog {
             room: room.to_string(),
             at_ms,
             actor: credential.actor().to_string(),
-            role: role_name(credential.role()).to_string(),
+            role: credential.role().as_str().to_string(),
             action: action.code().to_string(),
             target,
             via: via.as_str().to_string(),
