@@ -19,7 +19,7 @@ use crate::chat::ChatEngine;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::db::{Database, DbError};
-use crate::rooms::{CatalogError, LiveRegistry, ModerationStore, RoomCatalog};
+use crate::rooms::{AuditLog, CatalogError, LiveRegistry, ModerationStore, RoomCatalog};
 use crate::secrets::{Secrets, SecretsError};
 use crate::state::{AppState, RtmpBound};
 use crate::storage::{Storage, StorageError};
@@ -169,6 +169,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         secrets: Arc::new(secrets),
         storage: Arc::new(storage),
         rooms,
+        audit: Arc::new(AuditLog::new(catalog.db.clone())),
         catalog: Arc::new(catalog),
         live,
         broadcaster,
@@ -271,6 +272,25 @@ impl RunningServer {
                 playlist = %format!("http://{host}:{http_port}/hls/{}/live.m3u8", room.id),
                 "room ready: in OBS set Settings > Stream > Custom with this server and stream key"
             );
+        }
+        for room in self.state.rooms.list() {
+            // A config room's host key was generated into (or given in) config; one rotated
+            // through the API was shown once. Either way, the log names where, never the key.
+            let kept = self
+                .state
+                .secrets
+                .host_keys
+                .get(&room.id)
+                .is_some_and(|k| self.state.catalog.config_host_key_in_force(&room.id, k));
+            if kept {
+                tracing::info!(
+                    room = %room.id,
+                    host_key_file = %self.state.secrets.path.display(),
+                    host_console = %format!("http://{host}:{http_port}/host"),
+                    "host key: host_keys.{} in the secrets file (or the room's host_key in config) unlocks the host console for this room",
+                    room.id
+                );
+            }
         }
         tracing::info!(
             admin_key_file = %self.state.secrets.path.display(),

@@ -17,6 +17,18 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The role's name in tokens, JSON, the audit log and refusals.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Moderator => "moderator",
+            Role::Host => "host",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Role, String> {
@@ -69,6 +81,17 @@ impl TokenError {
             TokenError::Invalid(_) => "bad_token",
             TokenError::WrongRoom { .. } => "wrong_room",
         }
+    }
+}
+
+/// Seconds a token is still taken after its `exp`, for clocks a little apart (the minting
+/// server's and this one's). A live socket's token runs out at the same moment.
+pub const LEEWAY_S: u64 = 5;
+
+impl Claims {
+    /// Until when the token is good, in ms since the epoch (`exp` plus [`LEEWAY_S`]).
+    pub fn valid_until_ms(&self) -> i64 {
+        i64::try_from(self.exp.saturating_add(LEEWAY_S).saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 }
 
@@ -125,7 +148,7 @@ impl TokenSigner {
     /// Checks signature, expiry and (when given) that the token fits `room`.
     pub fn verify(&self, token: &str, room: Option<&str>) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_S;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
             |e| match e.kind() {

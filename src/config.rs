@@ -205,6 +205,12 @@ pub struct RoomConfig {
     pub title: String,
     #[serde(default)]
     pub stream_key: String,
+    /// The room's host key; empty: generated at first start and kept in secrets.toml.
+    #[serde(default)]
+    pub host_key: String,
+    /// Whether the host key may post gifts; absent: as stored (the API can change it).
+    #[serde(default)]
+    pub host_gifts: Option<bool>,
 }
 
 impl Config {
@@ -409,6 +415,12 @@ impl Config {
             if !seen.insert(room.id.as_str()) {
                 return bad(&format!("rooms[{i}].id"), format!("room {} twice", room.id));
             }
+            if !room.host_key.is_empty() && room.host_key.trim().chars().count() < 16 {
+                return bad(
+                    &format!("rooms[{i}].host_key"),
+                    "must be at least 16 characters (or empty: generated)",
+                );
+            }
         }
         Ok(())
     }
@@ -585,5 +597,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("rooms[1].id"), "{err}");
+        let err = Config::from_toml_str("[[rooms]]\nid = \"a\"\nhost_key = \"short\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rooms[0].host_key"), "{err}");
+        let c = Config::from_toml_str("[[rooms]]\nid = \"a\"\nhost_gifts = true\n").unwrap();
+        assert_eq!(c.rooms[0].host_gifts, Some(true));
     }
 }

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod media;
 pub mod node_identity;
 pub mod proc_stats;
+pub mod rights;
 pub mod rooms;
 pub mod secrets;
 pub mod state;

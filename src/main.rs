@@ -36,14 +36,22 @@ enum Command {
         bench: BenchCommand,
     },
     /// Print a signed token (JWT HS256) for a user, for testing or a business server to copy.
+    /// Say which room it is for (--room), or --all-rooms for one without a room claim.
+    #[command(group(clap::ArgGroup::new("scope").required(true).args(["room", "all_rooms"])))]
     Token {
         #[arg(long)]
         user: String,
         #[arg(long, default_value = "")]
         name: String,
-        /// Limit the token to one room.
+        /// The room the token is for: a moderator or host token moderates only there.
         #[arg(long)]
         room: Option<String>,
+        /// No room claim: a viewer sends in every room (a moderator or host token without a
+        /// room moderates none; an admin token moderates every room).
+        #[arg(long)]
+        all_rooms: bool,
+        /// viewer, moderator (mute, ban, delete, blocked words, slow mode in its room), host
+        /// (a moderator who also posts system messages and reads the audit log), admin.
         #[arg(long, default_value = "viewer")]
         role: Role,
         /// Lifetime: 90s, 15m, 1h, 2d.
@@ -336,6 +344,7 @@ fn main() -> ExitCode {
             user,
             name,
             room,
+            all_rooms: _,
             role,
             ttl,
             config,

@@ -18,7 +18,7 @@ use crate::cdn::publisher::CdnPublisher;
 use crate::chat::ChatEngine;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::rooms::{LiveRegistry, RoomCatalog, RoomDirectory};
+use crate::rooms::{AuditLog, LiveRegistry, RoomCatalog, RoomDirectory};
 use crate::secrets::Secrets;
 use crate::storage::Storage;
 
@@ -32,6 +32,8 @@ pub struct AppState {
     pub rooms: Arc<RoomDirectory>,
     /// Room and moderation writes (database first, then the in-memory views).
     pub catalog: Arc<RoomCatalog>,
+    /// Who moderated what, for the room's host.
+    pub audit: Arc<AuditLog>,
     pub live: Arc<LiveRegistry>,
     pub broadcaster: Arc<Broadcaster>,
     /// Chat rooms: WebSocket danmaku, gifts, system messages, moderation.

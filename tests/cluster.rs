@@ -272,23 +272,36 @@ async fn connect_hands_out_the_least_loaded_nodes_or_the_node_itself() {
     redis_cleanup(&redis, &prefix).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rooms_made_and_closed_on_one_node_reach_the_others_through_postgres() {
-    let redis = redis_url();
-    require_redis(&redis).await;
-    let prefix = redis_prefix("rooms");
+/// `n` nodes sharing a scratch PostgreSQL database (rooms, keys and the audit log).
+async fn nodes_on_postgres(
+    redis: &str,
+    prefix: &str,
+    n: usize,
+) -> (
+    barrage::testutil::ScratchPostgres,
+    Vec<chat_common::TestServer>,
+) {
     let pg = barrage::testutil::ScratchPostgres::create().await;
     let mut nodes = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..n {
         let url = pg.url.clone();
         nodes.push(
-            node(&redis, &prefix, move |c| {
+            node(redis, prefix, move |c| {
                 generous_limits(c);
                 c.db.url = url;
             })
             .await,
         );
     }
+    (pg, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rooms_made_and_closed_on_one_node_reach_the_others_through_postgres() {
+    let redis = redis_url();
+    require_redis(&redis).await;
+    let prefix = redis_prefix("rooms");
+    let (pg, nodes) = nodes_on_postgres(&redis, &prefix, 2).await;
     let (status, body) = nodes[0]
         .admin(
             reqwest::Method::POST,
@@ -321,6 +334,117 @@ async fn rooms_made_and_closed_on_one_node_reach_the_others_through_postgres() {
         "closed on node 1 too"
     );
     drop(sender);
+    for n in nodes {
+        n.stop().await;
+    }
+    pg.drop_database().await;
+    redis_cleanup(&redis, &prefix).await;
+}
+
+/// The status of `GET /api/rooms/demo/audit` on `node` with `key` as the Bearer.
+async fn audit_status(node: &chat_common::TestServer, key: &str) -> u16 {
+    node.call(
+        reqwest::Method::GET,
+        "/api/rooms/demo/audit",
+        Some(key),
+        None,
+    )
+    .await
+    .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotated_host_key_dies_on_every_node_and_socket_moderation_reaches_them_all() {
+    let redis = redis_url();
+    require_redis(&redis).await;
+    let prefix = redis_prefix("hosts");
+    let (pg, nodes) = nodes_on_postgres(&redis, &prefix, 2).await;
+    // Made on node 0; node 1 learns the new digest from the shared database.
+    let (status, body) = nodes[0]
+        .admin(reqwest::Method::POST, "/api/rooms/demo/host-key", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let first = body["host_key"].as_str().unwrap().to_string();
+    assert_eq!(audit_status(&nodes[0], &first).await, 200);
+    common::poll(
+        WAIT,
+        "node 1 to take the host key made on node 0",
+        || async { (audit_status(&nodes[1], &first).await == 200).then_some(()) },
+    )
+    .await;
+
+    // The host rotates it on node 1: dead there at once, and on node 0 once it reloads.
+    let (status, body) = nodes[1]
+        .call(
+            reqwest::Method::POST,
+            "/api/rooms/demo/host-key",
+            Some(&first),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let second = body["host_key"].as_str().unwrap().to_string();
+    assert_eq!(audit_status(&nodes[1], &first).await, 403);
+    common::poll(
+        WAIT,
+        "node 0 to refuse the rotated-out host key",
+        || async { (audit_status(&nodes[0], &first).await == 403).then_some(()) },
+    )
+    .await;
+    assert_eq!(audit_status(&nodes[0], &second).await, 200);
+
+    // A moderator on node 1 deletes a message said on node 0; the viewer on node 0 loses it.
+    let (mut viewer, _) = Client::join(&nodes[0], "demo", None, Format::Json).await;
+    let token = nodes[0].token("ola", "demo");
+    let (mut sender, _) = Client::join(&nodes[0], "demo", Some(&token), Format::Json).await;
+    let moderator = nodes[1].token_as(
+        "mod-1",
+        barrage::auth::Role::Moderator,
+        Some("demo"),
+        Duration::from_secs(600),
+    );
+    let (mut m, _) = Client::join(&nodes[1], "demo", Some(&moderator), Format::Proto).await;
+    assert_eq!(
+        sender.say_and_ack(1, "delete me").await.status,
+        AckStatus::Accepted
+    );
+    let is_it = |e: &barrage::chat::protocol::Event| label(e) == "delete me";
+    let seq = m
+        .events_until(is_it)
+        .await
+        .into_iter()
+        .find(is_it)
+        .unwrap()
+        .seq;
+    m.send_frame(&barrage::chat::protocol::ClientFrame::Delete(
+        barrage::chat::protocol::DeleteRequest { request_id: 1, seq },
+    ))
+    .await;
+    viewer
+        .events_until(|e| {
+            matches!(e.body, barrage::chat::protocol::Body::Moderation(d) if d.delete_seq == seq)
+        })
+        .await;
+    // Both nodes write to one audit log.
+    let (_, log) = nodes[0]
+        .call(
+            reqwest::Method::GET,
+            "/api/rooms/demo/audit",
+            Some(&second),
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"delete") && actions.contains(&"rotate_host_key"),
+        "{log}"
+    );
+    drop((viewer, sender, m));
     for n in nodes {
         n.stop().await;
     }

@@ -327,6 +327,19 @@ fn chat_seeds() -> Vec<(String, Vec<u8>)> {
             r#"{"type":"send","client_id":9,"text":"hi"}"#,
         ),
         ("heartbeat", r#"{"type":"heartbeat"}"#),
+        (
+            "auth",
+            r#"{"type":"auth","token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln"}"#,
+        ),
+        ("delete", r#"{"type":"delete","request_id":5,"seq":1201}"#),
+        (
+            "mute",
+            r#"{"type":"mute","request_id":6,"user":"u1","seconds":600}"#,
+        ),
+        (
+            "mute_no_expiry",
+            r#"{"type":"mute","request_id":7,"user":"u2"}"#,
+        ),
     ];
     let mut out = Vec::new();
     for (name, json) in frames {
@@ -361,6 +374,7 @@ fn api_seeds() -> Vec<(String, Vec<u8>)> {
         ("slow_mode", r#"{"seconds":5}"#),
         ("guest_token", r#"{"name":"Ann"}"#),
         ("guest_token", ""),
+        ("room_settings", r#"{"host_gifts":true}"#),
     ];
     let mut out = Vec::new();
     for (i, (route, body)) in bodies.iter().enumerate() {

@@ -91,6 +91,8 @@ async fn a_recorded_push_becomes_playable_hls() {
         id: "demo".into(),
         title: "Demo".into(),
         key_hash: hash_key(KEY),
+        host_key_hash: String::new(),
+        host_gifts: false,
         created_ms: 0,
         closed: false,
     });

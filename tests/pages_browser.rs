@@ -1,7 +1,8 @@
 //! The pages in a real browser: barrage runs in-process, ffmpeg pushes a generated stream over
 //! RTMP, and `tests/browser/pages.mjs` drives Debian's chromium (playwright-core) through the
-//! home page, the viewer page (video, danmaku, join and send, CDN mode, resume, replay), the OBS
-//! overlay and the host console, with a node-side WebSocket client on the other end.
+//! home page, the viewer page (video, danmaku, join and send, CDN mode, resume, replay, a
+//! moderator's delete and mute), the OBS overlay and the host console (with the admin key, and
+//! with a room's host key), with node-side WebSocket clients on the other end.
 //!
 //! Peers: chromium, node and the npm modules of tests/browser, ffmpeg. `scripts/test.sh`
 //! installs them; a missing one fails the test with that advice (never a silent skip).
@@ -29,6 +30,8 @@ const CHECKS: &[&str] = &[
     "reconnect_and_resume",
     "host_console",
     "host_deletes_message",
+    "host_console_with_host_key",
+    "moderator_deletes_from_viewer_page",
     "comments_do_not_overlap",
     "viewer_screenshot",
     "danmaku_controls",
@@ -53,18 +56,24 @@ async fn pages_work_in_a_real_browser() {
     let http = reqwest::Client::new();
     wait_live(&http, &base, room).await;
 
-    let token = server.state.tokens.mint(
-        "node-bot",
-        "NodeBot",
-        Role::Viewer,
-        Some(room),
-        Duration::from_secs(3600),
-    );
+    let mint = |user: &str, name: &str, role: Role| {
+        server
+            .state
+            .tokens
+            .mint(user, name, role, Some(room), Duration::from_secs(3600))
+    };
+    let token = mint("node-bot", "NodeBot", Role::Viewer);
+    let token_2 = mint("node-bot-2", "NodeBot2", Role::Viewer);
+    let moderator = mint("mod-1", "Mia (mod)", Role::Moderator);
+    let host_key = server.state.secrets.host_keys[room].clone();
     let artifacts = repo().join("test-artifacts");
     let env = [
         ("BARRAGE_URL", base.clone()),
         ("BARRAGE_ADMIN_KEY", TEST_ADMIN_KEY.to_string()),
         ("BARRAGE_TOKEN", token),
+        ("BARRAGE_TOKEN_2", token_2),
+        ("BARRAGE_MOD_TOKEN", moderator),
+        ("BARRAGE_HOST_KEY", host_key),
         ("BARRAGE_ROOM", room.to_string()),
         ("BARRAGE_ARTIFACTS", artifacts.display().to_string()),
         ("BARRAGE_CHROMIUM", chromium.display().to_string()),
@@ -73,7 +82,16 @@ async fn pages_work_in_a_real_browser() {
     pusher.stop().await;
     server.stop().await;
     assert_checks(&result, exit_ok, CHECKS);
-    for shot in ["home", "viewer", "viewer-cdn", "overlay", "host", "replay"] {
+    for shot in [
+        "home",
+        "viewer",
+        "viewer-cdn",
+        "overlay",
+        "host",
+        "host-key",
+        "viewer-moderator",
+        "replay",
+    ] {
         assert!(
             Path::new(&artifacts).join(format!("{shot}.png")).is_file(),
             "screenshot {shot}.png was not saved"

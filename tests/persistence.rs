@@ -1,5 +1,6 @@
 //! State that survives a restart, on SQLite (default) and PostgreSQL: a room made through the
-//! API, its key, a mute and a blocked word, and the list of earlier broadcasts.
+//! API, its stream and host keys, its host_gifts setting, a mute and a blocked word, the audit
+//! log, a config room's host key rotated through the API, and the list of earlier broadcasts.
 
 mod chat_common;
 mod common;
@@ -61,6 +62,41 @@ async fn survives_a_restart(config: Config) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let host_key = made["host_key"].as_str().unwrap().to_string();
+    let (status, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/rooms/show/bans/u-banned",
+            Some(&host_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .admin(
+            reqwest::Method::PUT,
+            "/api/rooms/show/settings",
+            Some(json!({"host_gifts": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The config room's generated host key is kept in secrets.toml; rotated, the new one stays.
+    let kept_demo_key = s.host_key("demo");
+    let secrets = std::fs::read_to_string(config.data_dir.join("secrets.toml")).unwrap();
+    assert!(
+        secrets.contains(&kept_demo_key),
+        "host_keys.demo is in secrets.toml"
+    );
+    let (status, rotated) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/rooms/demo/host-key",
+            Some(&kept_demo_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let demo_key = rotated["host_key"].as_str().unwrap().to_string();
     let first_session = broadcast(&s, "show", &key).await;
     s.stop().await;
 
@@ -82,6 +118,46 @@ async fn survives_a_restart(config: Config) {
     assert_eq!(
         c.say_and_ack(3, "fine words").await.status,
         AckStatus::Accepted
+    );
+    let audit = |key: String, room: &'static str| {
+        let s = &s;
+        async move {
+            s.call(
+                reqwest::Method::GET,
+                &format!("/api/rooms/{room}/audit"),
+                Some(&key),
+                None,
+            )
+            .await
+        }
+    };
+    let (status, log) = audit(host_key.clone(), "show").await;
+    assert_eq!(
+        status, 200,
+        "the made room's host key still opens it: {log}"
+    );
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["room_settings", "ban", "blocked_words", "mute"]);
+    assert_eq!(log["entries"][2]["actor"], "admin key");
+    assert_eq!(log["entries"][1]["actor"], "host key");
+    let (_, room) = s
+        .call(reqwest::Method::GET, "/api/rooms/show", None, None)
+        .await;
+    assert_eq!(room["host_gifts"], true);
+    assert_eq!(
+        audit(demo_key, "demo").await.0,
+        200,
+        "the rotated host key stays"
+    );
+    assert_eq!(
+        audit(kept_demo_key, "demo").await.0,
+        403,
+        "the kept (rotated-out) host key does not come back"
     );
     let second_session = broadcast(&s, "show", &key).await;
     let sessions: Value = s

@@ -78,6 +78,8 @@ pub async fn run(opts: UplinkOptions) -> Result<UplinkReport, String> {
             user: format!("user-{u}"),
             name: format!("User {u}"),
             role: Role::Viewer,
+            room_claim: None,
+            valid_until_ms: None,
         })
         .collect();
     let input = frames(opts.messages);

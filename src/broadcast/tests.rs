@@ -34,6 +34,8 @@ fn fixture_with_grace(grace: Duration) -> Fixture {
         id: "demo".into(),
         title: "Demo".into(),
         key_hash: hash_key(KEY),
+        host_key_hash: String::new(),
+        host_gifts: false,
         created_ms: 0,
         closed: false,
     });
@@ -41,6 +43,8 @@ fn fixture_with_grace(grace: Duration) -> Fixture {
         id: "other".into(),
         title: "Other".into(),
         key_hash: hash_key(OTHER_KEY),
+        host_key_hash: String::new(),
+        host_gifts: false,
         created_ms: 0,
         closed: false,
     });

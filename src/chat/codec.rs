@@ -217,6 +217,64 @@ mod tests {
         }
     }
 
+    /// The access frames as docs/PROTOCOL.md shows them.
+    #[test]
+    fn access_frames_match_the_protocol_doc() {
+        assert_eq!(
+            decode_client_text(r#"{"type":"auth","token":"eyJ.x.y"}"#).unwrap(),
+            ClientFrame::Auth {
+                token: "eyJ.x.y".into()
+            }
+        );
+        assert_eq!(
+            decode_client_text(r#"{"type":"delete","request_id":5,"seq":1201}"#).unwrap(),
+            ClientFrame::Delete(DeleteRequest {
+                request_id: 5,
+                seq: 1201
+            })
+        );
+        assert_eq!(
+            decode_client_text(r#"{"type":"mute","request_id":6,"user":"u1","seconds":600}"#)
+                .unwrap(),
+            ClientFrame::Mute(MuteRequest {
+                request_id: 6,
+                user: "u1".into(),
+                seconds: Some(600)
+            })
+        );
+        assert!(decode_client_text(r#"{"type":"mute","request_id":6}"#).is_err());
+        let json = |f: &ServerFrame| match encode_server(f, Format::Json) {
+            Encoded::Text(t) => serde_json::from_str::<serde_json::Value>(&t).unwrap(),
+            Encoded::Binary(_) => unreachable!(),
+        };
+        let expired = ServerFrame::Auth(AuthState {
+            status: AuthStatus::Expired,
+            code: "token_expired".into(),
+            message: "m".into(),
+            user: "u1".into(),
+            role: "viewer".into(),
+            expires_at_s: 0,
+            can_moderate: false,
+        });
+        assert_eq!(
+            json(&expired),
+            serde_json::json!({"type":"auth","status":"expired","code":"token_expired","message":"m",
+                               "user":"u1","role":"viewer","can_moderate":false})
+        );
+        let ok = ServerFrame::Reply(Reply {
+            request_id: 5,
+            ok: true,
+            code: String::new(),
+            message: String::new(),
+        });
+        assert_eq!(
+            json(&ok),
+            serde_json::json!({"type":"reply","request_id":5,"ok":true})
+        );
+        let welcome = json(&ServerFrame::Welcome(sample_welcome()));
+        assert_eq!(welcome["can_moderate"], true);
+    }
+
     #[test]
     fn server_json_matches_the_design_shapes() {
         let batch = encode_batch(&sample_events());
@@ -296,6 +354,7 @@ mod tests {
                 idle_timeout_s: 70,
                 muted: false,
                 banned: false,
+                can_moderate: true,
             },
             hls_url: "http://h/hls/demo/live.m3u8".into(),
             cdn_bases: vec![CdnBase {
@@ -326,6 +385,30 @@ mod tests {
                 code: "c".into(),
                 message: "m".into(),
             },
+            ServerFrame::Auth(AuthState {
+                status: AuthStatus::Ok,
+                code: String::new(),
+                message: String::new(),
+                user: "u1".into(),
+                role: "moderator".into(),
+                expires_at_s: 1_764_003_600,
+                can_moderate: true,
+            }),
+            ServerFrame::Auth(AuthState {
+                status: AuthStatus::Refused,
+                code: "wrong_room".into(),
+                message: "m".into(),
+                user: String::new(),
+                role: String::new(),
+                expires_at_s: 0,
+                can_moderate: false,
+            }),
+            ServerFrame::Reply(Reply {
+                request_id: 5,
+                ok: false,
+                code: "forbidden".into(),
+                message: "m".into(),
+            }),
         ];
         for f in frames {
             let text = match encode_server(&f, Format::Json) {
@@ -424,6 +507,17 @@ mod tests {
                 .prop_map(|resume_from| ClientFrame::Hello { resume_from }),
             Just(ClientFrame::Heartbeat),
             arb_send(),
+            ".{0,80}".prop_map(|token| ClientFrame::Auth { token }),
+            (any::<u64>(), any::<u64>()).prop_map(|(request_id, seq)| ClientFrame::Delete(
+                DeleteRequest { request_id, seq }
+            )),
+            (any::<u64>(), ".{0,20}", proptest::option::of(any::<u64>())).prop_map(
+                |(request_id, user, seconds)| ClientFrame::Mute(MuteRequest {
+                    request_id,
+                    user,
+                    seconds
+                })
+            ),
         ]
     }
 

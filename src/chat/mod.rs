@@ -9,6 +9,7 @@
 //! `crate::http::ws` and `crate::http::api_chat` are the thin network faces. The error type
 //! and the sink trait live here, below all of them.
 
+pub mod access_frames;
 pub mod codec;
 pub mod engine;
 pub mod fanout;

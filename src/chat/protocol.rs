@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::access_frames::{AuthState, AuthStatus, DeleteRequest, MuteRequest, Reply};
 use super::pb;
 /// The welcome's CDN bases are the configured ones (`cdn.bases`), as clients get them.
 pub use crate::config::CdnBase;
@@ -153,6 +154,14 @@ pub enum ClientFrame {
     },
     Send(SendDanmaku),
     Heartbeat,
+    /// A fresh token for the socket (see `access_frames`).
+    Auth {
+        token: String,
+    },
+    /// A moderator deletes a delivered event.
+    Delete(DeleteRequest),
+    /// A moderator mutes a user.
+    Mute(MuteRequest),
 }
 
 /// Why a send was accepted or refused.
@@ -211,6 +220,9 @@ pub struct Limits {
     pub idle_timeout_s: u32,
     pub muted: bool,
     pub banned: bool,
+    /// The socket's token lets it delete and mute (`delete` / `mute` frames).
+    #[serde(default)]
+    pub can_moderate: bool,
 }
 
 /// The first server frame of a connection.
@@ -233,11 +245,25 @@ pub struct Welcome {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Welcome(Welcome),
-    Batch { events: Vec<Event> },
+    Batch {
+        events: Vec<Event>,
+    },
     Ack(Ack),
-    Heartbeat { online: u64 },
-    Gap { from_seq: u64, to_seq: u64 },
-    Error { code: String, message: String },
+    Heartbeat {
+        online: u64,
+    },
+    Gap {
+        from_seq: u64,
+        to_seq: u64,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+    /// Where the socket's token stands (expired, renewed, renewal refused).
+    Auth(AuthState),
+    /// The answer to a `delete` or `mute`.
+    Reply(Reply),
 }
 
 /// A batch frame over borrowed events, so a tick's events are serialised without a copy.
@@ -388,6 +414,11 @@ impl From<&ClientFrame> for pb::ClientFrame {
                 stream_ms: s.stream_ms,
             }),
             ClientFrame::Heartbeat => pb::client_frame::Frame::Heartbeat(pb::Heartbeat {}),
+            ClientFrame::Auth { token } => pb::client_frame::Frame::Auth(pb::Auth {
+                token: token.clone(),
+            }),
+            ClientFrame::Delete(d) => pb::client_frame::Frame::Delete(d.into()),
+            ClientFrame::Mute(m) => pb::client_frame::Frame::Mute(m.into()),
         };
         pb::ClientFrame { frame: Some(frame) }
     }
@@ -408,6 +439,9 @@ impl TryFrom<pb::ClientFrame> for ClientFrame {
                 stream_ms: s.stream_ms,
             }),
             pb::client_frame::Frame::Heartbeat(_) => ClientFrame::Heartbeat,
+            pb::client_frame::Frame::Auth(a) => ClientFrame::Auth { token: a.token },
+            pb::client_frame::Frame::Delete(d) => ClientFrame::Delete(d.into()),
+            pb::client_frame::Frame::Mute(m) => ClientFrame::Mute(m.into()),
         })
     }
 }
@@ -425,6 +459,7 @@ impl From<&Limits> for pb::Limits {
             idle_timeout_s: l.idle_timeout_s,
             muted: l.muted,
             banned: l.banned,
+            can_moderate: l.can_moderate,
         }
     }
 }
@@ -442,6 +477,7 @@ impl From<pb::Limits> for Limits {
             idle_timeout_s: l.idle_timeout_s,
             muted: l.muted,
             banned: l.banned,
+            can_moderate: l.can_moderate,
         }
     }
 }
@@ -483,6 +519,8 @@ impl From<&ServerFrame> for pb::ServerFrame {
                 code: code.clone(),
                 message: message.clone(),
             }),
+            ServerFrame::Auth(a) => Frame::Auth(a.into()),
+            ServerFrame::Reply(r) => Frame::Reply(r.into()),
         };
         pb::ServerFrame { frame: Some(frame) }
     }
@@ -537,6 +575,8 @@ impl TryFrom<pb::ServerFrame> for ServerFrame {
                 code: e.code,
                 message: e.message,
             },
+            Frame::Auth(a) => ServerFrame::Auth(a.try_into()?),
+            Frame::Reply(r) => ServerFrame::Reply(r.into()),
         })
     }
 }

@@ -13,17 +13,51 @@ use super::room::Room;
 use super::scheduler::Pending;
 use crate::auth::Role;
 use crate::clock::now_ms;
+use crate::rights::{check, Action, Credential, RoomPolicy};
 use crate::sync::lock;
 
 /// The heartbeat interval clients are asked to keep (seconds).
 pub const HEARTBEAT_S: u32 = 30;
 
-/// Who is on a socket: None for an anonymous reader.
+/// Who is on a socket (None for an anonymous reader): the verified token's user, name and role,
+/// its room claim, and until when it may send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: String,
     pub name: String,
     pub role: Role,
+    /// The token's `room` claim (None: any room).
+    pub room_claim: Option<String>,
+    /// Until when (ms since the epoch) the token is good; None: no end.
+    pub valid_until_ms: Option<i64>,
+}
+
+impl Identity {
+    /// Whether the token has run out at `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.valid_until_ms.is_some_and(|until| now_ms >= until)
+    }
+
+    /// The token as a credential for the rights table.
+    pub fn credential(&self) -> Credential {
+        Credential::Token {
+            user: self.user.clone(),
+            role: self.role,
+            room: self.room_claim.clone(),
+        }
+    }
+
+    /// Whether the token lets this user delete and mute in `room` (the same rights as
+    /// moderating through the API).
+    pub fn can_moderate(&self, room: &str) -> bool {
+        check(
+            &self.credential(),
+            Action::DeleteMessage,
+            Some(room),
+            RoomPolicy::default(),
+        )
+        .is_ok()
+    }
 }
 
 /// Answers one send by `who` in `room`; `connection` is the connection layer's verdict on the
@@ -59,14 +93,15 @@ pub async fn submit(
     if let Err(refusal) = outer {
         return rate_limited(refusal);
     }
-    let Some(who) = who else {
+    let now = now_ms();
+    // No token, or one that ran out on a live socket (until it hands over a fresh one).
+    let Some(who) = who.filter(|w| !w.expired(now)) else {
         room.accounting.refused(AckStatus::Unauthenticated.as_str());
         return ack(AckStatus::Unauthenticated, None);
     };
     if let Err(refusal) = engine.node_limits().check_send(&who.user, &room.limiter) {
         return rate_limited(refusal);
     }
-    let now = now_ms();
     let verdict = lock(&room.moderation).check(
         Author {
             user: &who.user,
@@ -117,6 +152,7 @@ pub fn limits_for(room: &Room, who: Option<&Identity>) -> Limits {
     };
     Limits {
         can_send: who.is_some(),
+        can_moderate: who.is_some_and(|w| w.can_moderate(&room.id)),
         user_rate_per_s: c.user_rate_per_s,
         user_burst: c.user_burst,
         max_text_chars: u32::try_from(c.max_text_chars).unwrap_or(u32::MAX),

@@ -175,7 +175,8 @@ pub(crate) enum Control {
         room: String,
         change: ModerationChange,
     },
-    /// A room was made, closed, reopened or re-keyed: reload rooms from the database.
+    /// A room was made, closed, reopened, re-keyed (stream or host key) or re-set: reload rooms
+    /// from the database.
     RoomsChanged,
 }
 

@@ -4,18 +4,20 @@
 //! ms, placeholders `$1..` used once each in ascending order, which both backends accept).
 //!
 //! Hot paths never call this: they read in-memory views loaded at start and updated on writes.
-//! The queries are grouped by table (`rooms.rs`, `moderation.rs`, `sessions.rs`); this file opens,
-//! migrates and closes the pool.
+//! The queries are grouped by table (`rooms.rs`, `moderation.rs`, `sessions.rs`, `audit.rs`); this
+//! file opens, migrates and closes the pool.
 
 use std::path::PathBuf;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
+mod audit;
 mod moderation;
 mod rooms;
 mod sessions;
 
+pub use audit::AuditRow;
 pub use moderation::RoomModerationRow;
 pub use rooms::RoomRow;
 pub use sessions::{InterruptedSession, SessionRow};
@@ -160,11 +162,30 @@ mod tests {
             id: "r1".into(),
             title: "R".into(),
             key_hash: "h".into(),
+            host_key_hash: String::new(),
+            host_gifts: false,
             created_ms: 5,
             closed_ms: None,
         };
         assert!(db.insert_room(&room).await.unwrap());
         assert!(!db.insert_room(&room).await.unwrap());
+        assert!(db.set_host_key_hash("r1", "hh").await.unwrap());
+        assert!(db.set_host_gifts("r1", true).await.unwrap());
+        assert!(!db.set_host_gifts("nope", true).await.unwrap());
+        for (i, action) in ["mute", "delete", "ban"].iter().enumerate() {
+            db.insert_audit(&AuditRow {
+                id: format!("{:013}-{i}", 100 + i),
+                room: "r1".into(),
+                at_ms: 100 + i as i64,
+                actor: "u9".into(),
+                role: "moderator".into(),
+                action: action.to_string(),
+                target: "u1".into(),
+                via: "socket".into(),
+            })
+            .await
+            .unwrap();
+        }
         db.set_mute("r1", "u1", Some(99)).await.unwrap();
         db.set_mute("r1", "u1", None).await.unwrap();
         db.set_ban("r1", "u2", 1).await.unwrap();
@@ -181,7 +202,19 @@ mod tests {
         db.close().await;
 
         let db = Database::open(&url).await.unwrap();
-        assert_eq!(db.load_rooms().await.unwrap(), vec![room]);
+        let stored = RoomRow {
+            host_key_hash: "hh".into(),
+            host_gifts: true,
+            ..room
+        };
+        assert_eq!(db.load_rooms().await.unwrap(), vec![stored]);
+        let (page, total) = db.list_audit("r1", 1, 1).await.unwrap();
+        assert_eq!(total, 3);
+        assert_eq!(
+            page[0].action, "delete",
+            "newest first, one page of one after the first"
+        );
+        assert_eq!(db.list_audit("r2", 0, 10).await.unwrap().1, 0);
         let m = db.load_moderation().await.unwrap();
         let r1 = &m["r1"];
         assert_eq!(r1.mutes, vec![("u1".to_string(), None)]);

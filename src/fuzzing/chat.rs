@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use crate::auth::Role;
+use crate::auth::{Role, TokenSigner};
 use crate::chat::codec::{
     decode_client_binary, decode_client_text, encode_client, Encoded, Format,
 };
@@ -13,6 +13,7 @@ use crate::chat::moderation::{normalize_words, Author, Content, ModerationChange
 use crate::chat::protocol::{Body, ClientFrame, Event, Priority, SystemMessage};
 use crate::config::{ChatConfig, Config};
 use crate::http::api_chat::BodyCheck;
+use crate::http::room_acts::{Act, MAX_MUTE_S};
 
 /// Events the fuzz room's history holds (seqs `HISTORY_FIRST..=HISTORY_LAST`), so a resume can
 /// land before, inside and after it.
@@ -82,7 +83,22 @@ pub fn chat_frame(data: &[u8]) {
                 assert!(again.is_err(), "slow mode let a second danmaku through");
             }
         }
-        ClientFrame::Heartbeat => {}
+        ClientFrame::Heartbeat | ClientFrame::Delete(_) => {}
+        // A token from the socket is checked like one at connect: refused, never a panic.
+        ClientFrame::Auth { token } => {
+            static SIGNER: OnceLock<TokenSigner> = OnceLock::new();
+            let signer = SIGNER.get_or_init(|| TokenSigner::new("fuzz-secret"));
+            let _ = signer.verify(&token, Some("fuzz-room"));
+        }
+        // A moderator's mute is bounded like the API's.
+        ClientFrame::Mute(mute) => {
+            let (user, seconds) = (mute.user.clone(), mute.seconds);
+            if Act::mute(mute.user, mute.seconds).is_ok() {
+                assert!(!user.is_empty() && user.chars().count() <= 128);
+                assert!(!user.chars().any(char::is_control));
+                assert!(seconds.is_none_or(|s| (1..=MAX_MUTE_S).contains(&s)));
+            }
+        }
     }
 }
 
@@ -106,15 +122,21 @@ pub const API_BODY_ROUTES: &[&str] = &[
     "blocked_words",
     "slow_mode",
     "guest_token",
+    "room_settings",
 ];
 
-/// Checks for every route with a body: `POST /api/rooms`, then the chat API's.
+/// Checks for every route with a body: `POST /api/rooms`, the chat API's, then
+/// `PUT /api/rooms/{room}/settings` (last, so the seeds' route numbers stay).
 fn api_body_checks() -> &'static [(&'static str, BodyCheck)] {
     static CHECKS: OnceLock<Vec<(&'static str, BodyCheck)>> = OnceLock::new();
     CHECKS.get_or_init(|| {
         let mut checks: Vec<(&'static str, BodyCheck)> =
             vec![("create_room", crate::http::api_rooms::check_create_room)];
         checks.extend_from_slice(crate::http::api_chat::BODY_CHECKS);
+        checks.push((
+            "room_settings",
+            crate::http::api_room_control::check_settings,
+        ));
         checks
     })
 }
@@ -181,6 +203,10 @@ mod tests {
             r#"{"type":"send","client_id":7,"text":"666","color":16777215,"mode":"scroll"}"#,
             r#"{"type":"heartbeat"}"#,
             r#"{"type":"send","client_id":7,"text":"spam!"}"#,
+            r#"{"type":"auth","token":"a.b.c"}"#,
+            r#"{"type":"delete","request_id":1,"seq":5}"#,
+            r#"{"type":"mute","request_id":2,"user":"u1","seconds":600}"#,
+            r#"{"type":"mute","request_id":3,"user":"","seconds":0}"#,
             "not json",
         ] {
             let mut data = vec![0u8];

@@ -1,12 +1,13 @@
 //! The chat JSON API under `/api/rooms/{room}/...`: gifts and system messages from the business
-//! server, moderation, stats, and guest tokens for demo pages. Writes need the admin key
-//! (`AdminAuth`); every error is an [`ApiError`].
+//! server, moderation, stats, and guest tokens for demo pages. Writes need a credential the
+//! rights table allows ([`Caller::allow`]); moderation goes through [`RoomActs`] (applied and
+//! audited); every error is an [`ApiError`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -16,21 +17,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{Role, TokenSigner};
-use crate::chat::moderation::{
-    normalize_words, ModerationChange, MAX_SLOW_MODE_S, MAX_WORDS, MAX_WORD_CHARS,
-};
+use crate::chat::moderation::ModerationChange;
+use crate::chat::moderation::ModerationSnapshot;
 use crate::chat::protocol::{display_name, Gift};
 use crate::chat::{ChatEngine, ChatError};
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::http::api_error::{AdminAuth, ApiError, ApiJson};
-use crate::rooms::{ModerationError, RoomCatalog, RoomDirectory};
+use crate::http::api_error::{ApiError, ApiJson};
+use crate::http::caller::Caller;
+use crate::http::room_acts::{check_text, check_user, Act, ActKind, RoomActs};
+use crate::rights::Action;
+use crate::rooms::{ModerationError, RoomDirectory, Via};
 use crate::state::AppState;
-
-/// Longest system message in characters.
-pub const MAX_SYSTEM_CHARS: usize = 500;
-/// Longest mute: ten years (a longer one is a ban, or no expiry).
-const MAX_MUTE_S: u64 = 10 * 365 * 24 * 3600;
 
 /// The chat API routes (all under `/api/rooms/{room}/`; the lead's room routes use the same
 /// `{room}` parameter name, which the router requires).
@@ -78,21 +76,6 @@ impl From<ChatError> for ApiError {
             }
         }
     }
-}
-
-fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
-    let n = value.chars().count();
-    if n < min || n > max || value.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "bad_field",
-            format!("{field}: {min} to {max} characters without control characters"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_user(user: &str) -> Result<(), ApiError> {
-    check_text("user", user, 1, 128)
 }
 
 /// A body that may be absent; when present it must be JSON of `T`.
@@ -145,11 +128,12 @@ impl GiftBody {
 }
 
 async fn post_gift(
-    _: AdminAuth,
+    caller: Caller,
     State(chat): State<Arc<ChatEngine>>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<GiftBody>,
 ) -> Result<Response, ApiError> {
+    caller.allow(Action::PostGift, &room)?;
     let priority = chat.post_gift(&room, body.validate()?)?;
     Ok((
         StatusCode::ACCEPTED,
@@ -164,25 +148,19 @@ struct SystemBody {
     text: String,
 }
 
-impl SystemBody {
-    fn validate(self) -> Result<String, ApiError> {
-        if self.text.trim().is_empty() || self.text.chars().count() > MAX_SYSTEM_CHARS {
-            return Err(ApiError::bad_request(
-                "bad_field",
-                format!("text: 1 to {MAX_SYSTEM_CHARS} characters"),
-            ));
-        }
-        Ok(self.text)
-    }
+/// Checks `act`'s rights for the caller, applies it and audits it (see [`RoomActs`]).
+async fn act(caller: &Caller, acts: &RoomActs, room: &str, act: Act) -> Result<(), ApiError> {
+    let who = caller.allow(act.action(), room)?;
+    acts.apply(who, room, act, Via::Api).await
 }
 
 async fn post_system(
-    _: AdminAuth,
-    State(chat): State<Arc<ChatEngine>>,
+    caller: Caller,
+    State(acts): State<RoomActs>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<SystemBody>,
 ) -> Result<Response, ApiError> {
-    chat.post_system(&room, body.validate()?)?;
+    act(&caller, &acts, &room, Act::system(body.text)?).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"queued": true}))).into_response())
 }
 
@@ -194,50 +172,35 @@ struct MuteBody {
 
 /// A mute's length from its optional body: `None` for no expiry.
 fn mute_seconds(body: &[u8]) -> Result<Option<u64>, ApiError> {
-    let seconds = optional_json::<MuteBody>(body)?.and_then(|b| b.seconds);
-    if seconds.is_some_and(|s| s == 0 || s > MAX_MUTE_S) {
-        return Err(ApiError::bad_request(
-            "bad_field",
-            format!("seconds: 1 to {MAX_MUTE_S}, or leave it out for no expiry"),
-        ));
-    }
-    Ok(seconds)
+    Ok(optional_json::<MuteBody>(body)?.and_then(|b| b.seconds))
 }
 
 async fn mute(
-    _: AdminAuth,
-    State(moderation): State<ModerationApi>,
+    caller: Caller,
+    State(acts): State<RoomActs>,
     Path((room, user)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_user(&user)?;
-    let seconds = mute_seconds(&body)?;
-    let until_ms = seconds.map(|s| crate::clock::now_ms() + (s as i64) * 1000);
-    moderate(
-        &moderation,
-        &room,
-        &ModerationChange::Mute {
-            user: user.clone(),
-            until_ms,
-        },
-    )
-    .await?;
+    let mute = Act::mute(user.clone(), mute_seconds(&body)?)?;
+    let until_ms = match &mute.kind {
+        ActKind::Change(ModerationChange::Mute { until_ms, .. }) => *until_ms,
+        _ => None,
+    };
+    act(&caller, &acts, &room, mute).await?;
     Ok(Json(
         json!({"room": room, "user": user, "muted": true, "until_ms": until_ms}),
     ))
 }
 
-/// Applies a per-user change and answers with the user's new state in `field`.
-async fn user_change(
-    moderation: &ModerationApi,
-    room: String,
-    user: String,
-    change: fn(String) -> ModerationChange,
+/// Applies a per-user act and answers with the user's new state in `field`.
+async fn user_act(
+    (caller, acts): (Caller, RoomActs),
+    (room, user): (String, String),
+    make: fn(String) -> ModerationChange,
     field: &str,
     value: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_user(&user)?;
-    moderate(moderation, &room, &change(user.clone())).await?;
+    act(&caller, &acts, &room, Act::on_user(user.clone(), make)?).await?;
     let mut body = serde_json::Map::new();
     body.insert("room".into(), room.into());
     body.insert("user".into(), user.into());
@@ -246,41 +209,41 @@ async fn user_change(
 }
 
 async fn unmute(
-    _: AdminAuth,
-    State(moderation): State<ModerationApi>,
-    Path((room, user)): Path<(String, String)>,
+    caller: Caller,
+    State(acts): State<RoomActs>,
+    Path(at): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let unmute = |user| ModerationChange::Unmute { user };
-    user_change(&moderation, room, user, unmute, "muted", false).await
+    user_act((caller, acts), at, unmute, "muted", false).await
 }
 
 async fn ban(
-    _: AdminAuth,
-    State(moderation): State<ModerationApi>,
-    Path((room, user)): Path<(String, String)>,
+    caller: Caller,
+    State(acts): State<RoomActs>,
+    Path(at): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ban = |user| ModerationChange::Ban { user };
-    user_change(&moderation, room, user, ban, "banned", true).await
+    user_act((caller, acts), at, ban, "banned", true).await
 }
 
 async fn unban(
-    _: AdminAuth,
-    State(moderation): State<ModerationApi>,
-    Path((room, user)): Path<(String, String)>,
+    caller: Caller,
+    State(acts): State<RoomActs>,
+    Path(at): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let unban = |user| ModerationChange::Unban { user };
-    user_change(&moderation, room, user, unban, "banned", false).await
+    user_act((caller, acts), at, unban, "banned", false).await
 }
 
 async fn delete_message(
-    _: AdminAuth,
-    State(chat): State<Arc<ChatEngine>>,
+    caller: Caller,
+    State(acts): State<RoomActs>,
     Path((room, seq)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let seq: u64 = seq
         .parse()
         .map_err(|_| ApiError::bad_request("bad_field", "seq: a whole number"))?;
-    chat.delete_message(&room, seq)?;
+    act(&caller, &acts, &room, Act::delete(seq)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"queued": true, "delete_seq": seq})),
@@ -294,47 +257,29 @@ struct WordsBody {
     words: Vec<String>,
 }
 
-impl WordsBody {
-    /// The normalised list, or why it is refused.
-    fn validate(self) -> Result<Vec<String>, ApiError> {
-        if self.words.len() > MAX_WORDS {
-            return Err(ApiError::bad_request(
-                "bad_field",
-                format!("words: at most {MAX_WORDS}"),
-            ));
-        }
-        for w in &self.words {
-            check_text("words[]", w.trim(), 1, MAX_WORD_CHARS)?;
-        }
-        Ok(normalize_words(&self.words))
-    }
-}
-
 async fn get_blocked_words(
-    _: AdminAuth,
+    caller: Caller,
     State(chat): State<Arc<ChatEngine>>,
     Path(room): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.allow(Action::ReadBlockedWords, &room)?;
     let snapshot = chat.moderation_snapshot(&room)?;
     Ok(Json(json!({"room": room, "words": snapshot.blocked_words})))
 }
 
 async fn put_blocked_words(
-    _: AdminAuth,
-    State(moderation): State<ModerationApi>,
+    caller: Caller,
+    State(acts): State<RoomActs>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<WordsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let words = body.validate()?;
-    moderate(
-        &moderation,
-        &room,
-        &ModerationChange::SetBlockedWords {
-            words: words.clone(),
-        },
-    )
-    .await?;
-    Ok(Json(json!({"room": room, "words": words})))
+    let words = Act::blocked_words(&body.words)?;
+    let stored = match &words.kind {
+        ActKind::Change(ModerationChange::SetBlockedWords { words }) => words.clone(),
+        _ => Vec::new(),
+    };
+    act(&caller, &acts, &room, words).await?;
+    Ok(Json(json!({"room": room, "words": stored})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,39 +288,22 @@ struct SlowModeBody {
     seconds: u32,
 }
 
-impl SlowModeBody {
-    fn validate(self) -> Result<u32, ApiError> {
-        if self.seconds > MAX_SLOW_MODE_S {
-            return Err(ApiError::bad_request(
-                "bad_field",
-                format!("seconds: 0 (off) to {MAX_SLOW_MODE_S}"),
-            ));
-        }
-        Ok(self.seconds)
-    }
-}
-
 async fn put_slow_mode(
-    _: AdminAuth,
-    State(moderation): State<ModerationApi>,
+    caller: Caller,
+    State(acts): State<RoomActs>,
     Path(room): Path<String>,
     ApiJson(body): ApiJson<SlowModeBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let seconds = body.validate()?;
-    moderate(
-        &moderation,
-        &room,
-        &ModerationChange::SetSlowMode { seconds },
-    )
-    .await?;
-    Ok(Json(json!({"room": room, "seconds": seconds})))
+    act(&caller, &acts, &room, Act::slow_mode(body.seconds)?).await?;
+    Ok(Json(json!({"room": room, "seconds": body.seconds})))
 }
 
 async fn get_moderation(
-    _: AdminAuth,
+    caller: Caller,
     State(chat): State<Arc<ChatEngine>>,
     Path(room): Path<String>,
-) -> Result<Json<crate::chat::moderation::ModerationSnapshot>, ApiError> {
+) -> Result<Json<ModerationSnapshot>, ApiError> {
+    caller.allow(Action::ReadModeration, &room)?;
     Ok(Json(chat.moderation_snapshot(&room)?))
 }
 
@@ -446,32 +374,6 @@ async fn guest_token(
     ))
 }
 
-/// What the moderation routes write through: the catalog (database first), then the engine.
-#[derive(Clone)]
-struct ModerationApi {
-    catalog: Arc<RoomCatalog>,
-    chat: Arc<ChatEngine>,
-}
-
-impl FromRef<AppState> for ModerationApi {
-    fn from_ref(state: &AppState) -> ModerationApi {
-        ModerationApi {
-            catalog: state.catalog.clone(),
-            chat: state.chat.clone(),
-        }
-    }
-}
-
-/// Applies a moderation change through the catalog (database first).
-async fn moderate(
-    moderation: &ModerationApi,
-    room: &str,
-    change: &ModerationChange,
-) -> Result<(), ApiError> {
-    let ModerationApi { catalog, chat } = moderation;
-    Ok(catalog.moderate(chat, room, change).await?)
-}
-
 /// Deserialises and validates one route's body from raw bytes.
 #[cfg(feature = "testing")]
 pub(crate) type BodyCheck = fn(&[u8]) -> Result<(), ApiError>;
@@ -480,6 +382,11 @@ pub(crate) type BodyCheck = fn(&[u8]) -> Result<(), ApiError>;
 /// its seeds: the same deserialisation and validation the handlers run, on any bytes. On
 /// success, what the handler would act on is checked against the limits it promises.
 #[cfg(feature = "testing")]
+use crate::chat::moderation::{MAX_SLOW_MODE_S, MAX_WORDS, MAX_WORD_CHARS};
+#[cfg(feature = "testing")]
+use crate::http::room_acts::{MAX_MUTE_S, MAX_SYSTEM_CHARS};
+
+#[cfg(feature = "testing")]
 pub(crate) const BODY_CHECKS: &[(&str, BodyCheck)] = &[
     ("gift", |b| {
         let gift = json_body::<GiftBody>(b)?.validate()?;
@@ -487,17 +394,23 @@ pub(crate) const BODY_CHECKS: &[(&str, BodyCheck)] = &[
         Ok(())
     }),
     ("system", |b| {
-        let text = json_body::<SystemBody>(b)?.validate()?;
+        let ActKind::System(text) = Act::system(json_body::<SystemBody>(b)?.text)?.kind else {
+            panic!("a system act")
+        };
         assert!(!text.trim().is_empty() && text.chars().count() <= MAX_SYSTEM_CHARS);
         Ok(())
     }),
     ("mute", |b| {
         let seconds = mute_seconds(b)?;
+        Act::mute("fuzz-user".into(), seconds)?;
         assert!(seconds.is_none_or(|s| (1..=MAX_MUTE_S).contains(&s)));
         Ok(())
     }),
     ("blocked_words", |b| {
-        let words = json_body::<WordsBody>(b)?.validate()?;
+        let act = Act::blocked_words(&json_body::<WordsBody>(b)?.words)?;
+        let ActKind::Change(ModerationChange::SetBlockedWords { words }) = act.kind else {
+            panic!("a blocked-words act")
+        };
         assert!(words.len() <= MAX_WORDS);
         assert!(words
             .iter()
@@ -505,7 +418,10 @@ pub(crate) const BODY_CHECKS: &[(&str, BodyCheck)] = &[
         Ok(())
     }),
     ("slow_mode", |b| {
-        let seconds = json_body::<SlowModeBody>(b)?.validate()?;
+        let act = Act::slow_mode(json_body::<SlowModeBody>(b)?.seconds)?;
+        let ActKind::Change(ModerationChange::SetSlowMode { seconds }) = act.kind else {
+            panic!("a slow-mode act")
+        };
         assert!(seconds <= MAX_SLOW_MODE_S);
         Ok(())
     }),

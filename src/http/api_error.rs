@@ -1,17 +1,12 @@
-//! The JSON error every API route answers with, and the admin-key check for write calls.
-
-use std::sync::Arc;
+//! The JSON error every API route answers with, and JSON bodies whose rejections are such
+//! errors. Who may call what is `crate::http::caller`.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use subtle::ConstantTimeEq;
-
-use crate::secrets::Secrets;
 
 /// `{"error":{"code":"...","message":"..."}}` with an HTTP status.
 #[derive(Debug, Clone)]
@@ -96,44 +91,5 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "send Content-Type: application/json",
         ),
         other => ApiError::new(other.status(), "bad_json", other.body_text()),
-    }
-}
-
-/// Proof that the request carried the admin key as `Authorization: Bearer <admin_key>`.
-pub struct AdminAuth;
-
-impl<S> FromRequestParts<S> for AdminAuth
-where
-    Arc<Secrets>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or("");
-        if presented.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this call needs the admin key: Authorization: Bearer <admin_key>",
-            ));
-        }
-        let secrets = Arc::<Secrets>::from_ref(state);
-        let expected = secrets.admin_key.as_bytes();
-        if presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected)) {
-            Ok(AdminAuth)
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "wrong admin key",
-            ))
-        }
     }
 }

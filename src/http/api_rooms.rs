@@ -1,23 +1,26 @@
-//! Rooms API: create (returns the stream key once), list (paged, public), get, rotate key,
-//! close/reopen, and the list of a room's broadcast sessions for replay.
+//! Rooms API: create (returns the stream and host keys once), list (paged, public), get, and
+//! the list of a room's broadcast sessions for replay. What a room's admin or host changes on
+//! it (keys, closing, settings) is in `api_room_control`.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatEngine;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::http::api_error::{AdminAuth, ApiError, ApiJson};
+use crate::http::api_error::{ApiError, ApiJson};
+use crate::http::caller::Caller;
 use crate::http::live_status::{LiveStatus, LiveView};
 use crate::http::public_base;
+use crate::rights::Action;
 use crate::rooms::live::Notice;
-use crate::rooms::{CatalogError, RoomCatalog, RoomRecord};
+use crate::rooms::{AuditLog, CatalogError, RoomCatalog, RoomRecord};
 use crate::state::{AppState, RtmpBound};
 use crate::storage::Storage;
 
@@ -25,9 +28,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/rooms", get(list_rooms).post(create_room))
         .route("/api/rooms/{room}", get(get_room))
-        .route("/api/rooms/{room}/rotate-key", post(rotate_key))
-        .route("/api/rooms/{room}/close", post(close_room))
-        .route("/api/rooms/{room}/open", post(open_room))
         .route("/api/rooms/{room}/sessions", get(list_sessions))
         .route(
             "/api/rooms/{room}/sessions/{session}/danmaku.xml",
@@ -38,12 +38,13 @@ pub fn routes() -> Router<AppState> {
 /// What the room routes use: the catalog (writes, and the room directory it keeps), who is
 /// live and online, where OBS connects, and the store for session exports.
 #[derive(Clone)]
-struct RoomsApi {
-    config: Arc<Config>,
-    catalog: Arc<RoomCatalog>,
+pub(super) struct RoomsApi {
+    pub(super) config: Arc<Config>,
+    pub(super) catalog: Arc<RoomCatalog>,
+    pub(super) audit: Arc<AuditLog>,
     /// Who is live, on any node.
     live: LiveStatus,
-    chat: Arc<ChatEngine>,
+    pub(super) chat: Arc<ChatEngine>,
     cluster: Option<Arc<Cluster>>,
     rtmp_bound: RtmpBound,
     storage: Arc<Storage>,
@@ -54,6 +55,7 @@ impl FromRef<AppState> for RoomsApi {
         RoomsApi {
             config: state.config.clone(),
             catalog: state.catalog.clone(),
+            audit: state.audit.clone(),
             live: LiveStatus::from_ref(state),
             chat: state.chat.clone(),
             cluster: state.cluster.clone(),
@@ -87,6 +89,8 @@ pub struct RoomView {
     pub title: String,
     pub closed: bool,
     pub created_ms: i64,
+    /// Whether the room's host key may post gifts.
+    pub host_gifts: bool,
     /// Present while the room is on air (on any node; `node` names the one taking it in).
     pub live: Option<LiveView>,
     /// Recent notices for the room's host (refused codecs, reconnects, recoveries), oldest
@@ -97,7 +101,7 @@ pub struct RoomView {
     pub hls_url: String,
 }
 
-fn view(room: RoomRecord, state: &RoomsApi, base: &str) -> RoomView {
+pub(super) fn view(room: RoomRecord, state: &RoomsApi, base: &str) -> RoomView {
     RoomView {
         hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
         live: state.live.get(&room.id),
@@ -110,6 +114,7 @@ fn view(room: RoomRecord, state: &RoomsApi, base: &str) -> RoomView {
         title: room.title,
         closed: room.closed,
         created_ms: room.created_ms,
+        host_gifts: room.host_gifts,
     }
 }
 
@@ -120,7 +125,7 @@ pub struct ObsSettings {
     pub stream_key: String,
 }
 
-fn obs(state: &RoomsApi, headers: &HeaderMap, key: String) -> ObsSettings {
+pub(super) fn obs(state: &RoomsApi, headers: &HeaderMap, key: String) -> ObsSettings {
     let base = public_base(&state.config, headers);
     let host = url::Url::parse(&base)
         .ok()
@@ -157,19 +162,23 @@ pub(crate) fn check_create_room(body: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A new room's keys, each shown this once.
 #[derive(Debug, Serialize)]
-struct KeyAnswer {
+struct CreatedAnswer {
     room: RoomView,
     stream_key: String,
     obs: ObsSettings,
+    /// Opens this room's own API calls and the host console (`/host`) for its host.
+    host_key: String,
 }
 
 async fn create_room(
     State(state): State<RoomsApi>,
-    _admin: AdminAuth,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateRoom>,
 ) -> Result<impl IntoResponse, ApiError> {
+    caller.allow_global(Action::CreateRoom)?;
     let id = body.id.unwrap_or_else(|| {
         format!(
             "room-{}",
@@ -179,20 +188,21 @@ async fn create_room(
     let created = state.catalog.create(&id, &body.title).await?;
     rooms_changed(&state);
     let base = public_base(&state.config, &headers);
-    let answer = KeyAnswer {
+    let answer = CreatedAnswer {
         obs: obs(&state, &headers, created.stream_key.clone()),
         room: view(created.room, &state, &base),
         stream_key: created.stream_key,
+        host_key: created.host_key,
     };
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
 #[derive(Debug, Deserialize)]
-struct Page {
+pub(super) struct Page {
     #[serde(default = "first_page")]
-    page: usize,
+    pub(super) page: usize,
     #[serde(default = "default_per_page")]
-    per_page: usize,
+    pub(super) per_page: usize,
     /// Only rooms on air.
     #[serde(default)]
     live: bool,
@@ -205,7 +215,7 @@ fn default_per_page() -> usize {
     20
 }
 
-fn check_page(p: &Page) -> Result<(), ApiError> {
+pub(super) fn check_page(p: &Page) -> Result<(), ApiError> {
     if p.page == 0 || p.per_page == 0 || p.per_page > 100 {
         return Err(ApiError::bad_request(
             "bad_page",
@@ -253,13 +263,13 @@ async fn list_rooms(
 }
 
 /// Tells the other nodes of a cluster to reload the rooms (they read the shared database).
-fn rooms_changed(state: &RoomsApi) {
+pub(super) fn rooms_changed(state: &RoomsApi) {
     if let Some(cluster) = &state.cluster {
         cluster.announce_rooms_changed();
     }
 }
 
-fn room_or_404(state: &RoomsApi, id: &str) -> Result<RoomRecord, ApiError> {
+pub(super) fn room_or_404(state: &RoomsApi, id: &str) -> Result<RoomRecord, ApiError> {
     state
         .catalog
         .rooms
@@ -275,49 +285,6 @@ async fn get_room(
     let room = room_or_404(&state, &id)?;
     let base = public_base(&state.config, &headers);
     Ok(Json(view(room, &state, &base)))
-}
-
-async fn rotate_key(
-    State(state): State<RoomsApi>,
-    _admin: AdminAuth,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<KeyAnswer>, ApiError> {
-    let key = state.catalog.rotate_key(&id).await?;
-    rooms_changed(&state);
-    let room = room_or_404(&state, &id)?;
-    let base = public_base(&state.config, &headers);
-    Ok(Json(KeyAnswer {
-        obs: obs(&state, &headers, key.clone()),
-        room: view(room, &state, &base),
-        stream_key: key,
-    }))
-}
-
-async fn close_room(
-    State(state): State<RoomsApi>,
-    _admin: AdminAuth,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<RoomView>, ApiError> {
-    state.catalog.set_closed(&id, true).await?;
-    rooms_changed(&state);
-    // Viewers are told and disconnected; new publishes are refused by the directory.
-    state.chat.close_room(&id);
-    let base = public_base(&state.config, &headers);
-    Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
-}
-
-async fn open_room(
-    State(state): State<RoomsApi>,
-    _admin: AdminAuth,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<RoomView>, ApiError> {
-    state.catalog.set_closed(&id, false).await?;
-    rooms_changed(&state);
-    let base = public_base(&state.config, &headers);
-    Ok(Json(view(room_or_404(&state, &id)?, &state, &base)))
 }
 
 #[derive(Debug, Serialize)]

@@ -1,16 +1,21 @@
 //! The HTTP face of barrage (axum): published objects, health, metrics, the pages (viewer,
 //! overlay, host console), and (from the chat engine) the WebSocket and JSON API routes.
 
+pub mod api_access;
 pub mod api_chat;
 pub mod api_error;
+pub mod api_room_control;
 pub mod api_rooms;
+pub mod caller;
 pub mod connect;
 pub mod deadline_stream;
 pub mod limited_listener;
 pub mod live_status;
 pub mod objects;
 pub mod pages;
+pub mod room_acts;
 pub mod ws;
+pub mod ws_access;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Method};
@@ -32,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(objects::routes())
         .merge(api_rooms::routes())
+        .merge(api_room_control::routes())
+        .merge(api_access::routes())
         .merge(pages::routes())
         .merge(ws::routes())
         .merge(api_chat::routes())

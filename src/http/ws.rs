@@ -6,6 +6,8 @@
 //! first client frame may be `hello` (with `resume_from`); then the viewer joins the room,
 //! gets `welcome`, what it missed, and one batch per tick. It never makes the room wait: past
 //! the backlog it skips to the newest batch and is told the gap (or is closed, by policy).
+//! When the socket's token runs out it is told, and its sends are refused until it hands over
+//! a fresh one; a moderator's token lets it delete and mute ([`super::ws_access`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,12 +34,14 @@ use crate::chat::codec::{
 use crate::chat::fanout::{DeliveredBatch, Membership};
 use crate::chat::history::Resume;
 use crate::chat::limits::{LayerLimiter, LimitRefusal};
-use crate::chat::protocol::{display_name, ClientFrame, SendDanmaku, ServerFrame, Welcome};
+use crate::chat::protocol::{ClientFrame, SendDanmaku, ServerFrame, Welcome};
 use crate::chat::room::Room;
 use crate::chat::uplink::{self, Identity};
 use crate::chat::ChatEngine;
 use crate::config::{CdnBase, Config, SlowPolicy};
 use crate::http::api_error::ApiError;
+use crate::http::room_acts::{Act, RoomActs};
+use crate::http::ws_access::{self, SocketAccess};
 use crate::http::{client_cdn_bases, live_playlist_url, public_base};
 use crate::state::AppState;
 
@@ -76,12 +80,13 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/ws/{room}", get(upgrade))
 }
 
-/// What a viewer socket uses of the state: the chat engine, the token check at admission, and
-/// the settings.
+/// What a viewer socket uses of the state: the chat engine, the token check at admission (and
+/// on renewal), moderators' acts, and the settings.
 #[derive(Clone)]
 struct Viewers {
     chat: Arc<ChatEngine>,
     tokens: Arc<TokenSigner>,
+    acts: RoomActs,
     config: Arc<Config>,
 }
 
@@ -90,6 +95,7 @@ impl FromRef<AppState> for Viewers {
         Viewers {
             chat: state.chat.clone(),
             tokens: state.tokens.clone(),
+            acts: RoomActs::from_ref(state),
             config: state.config.clone(),
         }
     }
@@ -141,7 +147,7 @@ fn admit(
     state: &Viewers,
     room: &str,
     token: Option<&str>,
-) -> Result<(Arc<Room>, Option<Identity>), Refused> {
+) -> Result<(Arc<Room>, Option<Box<Identity>>), Refused> {
     let room_handle = state.chat.room(room).map_err(|e| Refused {
         code: "room_not_found",
         message: e.to_string(),
@@ -157,11 +163,7 @@ fn admit(
                     message: e.to_string(),
                     close: close_code::POLICY,
                 })?;
-            Some(Identity {
-                name: display_name(claims.name, &claims.sub),
-                user: claims.sub,
-                role: claims.role,
-            })
+            Some(Box::new(ws_access::identity(claims)))
         }
         None if state.config.chat.read_needs_token => {
             return Err(Refused {
@@ -183,7 +185,7 @@ fn session(
     state: Viewers,
     room: String,
     format: Format,
-    admission: Result<(Arc<Room>, Option<Identity>), Refused>,
+    admission: Result<(Arc<Room>, Option<Box<Identity>>), Refused>,
     base: String,
     socket: WebSocket,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -214,10 +216,15 @@ fn session(
     let mut viewer = Viewer {
         conn_limit: state.chat.connection_limiter(),
         out: SocketWriter::new(socket, format, &state.config),
+        access: Arc::new(SocketAccess {
+            tokens: state.tokens,
+            acts: state.acts,
+        }),
         chat: state.chat,
         config: state.config,
         room,
         who,
+        expiry_told: false,
         base,
         last_seq: 0,
     };
@@ -349,7 +356,12 @@ struct Viewer {
     chat: Arc<ChatEngine>,
     config: Arc<Config>,
     room: Arc<Room>,
-    who: Option<Identity>,
+    /// Boxed: most viewers are anonymous, and every socket keeps this field for its life.
+    who: Option<Box<Identity>>,
+    /// Whether the socket was told that `who`'s token ran out (once per token).
+    expiry_told: bool,
+    /// Token renewal and moderators' requests.
+    access: Arc<SocketAccess>,
     out: SocketWriter,
     /// Every client frame passes this layer first (floods of any frame kind).
     conn_limit: LayerLimiter,
@@ -377,22 +389,33 @@ impl Viewer {
             }
         }
         let idle = Duration::from_secs(self.config.chat.idle_timeout_s.max(1));
-        let deadline = tokio::time::sleep(idle);
+        // One timer serves two ends: the idle timeout, and (earlier) the token running out.
+        let mut idle_at = Instant::now() + idle;
+        let deadline = tokio::time::sleep_until(self.wake_at(idle_at));
         tokio::pin!(deadline);
         let room = self.room.clone();
         loop {
             let step = tokio::select! {
                 _ = room.closed() => return Box::pin(self.room_gone()).await,
                 _ = &mut deadline => {
-                    return Box::pin(self.end("idle_timeout", "no frame from the client in chat.idle_timeout_s; send a heartbeat every 30 s", close_code::IDLE)).await;
+                    if Instant::now() < idle_at {
+                        let told = Box::pin(self.tell_expired()).await;
+                        deadline.as_mut().reset(self.wake_at(idle_at));
+                        told
+                    } else {
+                        return Box::pin(self.end("idle_timeout", "no frame from the client in chat.idle_timeout_s; send a heartbeat every 30 s", close_code::IDLE)).await;
+                    }
                 }
                 msg = self.out.socket.recv() => {
-                    deadline.as_mut().reset(Instant::now() + idle);
-                    match msg {
+                    idle_at = Instant::now() + idle;
+                    let step = match msg {
                         None => Err(End::PeerClosed),
                         Some(Err(e)) => Err(Box::pin(self.read_failed(e)).await),
                         Some(Ok(msg)) => self.client_frame(msg).await,
-                    }
+                    };
+                    // After the frame: an `auth` may have brought a new expiry.
+                    deadline.as_mut().reset(self.wake_at(idle_at));
+                    step
                 }
                 batch = membership.batches.recv() => match batch {
                     Ok(batch) => self.deliver(&batch).await,
@@ -404,6 +427,36 @@ impl Viewer {
                 return end;
             }
         }
+    }
+
+    /// When the loop's timer should fire: at `idle_at`, or when the token runs out if that is
+    /// sooner and the socket was not told yet.
+    fn wake_at(&self, idle_at: Instant) -> Instant {
+        let token_end = match &self.who {
+            Some(who) if !self.expiry_told => who.valid_until_ms,
+            _ => None,
+        };
+        match token_end {
+            Some(until_ms) => {
+                let left = until_ms.saturating_sub(crate::clock::now_ms()).max(0);
+                idle_at.min(Instant::now() + Duration::from_millis(left as u64))
+            }
+            None => idle_at,
+        }
+    }
+
+    /// Tells the client, once, that its token ran out (its sends are refused from now on).
+    async fn tell_expired(&mut self) -> Result<(), End> {
+        let Some(who) = self.who.as_deref() else {
+            return Ok(());
+        };
+        if self.expiry_told || !who.expired(crate::clock::now_ms()) {
+            return Ok(());
+        }
+        self.expiry_told = true;
+        tracing::debug!("token expired on a live socket");
+        let frame = ws_access::expired_frame(who);
+        self.out.frame(&frame).await
     }
 
     /// Decodes and handles one client frame (boxed: see [`Viewer::run`]).
@@ -464,7 +517,7 @@ impl Viewer {
                 .unwrap_or_default(),
             seq: membership.seq,
             online: self.room.online(),
-            limits: uplink::limits_for(&self.room, self.who.as_ref()),
+            limits: uplink::limits_for(&self.room, self.who.as_deref()),
             hls_url,
             cdn_bases,
         };
@@ -531,7 +584,33 @@ impl Viewer {
                 let online = self.room.online();
                 self.out.frame(&ServerFrame::Heartbeat { online }).await
             }
+            ClientFrame::Auth { token } => {
+                let (renewed, frame) = self.access.renew(&self.room.id, &token);
+                if let Some(who) = renewed {
+                    tracing::debug!(user = %who.user, "token renewed on a live socket");
+                    self.who = Some(Box::new(who));
+                    self.expiry_told = false;
+                }
+                self.out.frame(&frame).await
+            }
+            ClientFrame::Delete(d) => {
+                let act = Ok(Act::delete(d.seq));
+                self.moderate(d.request_id, act).await
+            }
+            ClientFrame::Mute(m) => {
+                let act = Act::mute(m.user, m.seconds);
+                self.moderate(m.request_id, act).await
+            }
         }
+    }
+
+    /// A moderator's request from this socket, answered with a reply frame.
+    async fn moderate(&mut self, request_id: u64, act: Result<Act, ApiError>) -> Result<(), End> {
+        let reply = self
+            .access
+            .moderate(&self.room.id, self.who.as_deref(), request_id, act)
+            .await;
+        self.out.frame(&reply).await
     }
 
     /// Runs a send through the uplink (with the connection layer's verdict on its frame) and
@@ -541,7 +620,14 @@ impl Viewer {
         send: &SendDanmaku,
         connection: Result<(), LimitRefusal>,
     ) -> Result<(), End> {
-        let ack = uplink::submit(&self.chat, &self.room, self.who.as_ref(), send, connection).await;
+        let ack = uplink::submit(
+            &self.chat,
+            &self.room,
+            self.who.as_deref(),
+            send,
+            connection,
+        )
+        .await;
         self.out.frame(&ServerFrame::Ack(ack)).await
     }
 

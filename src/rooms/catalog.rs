@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use super::directory::{generate_key, hash_key, valid_room_id, RoomDirectory, RoomRecord};
+use super::directory::{
+    generate_host_key, generate_key, hash_key, valid_room_id, RoomDirectory, RoomRecord,
+};
 use super::moderation;
 use crate::chat::moderation::ModerationChange;
 use crate::chat::{ChatEngine, ChatError};
@@ -37,11 +39,12 @@ pub enum ModerationError {
     NotStored(DbError),
 }
 
-/// A room just made, with its key (shown once; only its digest is kept).
+/// A room just made, with its keys (shown once; only their digests are kept).
 #[derive(Debug, Clone)]
 pub struct CreatedRoom {
     pub room: RoomRecord,
     pub stream_key: String,
+    pub host_key: String,
 }
 
 /// RoomRecord writes over the database and the in-memory view.
@@ -56,6 +59,8 @@ fn to_room(row: RoomRow) -> RoomRecord {
         id: row.id,
         title: row.title,
         key_hash: row.key_hash,
+        host_key_hash: row.host_key_hash,
+        host_gifts: row.host_gifts,
         created_ms: row.created_ms,
         closed: row.closed_ms.is_some(),
     }
@@ -78,8 +83,9 @@ pub fn check_new_room<'a>(id: &str, title: &'a str) -> Result<&'a str, CatalogEr
 
 impl RoomCatalog {
     /// Loads the rooms, after upserting the `[[rooms]]` of config: a missing one is inserted
-    /// with its configured (or generated) key; an existing one takes the configured title, and
-    /// the configured key only when config names one (so a key rotated through the API stays).
+    /// with its configured (or generated) keys; an existing one takes the configured title and
+    /// `host_gifts`, and a configured key only when config names one (so a key rotated through
+    /// the API stays). A room stored before host keys existed gets its kept host key.
     pub async fn load(
         db: Database,
         config: &Config,
@@ -87,11 +93,10 @@ impl RoomCatalog {
     ) -> Result<RoomCatalog, CatalogError> {
         let existing = db.load_rooms().await?;
         for room in &config.rooms {
-            let key = secrets
-                .stream_keys
-                .get(&room.id)
-                .cloned()
-                .unwrap_or_default();
+            let kept = |keys: &std::collections::BTreeMap<String, String>| {
+                keys.get(&room.id).cloned().unwrap_or_default()
+            };
+            let (key, host_key) = (kept(&secrets.stream_keys), kept(&secrets.host_keys));
             let title = if room.title.is_empty() {
                 room.id.clone()
             } else {
@@ -103,6 +108,8 @@ impl RoomCatalog {
                         id: room.id.clone(),
                         title,
                         key_hash: hash_key(&key),
+                        host_key_hash: hash_key(&host_key),
+                        host_gifts: room.host_gifts.unwrap_or(false),
                         created_ms: now_ms(),
                         closed_ms: None,
                     })
@@ -115,6 +122,15 @@ impl RoomCatalog {
                     if !room.stream_key.is_empty() && row.key_hash != hash_key(&room.stream_key) {
                         db.set_key_hash(&room.id, &hash_key(&room.stream_key))
                             .await?;
+                    }
+                    let configured_host_key = !room.host_key.is_empty();
+                    if (configured_host_key || row.host_key_hash.is_empty())
+                        && row.host_key_hash != hash_key(&host_key)
+                    {
+                        db.set_host_key_hash(&room.id, &hash_key(&host_key)).await?;
+                    }
+                    if let Some(allowed) = room.host_gifts.filter(|a| *a != row.host_gifts) {
+                        db.set_host_gifts(&room.id, allowed).await?;
                     }
                 }
             }
@@ -129,14 +145,17 @@ impl RoomCatalog {
         })
     }
 
-    /// Makes a room with a fresh stream key.
+    /// Makes a room with a fresh stream key and host key.
     pub async fn create(&self, id: &str, title: &str) -> Result<CreatedRoom, CatalogError> {
         let title = check_new_room(id, title)?;
         let stream_key = generate_key();
+        let host_key = generate_host_key();
         let row = RoomRow {
             id: id.to_string(),
             title: title.to_string(),
             key_hash: hash_key(&stream_key),
+            host_key_hash: hash_key(&host_key),
+            host_gifts: false,
             created_ms: now_ms(),
             closed_ms: None,
         };
@@ -146,7 +165,11 @@ impl RoomCatalog {
         let room = to_room(row);
         self.rooms.upsert(room.clone());
         tracing::info!(room = %id, "room created");
-        Ok(CreatedRoom { room, stream_key })
+        Ok(CreatedRoom {
+            room,
+            stream_key,
+            host_key,
+        })
     }
 
     /// Replaces a room's stream key; the old key stops working for new publishes at once.
@@ -158,6 +181,28 @@ impl RoomCatalog {
         self.rooms.set_key_hash(id, hash_key(&key));
         tracing::info!(room = %id, "stream key rotated");
         Ok(key)
+    }
+
+    /// Replaces a room's host key; the old one is refused at once (on other nodes as soon as
+    /// they reload the rooms: the caller announces the change).
+    pub async fn rotate_host_key(&self, id: &str) -> Result<String, CatalogError> {
+        let key = generate_host_key();
+        if !self.db.set_host_key_hash(id, &hash_key(&key)).await? {
+            return Err(CatalogError::NotFound(id.to_string()));
+        }
+        self.rooms.set_host_key_hash(id, hash_key(&key));
+        tracing::info!(room = %id, "host key rotated");
+        Ok(key)
+    }
+
+    /// Whether the room's host key may post gifts.
+    pub async fn set_host_gifts(&self, id: &str, allowed: bool) -> Result<(), CatalogError> {
+        if !self.db.set_host_gifts(id, allowed).await? {
+            return Err(CatalogError::NotFound(id.to_string()));
+        }
+        self.rooms.set_host_gifts(id, allowed);
+        tracing::info!(room = %id, host_gifts = allowed, "room settings changed");
+        Ok(())
     }
 
     /// Closes a room (refuses publishes) or reopens it.
@@ -206,5 +251,12 @@ impl RoomCatalog {
         self.rooms
             .get(room)
             .is_some_and(|r| r.key_hash == hash_key(key))
+    }
+
+    /// Whether the config room's kept host key is still the one in force.
+    pub fn config_host_key_in_force(&self, room: &str, key: &str) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.host_key_hash == hash_key(key))
     }
 }

@@ -1,5 +1,6 @@
 // JSON calls to barrage's API. Errors come back as ApiError with the server's code and message
-// ({"error":{"code","message"}}); admin calls carry the admin key as a Bearer token.
+// ({"error":{"code","message"}}); the host console's calls carry its key (the admin key or a
+// room's host key) as a Bearer token.
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -9,23 +10,23 @@ export class ApiError extends Error {
   }
 }
 
-const ADMIN_KEY = 'barrage.adminKey';
+const CONSOLE_KEY = 'barrage.consoleKey';
 
-/** The admin key this tab was given (sessionStorage), or ''. */
-export function adminKey() {
-  return sessionStorage.getItem(ADMIN_KEY) || '';
+/** The key the host console was unlocked with (admin or host key; sessionStorage), or ''. */
+export function consoleKey() {
+  return sessionStorage.getItem(CONSOLE_KEY) || '';
 }
 
-export function setAdminKey(value) {
-  if (value) sessionStorage.setItem(ADMIN_KEY, value);
-  else sessionStorage.removeItem(ADMIN_KEY);
+export function setConsoleKey(value) {
+  if (value) sessionStorage.setItem(CONSOLE_KEY, value);
+  else sessionStorage.removeItem(CONSOLE_KEY);
 }
 
-/** Calls `path`; `body` is sent as JSON; `admin` adds the Bearer key. Resolves to the JSON. */
-export async function api(path, { method = 'GET', body, admin = false, signal } = {}) {
+/** Calls `path`; `body` is sent as JSON; `key` adds the console's Bearer key. Resolves to the JSON. */
+export async function api(path, { method = 'GET', body, key = false, signal } = {}) {
   const headers = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (admin) headers.authorization = `Bearer ${adminKey()}`;
+  if (key) headers.authorization = `Bearer ${consoleKey()}`;
   let r;
   try {
     r = await fetch(path, {
@@ -55,19 +56,23 @@ export const rooms = {
   list: (params = '') => api(`/api/rooms?per_page=100${params}`),
   get: (room) => api(`/api/rooms/${enc(room)}`),
   sessions: (room, page = 1) => api(`/api/rooms/${enc(room)}/sessions?page=${page}&per_page=100`),
-  create: (id, title) => api('/api/rooms', { method: 'POST', body: id ? { id, title } : { title }, admin: true }),
-  rotateKey: (room) => api(`/api/rooms/${enc(room)}/rotate-key`, { method: 'POST', admin: true }),
-  close: (room) => api(`/api/rooms/${enc(room)}/close`, { method: 'POST', admin: true }),
-  open: (room) => api(`/api/rooms/${enc(room)}/open`, { method: 'POST', admin: true }),
-  stats: (room) => api(`/api/rooms/${enc(room)}/stats`, { admin: true }),
-  system: (room, text) => api(`/api/rooms/${enc(room)}/system`, { method: 'POST', body: { text }, admin: true }),
-  deleteMessage: (room, seq) => api(`/api/rooms/${enc(room)}/messages/${enc(seq)}/delete`, { method: 'POST', admin: true }),
+  create: (id, title) => api('/api/rooms', { method: 'POST', body: id ? { id, title } : { title }, key: true }),
+  rotateKey: (room) => api(`/api/rooms/${enc(room)}/rotate-key`, { method: 'POST', key: true }),
+  close: (room) => api(`/api/rooms/${enc(room)}/close`, { method: 'POST', key: true }),
+  open: (room) => api(`/api/rooms/${enc(room)}/open`, { method: 'POST', key: true }),
+  stats: (room) => api(`/api/rooms/${enc(room)}/stats`),
+  /** What the console's key is: {credential, role, room?}. */
+  whoami: () => api('/api/whoami', { key: true }),
+  rotateHostKey: (room) => api(`/api/rooms/${enc(room)}/host-key`, { method: 'POST', key: true }),
+  audit: (room, page = 1) => api(`/api/rooms/${enc(room)}/audit?page=${page}&per_page=50`, { key: true }),
+  system: (room, text) => api(`/api/rooms/${enc(room)}/system`, { method: 'POST', body: { text }, key: true }),
+  deleteMessage: (room, seq) => api(`/api/rooms/${enc(room)}/messages/${enc(seq)}/delete`, { method: 'POST', key: true }),
   /** Mutes for `seconds`; 0 or nothing: until unmuted. */
-  mute: (room, user, seconds) => api(`/api/rooms/${enc(room)}/mutes/${enc(user)}`, { method: 'POST', body: seconds > 0 ? { seconds } : {}, admin: true }),
-  unmute: (room, user) => api(`/api/rooms/${enc(room)}/mutes/${enc(user)}`, { method: 'DELETE', admin: true }),
-  ban: (room, user) => api(`/api/rooms/${enc(room)}/bans/${enc(user)}`, { method: 'POST', admin: true }),
-  unban: (room, user) => api(`/api/rooms/${enc(room)}/bans/${enc(user)}`, { method: 'DELETE', admin: true }),
-  blockedWords: (room) => api(`/api/rooms/${enc(room)}/blocked-words`, { admin: true }),
-  setBlockedWords: (room, words) => api(`/api/rooms/${enc(room)}/blocked-words`, { method: 'PUT', body: { words }, admin: true }),
-  slowMode: (room, seconds) => api(`/api/rooms/${enc(room)}/slow-mode`, { method: 'PUT', body: { seconds }, admin: true }),
+  mute: (room, user, seconds) => api(`/api/rooms/${enc(room)}/mutes/${enc(user)}`, { method: 'POST', body: seconds > 0 ? { seconds } : {}, key: true }),
+  unmute: (room, user) => api(`/api/rooms/${enc(room)}/mutes/${enc(user)}`, { method: 'DELETE', key: true }),
+  ban: (room, user) => api(`/api/rooms/${enc(room)}/bans/${enc(user)}`, { method: 'POST', key: true }),
+  unban: (room, user) => api(`/api/rooms/${enc(room)}/bans/${enc(user)}`, { method: 'DELETE', key: true }),
+  blockedWords: (room) => api(`/api/rooms/${enc(room)}/blocked-words`, { key: true }),
+  setBlockedWords: (room, words) => api(`/api/rooms/${enc(room)}/blocked-words`, { method: 'PUT', body: { words }, key: true }),
+  slowMode: (room, seconds) => api(`/api/rooms/${enc(room)}/slow-mode`, { method: 'PUT', body: { seconds }, key: true }),
 };

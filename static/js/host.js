@@ -1,15 +1,20 @@
-// Host console: asks for the admin key (kept in sessionStorage; every call sends it as Bearer),
-// then: create a room and show its stream key and OBS settings, rotate the key, live status
-// every 2 s, system messages, and moderation from a live chat list.
+// Host console: asks for the admin key or a room's host key (kept in sessionStorage; every call
+// sends it as Bearer), then: create a room and show its keys and OBS settings (admin key), rotate
+// the stream and host keys, live status every 2 s, system messages, moderation from a live chat
+// list, and the room's audit log. With a host key it runs that room only (host-access.js).
 
-import { rooms, adminKey, setAdminKey } from './api.js';
+import { rooms, consoleKey, setConsoleKey } from './api.js';
 import { el, byId, show, replaceChildren } from './dom.js';
 import { num } from './format.js';
 import { ChatList } from './chat-list.js';
 import { ChatSocket } from './ws-client.js';
 import { bindModeration, loadBlockedWords, rowActions, reporter } from './host-moderation.js';
+import { identify, applyScope, lockOut, lockedReason } from './host-access.js';
+import { loadAudit } from './host-audit.js';
 
 let current = new URLSearchParams(location.search).get('room') || '';
+/** The one room a host key runs (null: the admin key, every room). */
+let scope = null;
 let chatSocket = null;
 let statusTimer = null;
 const room = () => current;
@@ -21,38 +26,36 @@ function setStatus(id, text, ok) {
   node.className = `status ${ok === undefined ? '' : ok ? 'ok' : 'error'}`;
 }
 
-// ---------------------------------------------------------------- admin key
-
-/** Checks the key with an admin read; a 401/403 means it is wrong (a 404 says nothing). */
-async function keyWorks() {
-  try {
-    await rooms.stats(current || 'demo');
-    return true;
-  } catch (e) {
-    return !(e.status === 401 || e.status === 403);
-  }
-}
+// ---------------------------------------------------------------- the key
 
 byId('key-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
-  setAdminKey(byId('key-input').value.trim());
+  setConsoleKey(byId('key-input').value.trim());
   byId('key-input').value = '';
-  if (await keyWorks()) {
+  try {
+    scope = (await identify()).scope;
     openConsole();
-  } else {
-    setAdminKey('');
-    setStatus('key-status', 'That key was refused.', false);
+  } catch (e) {
+    setConsoleKey('');
+    setStatus('key-status', e.message, false);
   }
 });
 
 byId('forget-key').addEventListener('click', () => {
-  setAdminKey('');
+  setConsoleKey('');
   location.reload();
 });
 
 // ---------------------------------------------------------------- rooms
 
 async function loadRooms() {
+  if (scope !== null) {
+    // A host key runs one room: no room list is asked for.
+    current = scope;
+    replaceChildren(byId('room-select'), el('option', { value: scope, text: scope }));
+    byId('room-select').value = scope;
+    return;
+  }
   const page = await rooms.list().catch(() => ({ rooms: [] }));
   const ids = (page.rooms || []).map((r) => r.id);
   if (current && !ids.includes(current)) ids.push(current);
@@ -82,21 +85,32 @@ function selectRoom(id) {
 
 byId('room-select').addEventListener('change', (ev) => selectRoom(ev.target.value));
 
+/** Shows the keys an answer carries (each is shown this once). */
 function showKey(answer) {
-  byId('key-room').textContent = answer.room.id;
-  byId('obs-server').textContent = answer.obs.server;
-  byId('obs-key').textContent = answer.obs.stream_key || answer.stream_key;
+  byId('key-room').textContent = answer.room.id || answer.room;
+  const stream = answer.obs ? answer.obs.stream_key || answer.stream_key : '';
+  show(byId('kb-stream'), Boolean(stream));
+  if (stream) {
+    byId('obs-server').textContent = answer.obs.server;
+    byId('obs-key').textContent = stream;
+  }
+  show(byId('kb-host'), Boolean(answer.host_key));
+  byId('host-key').textContent = answer.host_key || '';
   show(byId('key-box'), true);
 }
 
-byId('copy-key').addEventListener('click', async () => {
-  try {
-    await navigator.clipboard.writeText(byId('obs-key').textContent);
-    setStatus('room-status', 'Stream key copied.', true);
-  } catch {
-    setStatus('room-status', 'Copy failed: select the key and copy it by hand.', false);
-  }
-});
+function copyButton(button, source, what) {
+  byId(button).addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(byId(source).textContent);
+      setStatus('room-status', `${what} copied.`, true);
+    } catch {
+      setStatus('room-status', 'Copy failed: select the key and copy it by hand.', false);
+    }
+  });
+}
+copyButton('copy-key', 'obs-key', 'Stream key');
+copyButton('copy-host-key', 'host-key', 'Host key');
 
 const roomReport = reporter('room-status');
 
@@ -117,6 +131,15 @@ byId('rotate-key').addEventListener('click', async () => {
   if (!confirm(`Make a new stream key for ${current}? The old key stops working at once.`)) return;
   const answer = await roomReport(`rotate key of ${current}`, () => rooms.rotateKey(current));
   if (answer) showKey(answer);
+});
+
+byId('rotate-host-key').addEventListener('click', async () => {
+  if (!confirm(`Make a new host key for ${current}? The old host key stops working at once.`)) return;
+  const answer = await roomReport(`rotate host key of ${current}`, () => rooms.rotateHostKey(current));
+  if (!answer) return;
+  // A console unlocked with this room's host key goes on with the new one.
+  if (scope !== null) setConsoleKey(answer.host_key);
+  showKey(answer);
 });
 
 byId('close-room').addEventListener('click', () => roomReport(`close ${current}`, () => rooms.close(current)));
@@ -167,9 +190,10 @@ async function refreshStatus() {
     put('st-refused', num(total(s.refused)));
     put('st-dropped', `${num(total(s.dropped))} (slow sockets skipped ${num(s.slow_socket_skips)})`);
     put('st-seq', num(s.last_seq));
-  } else if (stats.reason.status === 401 || stats.reason.status === 403) {
-    setAdminKey('');
-    location.reload();
+  }
+  // The audit log also tells whether the key still opens the room (a rotated key does not).
+  if (!(await loadAudit(current))) {
+    lockOut('The key no longer opens this room (rotated?): unlock with the current one.');
     return;
   }
   put('status-updated', `updated ${new Date().toLocaleTimeString()}`);
@@ -188,6 +212,7 @@ byId('system-form').addEventListener('submit', async (ev) => {
 // ---------------------------------------------------------------- start
 
 async function openConsole() {
+  applyScope(scope);
   show(byId('key-form'), false);
   show(byId('console'), true);
   show(byId('forget-key'), true);
@@ -197,7 +222,23 @@ async function openConsole() {
   statusTimer = setInterval(refreshStatus, 2000);
 }
 
+async function start() {
+  const locked = lockedReason();
+  if (consoleKey()) {
+    try {
+      scope = (await identify()).scope;
+      openConsole();
+      return;
+    } catch (e) {
+      setConsoleKey('');
+      setStatus('key-status', e.message, false);
+    }
+  } else if (locked) {
+    setStatus('key-status', locked, false);
+  }
+  show(byId('key-form'), true);
+}
+
 bindModeration(room);
-window.barrage = { chat, room };
-if (adminKey()) openConsole();
-else show(byId('key-form'), true);
+window.barrage = { chat, room, scope: () => scope };
+start();

@@ -18,7 +18,8 @@ import { ReplayTimeline, loadSessionBatches, loadSessionFile } from './replay.js
 import { Player } from './player.js';
 import { nextStep, POLL_PLAYING_MS, POLL_WAITING_MS } from './live-watch.js';
 import { fetchConnect } from './ws-client.js';
-import { storedGuest, joinAsGuest, leave } from './guest.js';
+import { storedGuest, joinAsGuest, leave, takeTokenFromLink } from './guest.js';
+import { ModeratorActions } from './moderator-actions.js';
 
 const room = roomFromPath(location.pathname);
 const params = new URLSearchParams(location.search);
@@ -54,7 +55,8 @@ const player = new Player(video, {
 });
 
 let via = params.get('via') === 'cdn' ? 'cdn' : 'ws';
-let guest = storedGuest(room);
+// A token in the link (#token=JWT, e.g. a moderator's) comes first, then this tab's guest.
+let guest = takeTokenFromLink(room) || storedGuest(room);
 
 function setText(id, text, cls) {
   const node = byId(id);
@@ -100,6 +102,8 @@ const socket = new ChatSocket(room, {
     filter.clear();
     chat.note('The chat restarted.');
   },
+  onReply: (frame) => moderator.reply(frame),
+  onAuth: (frame) => tokenState(frame),
   onError: (err) => {
     if (err.code === 'bad_token' || err.code === 'token_expired' || err.code === 'wrong_room') {
       leave(room);
@@ -112,6 +116,23 @@ const socket = new ChatSocket(room, {
     }
   },
 });
+
+// With a moderator's token, each chat line gets Delete / Mute (moderator-actions.js).
+const moderator = new ModeratorActions(socket, (text, ok) => setText('send-status', text, ok ? 'send-status' : 'send-status error'));
+chat.actions = (event) => moderator.actions(event);
+
+/** The socket's token ran out (or a renewal was refused): a guest gets a fresh one. */
+async function tokenState(frame) {
+  if (frame.status !== 'expired' && frame.status !== 'refused') return;
+  if (guest && !guest.linked && frame.status === 'expired') {
+    try {
+      guest = await joinAsGuest(room, guest.name);
+      socket.renew(guest.token);
+      return;
+    } catch { /* fall through: say so */ }
+  }
+  chat.note('Your chat session ended; join again to send.', 'error');
+}
 
 const poller = new CdnPoller({
   room,

@@ -66,7 +66,8 @@ const CLOSE_REASONS = {
 /**
  * One room's socket. Handlers (all optional): onWelcome(frame), onEvents(events),
  * onOnline(n), onGap(frame), onError(frame), onRestart(welcome) (the room's seqs started over),
- * onState('connecting'|'open'|'closed', detail).
+ * onState('connecting'|'open'|'closed', detail), onAuth(frame) (the token ran out, or a renewal
+ * was taken or refused), onReply(frame) (the answer to a moderator's request).
  */
 export class ChatSocket {
   constructor(room, handlers = {}) {
@@ -108,6 +109,15 @@ export class ChatSocket {
     clearInterval(this.heartbeat);
     if (this.ws) this.ws.close(1000, 'bye');
     this.ws = null;
+  }
+
+  /**
+   * Hands the server a fresh token on the open socket (no reconnect); later reconnects use it
+   * too. The server answers with an `auth` frame (onAuth).
+   */
+  renew(token) {
+    this.token = token || '';
+    return this.raw({ type: 'auth', token: this.token });
   }
 
   /** Drops the connection as a network failure would, to test resume (kept for debugging). */
@@ -229,6 +239,16 @@ export class ChatSocket {
         break;
       case 'error':
         this.h.onError?.(frame);
+        break;
+      case 'auth':
+        // A renewal taken: the socket's user and rights are the new token's.
+        if (frame.status === 'ok' && this.welcome) {
+          this.welcome = { ...this.welcome, user: frame.user, can_send: true, can_moderate: Boolean(frame.can_moderate) };
+        }
+        this.h.onAuth?.(frame);
+        break;
+      case 'reply':
+        this.h.onReply?.(frame);
         break;
       default:
         break;

@@ -53,10 +53,11 @@ export async function shot(page, name, opts = {}) {
   return file;
 }
 
-export async function api(pathname, { method = 'GET', body, admin = false } = {}) {
+export async function api(pathname, { method = 'GET', body, admin = false, bearer } = {}) {
   const headers = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (admin) headers.authorization = `Bearer ${ADMIN}`;
+  if (bearer) headers.authorization = `Bearer ${bearer}`;
   const r = await fetch(BASE + pathname, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });

@@ -3,6 +3,9 @@
 //   BARRAGE_URL        http://127.0.0.1:PORT
 //   BARRAGE_ADMIN_KEY  the admin key
 //   BARRAGE_TOKEN      a viewer token (JWT) for the node-side WebSocket client
+//   BARRAGE_TOKEN_2    another viewer's token (the one the moderator mutes)
+//   BARRAGE_MOD_TOKEN  a moderator token for the room (the viewer page's moderator view)
+//   BARRAGE_HOST_KEY   the room's host key (the host console for one room)
 //   BARRAGE_ROOM       the live room (demo)
 //   BARRAGE_ARTIFACTS  folder for screenshots (test-artifacts/)
 //   BARRAGE_CHROMIUM   the browser (/usr/bin/chromium)
@@ -18,6 +21,9 @@ import {
 } from './harness.mjs';
 
 const TOKEN = need('BARRAGE_TOKEN');
+const TOKEN_2 = need('BARRAGE_TOKEN_2');
+const MOD_TOKEN = need('BARRAGE_MOD_TOKEN');
+const HOST_KEY = need('BARRAGE_HOST_KEY');
 const ROOM = process.env.BARRAGE_ROOM || 'demo';
 const RUN = Math.random().toString(36).slice(2, 7);
 
@@ -52,12 +58,17 @@ class NodeClient {
     return this;
   }
 
+  /** Sends a danmaku once; resolves with its ack, whatever it says. */
+  async sendOnce(text, { color = 0xffffff, mode = 'scroll' } = {}) {
+    const client_id = this.nextId++;
+    this.ws.send(JSON.stringify({ type: 'send', client_id, text, color, mode }));
+    return until(`ack ${client_id}`, () => this.acks.get(client_id), T, 20);
+  }
+
   /** Sends a danmaku, retrying after rate limits; resolves with the ack. */
-  async send(text, { color = 0xffffff, mode = 'scroll' } = {}) {
+  async send(text, opts = {}) {
     for (let attempt = 0; attempt < 10; attempt++) {
-      const client_id = this.nextId++;
-      this.ws.send(JSON.stringify({ type: 'send', client_id, text, color, mode }));
-      const ack = await until(`ack ${client_id}`, () => this.acks.get(client_id), T, 20);
+      const ack = await this.sendOnce(text, opts);
       if (ack.status === 'accepted') return ack;
       if (ack.status !== 'rate_limited' && ack.status !== 'slow_mode') {
         throw new Error(`send refused: ${JSON.stringify(ack)}`);
@@ -312,6 +323,99 @@ try {
     await button.click();
     await until('comment removed from the viewer chat', async () => !(await hasText(viewer, '#chat .chat-text', text)));
     await until('comment removed from the overlay', async () => !(await hasText(overlay, '.danmaku', text)));
+    return { deleted_seq: ev.seq };
+  });
+
+  await check('host_console_with_host_key', async () => {
+    // A host key runs its room only: no room list, no room creation, and no other room.
+    const page = await openPage(context, '/host', 'host-key');
+    const asked = [];
+    page.on('request', (r) => { if (new URL(r.url()).pathname === '/api/rooms') asked.push(r.url()); });
+    await page.fill('#key-input', HOST_KEY);
+    await page.click('#key-form button[type=submit]');
+    await page.waitForSelector('#console:not([hidden])', { timeout: T });
+    const scope = await page.evaluate(() => ({
+      picker: document.getElementById('room-picker').hidden,
+      create: document.getElementById('create-form').hidden,
+      fixed: document.getElementById('room-fixed').textContent,
+      note: document.getElementById('scope-note').textContent,
+      options: [...document.querySelectorAll('#room-select option')].map((o) => o.value),
+    }));
+    if (!scope.picker || !scope.create) throw new Error(`room list or creation shown: ${JSON.stringify(scope)}`);
+    if (scope.fixed !== ROOM || JSON.stringify(scope.options) !== JSON.stringify([ROOM])) {
+      throw new Error(`console runs ${JSON.stringify(scope)}, not just ${ROOM}`);
+    }
+    // It runs the room: live status, a system message every viewer gets, the audit log.
+    await until('live status', async () => (await page.textContent('#st-live')).startsWith('yes'));
+    const sys = `from the host key ${RUN}`;
+    await page.fill('#system-text', sys);
+    await page.click('#system-form button[type=submit]');
+    await waitText(viewer, '#chat .chat-system .chat-text', sys);
+    await until('the system message in the audit log', () => page.evaluate((t) =>
+      [...document.querySelectorAll('#audit-list li')].some((li) => li.textContent.includes('host key')
+        && li.textContent.includes('system') && li.textContent.includes(t)), sys));
+    // Another room stays shut to this key (the room the admin console made above).
+    const other = results.host_console && results.host_console.detail && results.host_console.detail.room;
+    if (other) {
+      const status = await page.evaluate(async ([room, key]) => (await fetch(`/api/rooms/${room}/audit`,
+        { headers: { authorization: `Bearer ${key}` } })).status, [other, HOST_KEY]);
+      if (status !== 403) throw new Error(`another room's audit answered ${status} to the host key`);
+    }
+    if (asked.length) throw new Error(`the host-key console listed rooms: ${asked.join(', ')}`);
+    await shot(page, 'host-key');
+    // Rotating the host key from the console: the old key dies, the console goes on with the new.
+    await page.click('#rotate-host-key');
+    await page.waitForSelector('#kb-host:not([hidden])', { timeout: T });
+    const fresh = await page.textContent('#host-key');
+    if (!fresh.startsWith('host_') || fresh === HOST_KEY) throw new Error(`new host key shown: ${fresh}`);
+    const old = await fetch(`${BASE}/api/rooms/${ROOM}/audit`, { headers: { authorization: `Bearer ${HOST_KEY}` } });
+    if (old.status !== 403) throw new Error(`the old host key answered ${old.status}`);
+    const before = await page.textContent('#status-updated');
+    await until('the console refreshing with the new key', async () => (await page.textContent('#status-updated')) !== before);
+    if (!(await page.evaluate(() => !document.getElementById('console').hidden))) throw new Error('the console locked itself');
+    await page.close();
+    return { scope, other };
+  });
+
+  await check('moderator_deletes_from_viewer_page', async () => {
+    // A moderator's token in the link: the page is the moderator's view of the room.
+    const page = await openPage(context, `/rooms/${ROOM}#token=${encodeURIComponent(MOD_TOKEN)}`, 'viewer-moderator');
+    await until('moderator socket', () => page.evaluate(() => window.barrage.socket.isOpen
+      && window.barrage.socket.welcome.can_moderate === true));
+    if ((await page.evaluate(() => location.hash)) !== '') throw new Error('the token stayed in the address bar');
+    const text = `moderate me ${RUN}`;
+    await node.send(text);
+    const ev = await node.waitDanmaku(text);
+    await waitText(viewer, '#chat .chat-text', text);
+    await waitText(overlay, '.danmaku', text);
+    const button = page.locator(`#chat button.mod-delete[data-seq="${ev.seq}"]`);
+    await button.waitFor({ timeout: T });
+    // Plain viewers get no such buttons.
+    if (await viewer.evaluate(() => document.querySelectorAll('#chat .mod-actions').length) !== 0) {
+      throw new Error('a viewer without a moderator token sees moderation buttons');
+    }
+    await shot(page, 'viewer-moderator');
+    await button.click();
+    await until('deleted for the moderator', async () => !(await hasText(page, '#chat .chat-text', text)));
+    await until('deleted for the other viewer', async () => !(await hasText(viewer, '#chat .chat-text', text)));
+    await until('deleted on the overlay', async () => !(await hasText(overlay, '.danmaku', text)));
+    await until('the node client told of the deletion', () => node.events.some((e) => e.moderation && e.moderation.delete_seq === ev.seq));
+    // Mute: another viewer says something, the moderator mutes them from their line.
+    const second = await new NodeClient(TOKEN_2).open();
+    try {
+      const said = `mute me ${RUN}`;
+      await second.send(said);
+      await second.waitDanmaku(said);
+      const mute = page.locator('#chat button.mod-mute[data-user="node-bot-2"]').last();
+      await mute.waitFor({ timeout: T });
+      await mute.click();
+      await until('the mute reported', async () => (await page.textContent('#send-status')).includes('mute node-bot-2: done'));
+      const ack = await second.sendOnce(`muted now ${RUN}`);
+      if (ack.status !== 'muted') throw new Error(`a muted viewer's send got ${ack.status}`);
+    } finally {
+      second.close();
+    }
+    await page.close();
     return { deleted_seq: ev.seq };
   });
 

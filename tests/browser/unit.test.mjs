@@ -1,5 +1,5 @@
 // Unit tests of the pages' pure modules (no browser): lane assignment, seq de-duplication,
-// replay timeline, CDN base choice, reconnect backoff. Run: node --test tests/browser/
+// replay timeline, CDN base choice, reconnect backoff, token claims, moderator requests. Run: node --test tests/browser/
 import test from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -9,6 +9,8 @@ import { ReplayTimeline, LATE_MS } from '../../static/js/replay.js';
 import { pickBase, danmakuUrl } from '../../static/js/cdn-poller.js';
 import { allocate, allocatedUrl, backoffMs, socketUrl } from '../../static/js/ws-client.js';
 import { colorToCss, cssToColor, roomFromPath, intParam } from '../../static/js/format.js';
+import { tokenClaims } from '../../static/js/guest.js';
+import { ModeratorActions } from '../../static/js/moderator-actions.js';
 
 const W = 1000;
 const D = 8000;
@@ -197,4 +199,34 @@ test('danmaku are read through a CDN base only when there are any', () => {
   assert.deepEqual(danmakuSource({ cdn_base: 'http://node:8080', cdn_bases: [] }), { base: '', bases: [] });
   const bases = [{ url: 'https://cdn.example/', weight: 1 }];
   assert.deepEqual(danmakuSource({ cdn_base: 'https://cdn.example/', cdn_bases: bases }), { base: 'https://cdn.example', bases });
+});
+
+test('token claims are read from the middle of a JWT, and garbage is null', () => {
+  const payload = Buffer.from(JSON.stringify({ sub: 'mod-1', name: 'Mia ✓', role: 'moderator', room: 'demo' }))
+    .toString('base64url');
+  assert.deepEqual(tokenClaims(`eyJhbGciOiJIUzI1NiJ9.${payload}.sig`),
+    { sub: 'mod-1', name: 'Mia ✓', role: 'moderator', room: 'demo' });
+  assert.equal(tokenClaims('not a token'), null);
+  assert.equal(tokenClaims('a.%%%.c'), null);
+  assert.equal(tokenClaims(undefined), null);
+});
+
+test('moderator requests are matched to their replies by request_id', async () => {
+  const sent = [];
+  const socket = { welcome: { can_moderate: false }, raw: (f) => { sent.push(f); return true; } };
+  const reports = [];
+  const mod = new ModeratorActions(socket, (text, ok) => reports.push([text, ok]));
+  assert.equal(mod.enabled, false);
+  socket.welcome.can_moderate = true;
+  assert.equal(mod.enabled, true);
+  const first = mod.request({ type: 'delete', seq: 5 });
+  const second = mod.request({ type: 'mute', user: 'u1', seconds: 600 });
+  assert.deepEqual(sent.map((f) => [f.type, f.request_id]), [['delete', 1], ['mute', 2]]);
+  mod.reply({ type: 'reply', request_id: 99, ok: true }); // nobody's: ignored
+  mod.reply({ type: 'reply', request_id: 2, ok: false, code: 'forbidden', message: 'no' });
+  mod.reply({ type: 'reply', request_id: 1, ok: true });
+  assert.equal((await first).ok, true);
+  assert.equal((await second).code, 'forbidden');
+  const offline = new ModeratorActions({ welcome: null, raw: () => false }, () => {});
+  assert.equal((await offline.request({ type: 'delete', seq: 1 })).code, 'not_sent');
 });

@@ -41,6 +41,8 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         id: "other".into(),
         title: String::new(),
         stream_key: String::new(),
+        host_key: String::new(),
+        host_gifts: None,
     });
     tweak(&mut config);
     serve(config, dir).await
@@ -77,17 +79,31 @@ impl TestServer {
         )
     }
 
-    /// An admin API call; returns status and JSON body (Null when not JSON).
-    pub async fn admin(
+    /// A token of `role` for `user`, for `room` (None: no room claim), valid `ttl`.
+    pub fn token_as(&self, user: &str, role: Role, room: Option<&str>, ttl: Duration) -> String {
+        self.server
+            .state
+            .tokens
+            .mint(user, &format!("name-{user}"), role, room, ttl)
+    }
+
+    /// A config room's host key (generated into secrets.toml at start).
+    pub fn host_key(&self, room: &str) -> String {
+        self.server.state.secrets.host_keys[room].clone()
+    }
+
+    /// An API call with `bearer` (None: no Authorization header); status and JSON body.
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
+        bearer: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let mut req = self
-            .api
-            .request(method, format!("{}{path}", self.http))
-            .bearer_auth(&self.admin_key);
+        let mut req = self.api.request(method, format!("{}{path}", self.http));
+        if let Some(key) = bearer {
+            req = req.bearer_auth(key);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -95,6 +111,16 @@ impl TestServer {
         let status = resp.status().as_u16();
         let value = resp.json().await.unwrap_or(serde_json::Value::Null);
         (status, value)
+    }
+
+    /// An admin API call; returns status and JSON body (Null when not JSON).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.call(method, path, Some(&self.admin_key), body).await
     }
 
     pub async fn system(&self, room: &str, text: &str) {
