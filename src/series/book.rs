@@ -179,14 +179,14 @@ mod tests {
     #[test]
     fn a_room_answers_its_seconds_with_gaps_as_null() {
         let book = SeriesBook::new();
-        book.record("r", 100, totals(0), &online(1));
+        book.record("r", 100, totals(4), &online(1));
         book.record("r", 101, totals(8), &online(2));
         book.record("r", 103, totals(12), &online(3));
         let a = book.answer("r", 5, 103);
         assert_eq!((a.from_s, a.to_s), (99, 103));
         assert_eq!(a.online, vec![None, Some(1), Some(2), None, Some(3)]);
-        assert_eq!(a.received, vec![None, Some(0), Some(8), None, Some(4)]);
-        assert_eq!(a.refused["user"], vec![None, Some(0), Some(2), None, Some(1)]);
+        assert_eq!(a.received, vec![None, Some(4), Some(4), None, Some(4)]);
+        assert_eq!(a.refused["user"], vec![None, Some(1), Some(1), None, Some(1)]);
         assert!(a.fps.iter().all(Option::is_none));
     }
 

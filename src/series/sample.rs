@@ -62,8 +62,9 @@ fn grown(before: u64, now: u64) -> u64 {
 }
 
 impl Sample {
-    /// The second between two readings of the totals (`before` None: the first reading, which
-    /// counts as nothing happened yet: its totals may span hours).
+    /// The second between two readings of the totals (`before` None: the first reading of a
+    /// room, whose counters started at zero with its task: the sampler runs from the start, so
+    /// all of them are new).
     pub fn between(before: Option<&Totals>, now: &Totals, gauges: &Gauges) -> Sample {
         let mut sample = Sample {
             online: gauges.online,
@@ -72,9 +73,8 @@ impl Sample {
             playlist_delay_ms: gauges.playlist_delay_ms,
             ..Sample::default()
         };
-        let Some(before) = before else {
-            return sample;
-        };
+        let zero = Totals::default();
+        let before = before.unwrap_or(&zero);
         sample.received = grown(before.received, now.received);
         sample.accepted = grown(before.accepted, now.accepted);
         sample.delivered = grown(before.delivered, now.delivered);
@@ -146,10 +146,10 @@ mod tests {
     }
 
     #[test]
-    fn the_first_reading_counts_nothing_and_a_restart_counts_from_zero() {
+    fn the_first_reading_and_a_restart_count_from_zero() {
         let now = totals(1000, &[("user", 50)]);
         let first = Sample::between(None, &now, &Gauges::default());
-        assert_eq!((first.received, first.refused.len()), (0, 0));
+        assert_eq!((first.received, first.refused["user"]), (1000, 50));
         let restarted = Sample::between(Some(&now), &totals(3, &[]), &Gauges::default());
         assert_eq!(restarted.received, 3);
     }
