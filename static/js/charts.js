@@ -121,7 +121,7 @@ export class LineChart {
     }));
     const top = svgEl('text', { x: 2, y: 10, class: 'chart-axis' });
     top.textContent = this.format(max);
-    const rows = columns.reduce((n, c) => Math.max(n, c.length), 0);
+    const rows = (answer.online || []).length || columns.reduce((n, c) => Math.max(n, c.length), 0);
     const left = svgEl('text', { x: 2, y: H + 12, class: 'chart-axis' });
     left.textContent = rows >= 120 ? `−${Math.round(rows / 60)} min` : `−${rows} s`;
     const right = svgEl('text', { x: W - 2, y: H + 12, class: 'chart-axis', 'text-anchor': 'end' });

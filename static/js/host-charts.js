@@ -11,6 +11,12 @@ const oneDecimal = (v) => (v >= 100 ? String(Math.round(v)) : v.toFixed(1).repla
 
 let charts = null;
 
+/** Refusals of every reason per second (0 in a sampled second with none, null in a gap). */
+function refusedTotal(a) {
+  const sampled = a.online.map((v) => (v === null ? null : 0));
+  return sumColumns([sampled, ...Object.values(a.refused || {})], a.online.length);
+}
+
 function build() {
   const box = byId('charts');
   return [
@@ -20,7 +26,7 @@ function build() {
       lines: [
         { label: 'received', color: PALETTE[1], pick: col('received') },
         { label: 'accepted', color: PALETTE[3], pick: col('accepted') },
-        { label: 'refused', color: PALETTE[0], pick: (a) => sumColumns(Object.values(a.refused || {}), a.online.length) },
+        { label: 'refused', color: PALETTE[0], pick: refusedTotal },
       ],
     }),
     new LineChart(box, {
