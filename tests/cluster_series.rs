@@ -37,7 +37,11 @@ async fn totals(s: &TestServer) -> Option<(u64, f64)> {
         .await
         .ok()?;
     let v: Value = r.json().await.ok()?;
-    let gifts = v["gifts"].as_array()?.iter().filter_map(Value::as_u64).sum();
+    let gifts = v["gifts"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_u64)
+        .sum();
     let kbps = v["ingest_kbps"]
         .as_array()?
         .iter()

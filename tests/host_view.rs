@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use barrage::testutil::{test_config, TEST_ADMIN_KEY};
-use common::{ffprobe, fetch_json, poll, push_generated, push_with_gop, wait_child};
+use common::{fetch_json, ffprobe, poll, push_generated, push_with_gop, wait_child};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -112,7 +112,13 @@ fn vod_seconds(playlist: &str) -> f64 {
     playlist
         .lines()
         .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|l| l.trim_end_matches(',').split(',').next()?.parse::<f64>().ok())
+        .filter_map(|l| {
+            l.trim_end_matches(',')
+                .split(',')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
         .sum()
 }
 
@@ -183,7 +189,10 @@ async fn stills_posters_and_the_replay_as_one_mp4() {
         .iter()
         .filter_map(|s| s["codec_type"].as_str())
         .collect();
-    assert!(kinds.contains(&"video") && kinds.contains(&"audio"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"video") && kinds.contains(&"audio"),
+        "{kinds:?}"
+    );
 
     let missing = http
         .get(format!("{base}/api/rooms/demo/sessions/nope/download.mp4"))
@@ -192,7 +201,9 @@ async fn stills_posters_and_the_replay_as_one_mp4() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     let odd = http
-        .get(format!("{base}/api/rooms/demo/sessions/..%2Fx/download.mp4"))
+        .get(format!(
+            "{base}/api/rooms/demo/sessions/..%2Fx/download.mp4"
+        ))
         .send()
         .await
         .unwrap();
@@ -220,7 +231,12 @@ async fn series_count_each_second_for_the_host_only() {
         Some("demo"),
         Duration::from_secs(60),
     );
-    let viewer = http.get(&url).bearer_auth(viewer_token).send().await.unwrap();
+    let viewer = http
+        .get(&url)
+        .bearer_auth(viewer_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(viewer.status(), 403);
     let too_long = http
         .get(format!("{base}/api/rooms/demo/series?seconds=601"))
@@ -243,7 +259,11 @@ async fn series_count_each_second_for_the_host_only() {
     let series = poll(LIMIT, "five gifts and a bitrate in the series", || async {
         let r = http.get(&url).bearer_auth(&host_key).send().await.ok()?;
         let v: Value = r.json().await.ok()?;
-        let gifts: u64 = v["gifts"].as_array()?.iter().filter_map(Value::as_u64).sum();
+        let gifts: u64 = v["gifts"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_u64)
+            .sum();
         let kbps = v["ingest_kbps"]
             .as_array()?
             .iter()

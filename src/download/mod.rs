@@ -63,9 +63,8 @@ pub fn plan(playlist: &str) -> Result<DownloadPlan, PlanError> {
             });
         } else if line == "#EXT-X-GAP" {
             gap = true;
-        } else if line.is_empty() || line.starts_with('#') {
-            continue;
-        } else if std::mem::take(&mut gap) {
+        } else if line.is_empty() || line.starts_with('#') || std::mem::take(&mut gap) {
+            // Tags, blank lines, and the URI of a gap entry.
             continue;
         } else {
             let segment = plain_file(line)?;

@@ -150,7 +150,10 @@ mod tests {
     #[test]
     fn a_healthy_stream_has_no_problem() {
         assert!(judge(&healthy()).is_empty());
-        assert!(judge(&Vitals::default()).is_empty(), "nothing yet is not a problem");
+        assert!(
+            judge(&Vitals::default()).is_empty(),
+            "nothing yet is not a problem"
+        );
     }
 
     #[test]

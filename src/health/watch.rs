@@ -34,9 +34,7 @@ impl Track {
     /// Places a frame; returns the step if it was a jump.
     fn frame(&mut self, raw: u32) -> Option<i64> {
         self.frames += 1;
-        let Some(last) = self.last_raw.replace(raw) else {
-            return None;
-        };
+        let last = self.last_raw.replace(raw)?;
         let step = i64::from(raw.wrapping_sub(last) as i32);
         if !(0..=JUMP_MS).contains(&step) {
             return Some(step);

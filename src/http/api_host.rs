@@ -110,7 +110,13 @@ async fn download(
     })?;
     let (init, keys, parts) = joinable(&storage, &folder, &plan).await?;
     let stream = futures::stream::unfold(
-        (Some(init), keys.into_iter(), storage, room.clone(), session.clone()),
+        (
+            Some(init),
+            keys.into_iter(),
+            storage,
+            room.clone(),
+            session.clone(),
+        ),
         |(first, mut keys, storage, room, session)| async move {
             if let Some(init) = first {
                 return Some((Ok(init), (None, keys, storage, room, session)));

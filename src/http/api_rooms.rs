@@ -108,10 +108,12 @@ pub(super) fn view(room: RoomRecord, state: &RoomsApi, base: &str) -> RoomView {
     let live = state.live.get(&room.id);
     RoomView {
         hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
-        thumbnail_url: live
-            .as_ref()
-            .and_then(|l| l.info.thumbnail_ms)
-            .map(|at| format!("{base}/{}?t={at}", crate::thumbnails::room_still_key(&room.id))),
+        thumbnail_url: live.as_ref().and_then(|l| l.info.thumbnail_ms).map(|at| {
+            format!(
+                "{base}/{}?t={at}",
+                crate::thumbnails::room_still_key(&room.id)
+            )
+        }),
         live,
         notices: state.live.notices(&room.id),
         online: match &state.cluster {

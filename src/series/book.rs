@@ -129,7 +129,8 @@ impl SeriesBook {
 
 fn columns(room: &str, from_s: u64, to_s: u64, rows: &[Option<Sample>]) -> SeriesAnswer {
     let col = |f: fn(&Sample) -> u64| rows.iter().map(|r| r.as_ref().map(f)).collect();
-    let gauge = |f: fn(&Sample) -> Option<f64>| rows.iter().map(|r| r.as_ref().and_then(f)).collect();
+    let gauge =
+        |f: fn(&Sample) -> Option<f64>| rows.iter().map(|r| r.as_ref().and_then(f)).collect();
     let mut refused: BTreeMap<String, Vec<Option<u64>>> = BTreeMap::new();
     for reason in rows.iter().flatten().flat_map(|s| s.refused.keys()) {
         if refused.contains_key(reason) {
@@ -137,7 +138,10 @@ fn columns(room: &str, from_s: u64, to_s: u64, rows: &[Option<Sample>]) -> Serie
         }
         let column = rows
             .iter()
-            .map(|r| r.as_ref().map(|s| s.refused.get(reason).copied().unwrap_or(0)))
+            .map(|r| {
+                r.as_ref()
+                    .map(|s| s.refused.get(reason).copied().unwrap_or(0))
+            })
             .collect();
         refused.insert(reason.clone(), column);
     }
@@ -186,7 +190,10 @@ mod tests {
         assert_eq!((a.from_s, a.to_s), (99, 103));
         assert_eq!(a.online, vec![None, Some(1), Some(2), None, Some(3)]);
         assert_eq!(a.received, vec![None, Some(4), Some(4), None, Some(4)]);
-        assert_eq!(a.refused["user"], vec![None, Some(1), Some(1), None, Some(1)]);
+        assert_eq!(
+            a.refused["user"],
+            vec![None, Some(1), Some(1), None, Some(1)]
+        );
         assert!(a.fps.iter().all(Option::is_none));
     }
 
@@ -221,14 +228,23 @@ mod tests {
         assert_eq!(recent.len(), 1);
         assert_eq!(recent["a"].len(), 2);
         book.forget_stale(1001);
-        assert_eq!(book.answer("b", 600, 1001).online.iter().flatten().count(), 0);
-        assert_eq!(book.answer("a", 600, 1001).online.iter().flatten().count(), 2);
+        assert_eq!(
+            book.answer("b", 600, 1001).online.iter().flatten().count(),
+            0
+        );
+        assert_eq!(
+            book.answer("a", 600, 1001).online.iter().flatten().count(),
+            2
+        );
     }
 
     #[test]
     fn the_window_is_bounded_and_starts_no_earlier_than_zero() {
         let book = SeriesBook::new();
-        assert_eq!(book.answer("r", 100_000, 5_000).online.len(), SERIES_SECONDS);
+        assert_eq!(
+            book.answer("r", 100_000, 5_000).online.len(),
+            SERIES_SECONDS
+        );
         assert_eq!(book.answer("r", 0, 5_000).online.len(), 1);
         let a = book.answer("r", 600, 3);
         assert_eq!((a.from_s, a.online.len()), (0, 4));

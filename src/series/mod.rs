@@ -68,7 +68,7 @@ pub fn sample_once(book: &SeriesBook, chat: &ChatEngine, live: &LiveRegistry, no
     for (room, info) in broadcasts {
         book.record(&room, now_s, Totals::default(), &gauges(0, Some(&info)));
     }
-    if now_s % 60 == 0 {
+    if now_s.is_multiple_of(60) {
         book.forget_stale(now_s);
     }
 }

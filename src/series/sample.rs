@@ -139,7 +139,10 @@ mod tests {
             ..Gauges::default()
         };
         let s = Sample::between(Some(&before), &now, &g);
-        assert_eq!((s.received, s.accepted, s.delivered, s.gifts), (6, 3, 18, 0));
+        assert_eq!(
+            (s.received, s.accepted, s.delivered, s.gifts),
+            (6, 3, 18, 0)
+        );
         assert_eq!(s.refused.get("user"), Some(&2));
         assert_eq!(s.refused.get("muted"), Some(&1));
         assert_eq!((s.online, s.ingest_kbps), (5, Some(2500.0)));
