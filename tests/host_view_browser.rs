@@ -1,6 +1,6 @@
 //! What a host sees, in a real browser (`tests/browser/hostview.mjs`): ffmpeg pushes with an
 //! 8 s keyframe interval; the home page shows the room's still, the host console's charts draw
-//! and move and its health panel gives the keyframe advice, and once the push stops the
+//! and move (gifts, and a burst of danmaku over a real socket, some refused) and its health panel gives the keyframe advice, and once the push stops the
 //! console's and the viewer page's replay lists link the MP4 download. Screenshots:
 //! test-artifacts/home-thumbnails.png, host-charts-health.png, host-replays.png.
 
@@ -35,9 +35,17 @@ async fn a_host_sees_stills_charts_health_and_downloads() {
     let mut pusher = Pusher::start_with_gop(&url, 300, 240);
     wait_live(&reqwest::Client::new(), &base, "demo").await;
 
+    let token = server.state.tokens.mint(
+        "burst",
+        "Burst",
+        barrage::auth::Role::Viewer,
+        Some("demo"),
+        std::time::Duration::from_secs(3600),
+    );
     let artifacts = repo().join("test-artifacts");
     let env = [
         ("BARRAGE_URL", base),
+        ("BARRAGE_TOKEN", token),
         ("BARRAGE_ADMIN_KEY", TEST_ADMIN_KEY.to_string()),
         ("BARRAGE_ARTIFACTS", artifacts.display().to_string()),
         ("BARRAGE_CHROMIUM", chromium.display().to_string()),

@@ -228,15 +228,11 @@ impl StillWorker {
     /// The first frame of init + segment as a JPEG `height` pixels high.
     async fn still(&self, job: &StillJob) -> Result<Bytes, String> {
         let mut child = tokio::process::Command::new(&self.ffmpeg)
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-f",
-                "mp4",
-                "-i",
-                "pipe:0",
-            ])
+            .args(["-hide_banner", "-loglevel", "error"])
+            // One thread, keyframes only: the still is the segment's first frame, and a busy
+            // node should not lend ffmpeg every core (docs/BENCHMARKS.md, "Stills").
+            .args(["-threads", "1", "-skip_frame", "nokey"])
+            .args(["-f", "mp4", "-i", "pipe:0"])
             .args(["-frames:v", "1", "-an", "-vf"])
             .arg(format!("scale=-2:{}", self.height))
             .args(["-q:v", "5", "-f", "image2", "-c:v", "mjpeg", "pipe:1"])

@@ -4,11 +4,40 @@
 // viewer page's). Started by tests/host_view_browser.rs, which pushes with `-g 240` at 30 fps
 // and answers "@@stop-push".
 
+import WebSocket from 'ws';
+
 import {
-  ADMIN, BASE, T, api, check, finish, launch, log, openPage, pageErrors, shot, until,
+  ADMIN, BASE, T, api, check, finish, launch, log, need, openPage, pageErrors, shot, until,
 } from './harness.mjs';
 
 const ROOM = 'demo';
+const TOKEN = need('BARRAGE_TOKEN');
+
+/** Sends `n` danmaku at once over a real socket (one user: the per-user limit refuses most
+ * of them, so the charts get accepted and refused sends); resolves to the acks' statuses. */
+function burst(n) {
+  return new Promise((resolve, reject) => {
+    const url = `${BASE.replace(/^http/, 'ws')}/ws/${ROOM}?format=json&token=${encodeURIComponent(TOKEN)}`;
+    const ws = new WebSocket(url);
+    const acks = [];
+    const timer = setTimeout(() => { ws.close(); reject(new Error(`acks: ${JSON.stringify(acks)}`)); }, T);
+    ws.on('error', reject);
+    ws.on('open', () => {
+      ws.send(JSON.stringify({ type: 'hello' }));
+      for (let i = 1; i <= n; i++) ws.send(JSON.stringify({ type: 'send', client_id: i, text: `burst ${i}`, color: 0xffffff, mode: 'scroll' }));
+    });
+    ws.on('message', (data) => {
+      const frame = JSON.parse(String(data));
+      if (frame.type !== 'ack') return;
+      acks.push(frame.status);
+      if (acks.length === n) {
+        clearTimeout(timer);
+        ws.close();
+        resolve(acks);
+      }
+    });
+  });
+}
 const browser = await launch();
 const { context } = browser;
 
@@ -43,6 +72,8 @@ try {
     for (let i = 0; i < 3; i++) {
       await api(`/api/rooms/${ROOM}/gifts`, { method: 'POST', admin: true, body: { user: 'fan', gift_id: 'rose', value: 1 } });
     }
+    const acks = await burst(12);
+    if (!acks.includes('accepted') || !acks.includes('rate_limited')) throw new Error(`acks: ${acks.join(',')}`);
     const first = await until('the bitrate and viewers charts drawn', async () => {
       const paths = await chartPaths(host);
       const bitrate = (paths['Ingest bitrate (kbit/s)'] || [])[0];
@@ -55,6 +86,11 @@ try {
       const d = (await chartPaths(host))['Delivered and gifts per second'][1] || '';
       // A point above the baseline (y < 120) is a second with a gift.
       return /[ML][\d.]+,(?!120\.0)[\d.]+/.test(d);
+    }, T, 250);
+    await until('refusals by reason', async () => {
+      const legend = await host.evaluate(() => [...document.querySelectorAll('#charts .chart')]
+        .find((c) => c.querySelector('.chart-title').textContent === 'Refused by reason').querySelector('.chart-legend').textContent);
+      return legend.includes('user') || legend.includes('connection') ? legend : null;
     }, T, 250);
     // The charts move: a new second shifts the bitrate line.
     const before = first['Ingest bitrate (kbit/s)'][0];
