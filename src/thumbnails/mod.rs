@@ -285,3 +285,38 @@ impl StillWorker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ffmpeg: &str, enabled: bool) -> ThumbnailConfig {
+        ThumbnailConfig {
+            enabled,
+            ffmpeg: ffmpeg.to_string(),
+            interval_s: 10,
+            height: 360,
+        }
+    }
+
+    #[tokio::test]
+    async fn off_without_ffmpeg_or_when_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let live = Arc::new(LiveRegistry::new());
+        let missing = config("/nonexistent/ffmpeg-for-barrage-tests", true);
+        let t = Thumbnailer::start(&missing, storage.clone(), live.clone()).await;
+        assert!(!t.is_on());
+        // Offers to a thumbnailer that is off are ignored.
+        let stills = SessionStills::new(t, "demo", "s1");
+        stills.segment(&Bytes::from_static(b"not media"));
+        let disabled = config("ffmpeg", false);
+        assert!(!Thumbnailer::start(&disabled, storage, live).await.is_on());
+    }
+
+    #[test]
+    fn keys_of_the_room_still_and_the_poster() {
+        assert_eq!(room_still_key("demo"), "hls/demo/thumb.jpg");
+        assert_eq!(poster_key("demo", "s1"), "hls/demo/s1/poster.jpg");
+    }
+}
