@@ -21,8 +21,10 @@ use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::rooms::{AuditLog, CatalogError, LiveRegistry, ModerationStore, RoomCatalog};
 use crate::secrets::{Secrets, SecretsError};
+use crate::series::SeriesBook;
 use crate::state::{AppState, RtmpBound};
 use crate::storage::{Storage, StorageError};
+use crate::thumbnails::Thumbnailer;
 
 /// Why the service could not start; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -160,10 +162,21 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     );
     chat.set_batch_sink(cdn.clone());
     let cluster = Cluster::from_config(&config, &chat, &live, &catalog, &cdn, &storage)?;
+    let series = Arc::new(SeriesBook::new());
     if let Some(cluster) = &cluster {
         // One publisher per room across the nodes, not only on this one.
         broadcaster.set_claims(cluster.clone());
+        cluster.set_series(series.clone());
     }
+    crate::series::spawn_sampler(
+        series.clone(),
+        chat.clone(),
+        live.clone(),
+        shutdown.child_token(),
+    );
+    broadcaster.set_thumbnailer(
+        Thumbnailer::start(&config.thumbnails, storage.clone(), live.clone()).await,
+    );
     let state = AppState {
         tokens: Arc::new(TokenSigner::new(&secrets.token_secret)),
         secrets: Arc::new(secrets),
@@ -176,6 +189,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         chat,
         cdn,
         cluster,
+        series,
         metrics: metrics_handle(),
         rtmp_bound: RtmpBound::default(),
         shutdown,

@@ -42,6 +42,7 @@ pub struct Config {
     pub cdn: CdnConfig,
     pub db: DbConfig,
     pub cluster: ClusterConfig,
+    pub thumbnails: ThumbnailConfig,
     #[serde(default)]
     pub rooms: Vec<RoomConfig>,
 }
@@ -101,6 +102,19 @@ pub struct AuthConfig {
 pub struct HlsConfig {
     pub target_segment_s: f64,
     pub window_segments: usize,
+}
+
+/// `[thumbnails]`: stills of live rooms and replay posters (see `crate::thumbnails`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbnailConfig {
+    pub enabled: bool,
+    /// The ffmpeg program (a name on PATH or a path).
+    pub ffmpeg: String,
+    /// Seconds between two stills of a room.
+    pub interval_s: u64,
+    /// Still height in pixels (width keeps the aspect).
+    pub height: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -306,6 +320,12 @@ impl Config {
         }
         if self.http.max_body_bytes == 0 {
             return bad("http.max_body_bytes", "must be at least 1");
+        }
+        if !(1..=3600).contains(&self.thumbnails.interval_s) {
+            return bad("thumbnails.interval_s", "must be between 1 and 3600");
+        }
+        if !(16..=2160).contains(&self.thumbnails.height) {
+            return bad("thumbnails.height", "must be between 16 and 2160");
         }
         if !(self.hls.target_segment_s >= 0.5 && self.hls.target_segment_s <= 60.0) {
             return bad("hls.target_segment_s", "must be between 0.5 and 60");

@@ -14,11 +14,13 @@ pub mod cluster;
 pub mod config;
 pub mod conn_limits;
 pub mod db;
+pub mod download;
 /// Fuzz harnesses (used by `fuzz/` and the corpus replay test; feature `testing`); not part
 /// of the service.
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod hls;
 pub mod http;
 pub mod ingest;
@@ -28,9 +30,11 @@ pub mod proc_stats;
 pub mod rights;
 pub mod rooms;
 pub mod secrets;
+pub mod series;
 pub mod state;
 pub mod storage;
 pub(crate) mod sync;
 /// Real peers and scratch state for tests and benchmarks (feature `testing`; unit tests too).
 #[cfg(any(test, feature = "testing"))]
 pub mod testutil;
+pub mod thumbnails;

@@ -84,6 +84,7 @@ pub enum Action {
     SetSlowMode,
     ReadModeration,
     ReadAudit,
+    ReadSeries,
 }
 
 /// Which row of the table an action is in.
@@ -103,7 +104,7 @@ enum Class {
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::CreateRoom,
         Action::ChangeRoomSettings,
         Action::RotateStreamKey,
@@ -122,6 +123,7 @@ impl Action {
         Action::SetSlowMode,
         Action::ReadModeration,
         Action::ReadAudit,
+        Action::ReadSeries,
     ];
 
     fn class(self) -> Class {
@@ -132,7 +134,7 @@ impl Action {
             | Action::CloseRoom
             | Action::OpenRoom => Class::RoomControl,
             Action::PostGift => Class::Gift,
-            Action::PostSystem | Action::ReadAudit => Class::HostWork,
+            Action::PostSystem | Action::ReadAudit | Action::ReadSeries => Class::HostWork,
             Action::Mute
             | Action::Unmute
             | Action::Ban
@@ -166,6 +168,7 @@ impl Action {
             Action::SetSlowMode => "set slow mode",
             Action::ReadModeration => "read moderation",
             Action::ReadAudit => "read the audit log",
+            Action::ReadSeries => "read the room's charts",
         }
     }
 
@@ -190,6 +193,7 @@ impl Action {
             Action::SetSlowMode => "slow_mode",
             Action::ReadModeration => "read_moderation",
             Action::ReadAudit => "read_audit",
+            Action::ReadSeries => "read_series",
         }
     }
 
@@ -335,7 +339,7 @@ mod tests {
             SetSlowMode,
             ReadModeration,
         ];
-        let host_work = [PostSystem, ReadAudit];
+        let host_work = [PostSystem, ReadAudit, ReadSeries];
         let host_key = Credential::HostKey { room: "a".into() };
         let cases: Vec<(&str, Credential, Vec<Action>)> = vec![
             ("admin key", Credential::AdminKey, Action::ALL.to_vec()),

@@ -20,6 +20,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::rooms::{AuditLog, LiveRegistry, RoomCatalog, RoomDirectory};
 use crate::secrets::Secrets;
+use crate::series::SeriesBook;
 use crate::storage::Storage;
 
 /// Everything the handlers share.
@@ -42,6 +43,8 @@ pub struct AppState {
     pub cdn: Arc<CdnPublisher>,
     /// The other nodes sharing the rooms (None: this node alone, `cluster.redis_url` empty).
     pub cluster: Option<Arc<Cluster>>,
+    /// Every room's per-second series for the host console's charts.
+    pub series: Arc<SeriesBook>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// The RTMP address actually bound, for OBS settings.

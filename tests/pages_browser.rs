@@ -103,18 +103,7 @@ async fn pages_work_in_a_real_browser() {
 /// own test runner.
 #[test]
 fn page_modules_pass_their_unit_tests() {
-    require_node_modules();
-    let out = std::process::Command::new("node")
-        .args(["--test", "tests/browser/unit.test.mjs"])
-        .current_dir(repo())
-        .output()
-        .expect("run node --test");
-    assert!(
-        out.status.success(),
-        "node --test failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_node_tests("tests/browser/unit.test.mjs");
 }
 
 /// For a person to look at the pages: serves them (with a live push) for `BARRAGE_LOOK_S`

@@ -65,7 +65,10 @@ const TABLE: &[(&str, &str, Option<&str>, [u16; 8])] = &[
     ("GET",    "/api/rooms/{room}/sessions", None, PUBLIC),
     // No such session: 404 for everyone (the route is public; credentials do not matter).
     ("GET",    "/api/rooms/{room}/sessions/{session}/danmaku.xml", None, [404; 8]),
+    // Like danmaku.xml: a public download, and this session does not exist.
+    ("GET",    "/api/rooms/{room}/sessions/{session}/download.mp4", None, [404; 8]),
     ("GET",    "/api/rooms/{room}/stats", None, PUBLIC),
+    ("GET",    "/api/rooms/{room}/series", None, HOST_WORK),
     ("GET",    "/api/rooms/{room}/connect", None, PUBLIC),
     ("POST",   "/api/rooms/{room}/guest-token", Some(r#"{"name":"Ann"}"#), PUBLIC),
     ("POST",   "/api/rooms/{room}/system", Some(r#"{"text":"from the table"}"#), with_ok(HOST_WORK, 202)),

@@ -41,6 +41,7 @@ use crate::ingest::{Publication, PublishGate, PublishRefusal, PublishRequest};
 use crate::rooms::live::LiveRegistry;
 use crate::rooms::RoomDirectory;
 use crate::storage::Storage;
+use crate::thumbnails::Thumbnailer;
 use claims::{ClaimOutcome, PublishClaims};
 use reconnect::Reconnects;
 use writer::{SessionSettings, SessionWriter};
@@ -71,6 +72,8 @@ pub struct Broadcaster {
     reconnects: Arc<Reconnects>,
     /// How long they wait (`rtmp.reconnect_grace_s`; zero: a broadcast ends with its publish).
     reconnect_grace: Duration,
+    /// Takes stills of live rooms (set at start when thumbnails are on).
+    stills: OnceLock<Arc<Thumbnailer>>,
 }
 
 impl std::fmt::Debug for Broadcaster {
@@ -104,7 +107,13 @@ impl Broadcaster {
             claims: OnceLock::new(),
             reconnects: Arc::new(Reconnects::new()),
             reconnect_grace,
+            stills: OnceLock::new(),
         })
+    }
+
+    /// Makes every session offer its segments to `thumbnailer` for stills.
+    pub fn set_thumbnailer(&self, thumbnailer: Arc<Thumbnailer>) {
+        let _ = self.stills.set(thumbnailer);
     }
 
     /// Makes every publish ask `claims` too (several nodes: one publisher per room in all).
@@ -191,8 +200,11 @@ impl Broadcaster {
             target_segment_s: self.hls.target_segment_s,
             window_segments: self.hls.window_segments,
         };
-        let writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone())
+        let mut writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone())
             .with_reconnects(self.reconnects.clone(), self.reconnect_grace);
+        if let Some(stills) = self.stills.get() {
+            writer = writer.with_stills(stills.clone());
+        }
         let span = tracing::info_span!("session", room = %room, session = %info.session, peer = %request.peer);
         let stop = self.stop.clone();
         self.tasks.spawn_on(

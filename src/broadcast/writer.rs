@@ -24,11 +24,13 @@ use super::continuation::SessionParts;
 use super::keys::SessionKeys;
 use super::reconnect::Reconnects;
 use super::store::put_with_retry;
+use crate::health::SessionHealth;
 use crate::hls::playlist::{ListedSegment, SessionPlaylists, SessionState};
 use crate::ingest::MediaBatch;
 use crate::media::{MediaError, MediaMessage, MuxEvent, Segment, StreamMetadata, StreamMuxer};
 use crate::rooms::live::LiveRegistry;
 use crate::storage::Storage;
+use crate::thumbnails::{SessionStills, Thumbnailer};
 
 mod parts;
 
@@ -122,6 +124,10 @@ pub struct SessionWriter {
     /// Metric handles taken once: a registry lookup per frame was a measurable share of
     /// ingest CPU.
     meters: FrameMeters,
+    /// Keyframe interval, frame rate, audio, jumps: judged once a second into the status.
+    health: SessionHealth,
+    /// Offers segments for the room's still and the replay's poster (None: no stills).
+    stills: Option<SessionStills>,
 }
 
 /// The per-frame counters of a session.
@@ -154,6 +160,8 @@ impl SessionWriter {
             keys: SessionKeys::new(&settings.room, &settings.session),
             playlists: SessionPlaylists::new(&settings.session, settings.target_segment_s),
             muxer: StreamMuxer::new(target_ms),
+            health: SessionHealth::new(&settings.room),
+            stills: None,
             settings,
             storage,
             live,
@@ -172,6 +180,18 @@ impl SessionWriter {
             counts: SessionCounts::default(),
             meters: FrameMeters::new(),
         }
+    }
+
+    /// Offers the session's segments to `thumbnailer` for stills.
+    pub fn with_stills(mut self, thumbnailer: Arc<Thumbnailer>) -> SessionWriter {
+        if thumbnailer.is_on() {
+            self.stills = Some(SessionStills::new(
+                thumbnailer,
+                &self.settings.room,
+                &self.settings.session,
+            ));
+        }
+        self
     }
 
     /// Runs until the media channel closes (end of stream, and no publisher came back within
@@ -240,11 +260,15 @@ impl SessionWriter {
                 return;
             }
             MediaMessage::Video { timestamp, body } => {
+                self.health
+                    .video(self.ms_since_start(received), timestamp, &body);
                 self.counts.video_tags += 1;
                 self.meters.video.increment(1);
                 (self.muxer.push_video(timestamp, &body), body.len())
             }
             MediaMessage::Audio { timestamp, body } => {
+                self.health
+                    .audio(self.ms_since_start(received), timestamp, &body);
                 self.counts.audio_tags += 1;
                 self.meters.audio.increment(1);
                 (self.muxer.push_audio(timestamp, &body), body.len())
@@ -262,6 +286,7 @@ impl SessionWriter {
     }
 
     fn metadata(&mut self, meta: &StreamMetadata) {
+        self.health.metadata(meta);
         if meta.width.is_some() || meta.video_kbps.is_some() {
             self.muxer.announce_video();
         }
@@ -295,13 +320,24 @@ impl SessionWriter {
                 info.first_frame_ms = Some(wall.timestamp_millis());
             });
         }
-        let now_ms = now.duration_since(self.started).as_millis() as u64;
+        let now_ms = self.ms_since_start(now);
         self.bitrate.add(now_ms, bytes);
         if now.duration_since(self.bitrate_updated).as_millis() >= BITRATE_UPDATE_MS {
             self.bitrate_updated = now;
             let kbps = self.bitrate.kbps(now_ms);
-            self.update_live(|info| info.bitrate_kbps = kbps);
+            let health = self.health.second(now_ms, kbps);
+            self.update_live(|info| {
+                info.bitrate_kbps = kbps;
+                info.frame_rate = health.frame_rate;
+                info.keyframe_interval_s = health.keyframe_interval_s;
+                info.health = health.problems;
+            });
         }
+    }
+
+    /// Milliseconds from the writer's start to `at`: the clock of the health watch.
+    fn ms_since_start(&self, at: Instant) -> u64 {
+        at.duration_since(self.started).as_millis() as u64
     }
 
     async fn event(&mut self, event: MuxEvent, received: Instant) {
@@ -330,6 +366,9 @@ impl SessionWriter {
                     audio = init.has_audio,
                     "tracks decided"
                 );
+                if let Some(stills) = &mut self.stills {
+                    stills.init(&init.bytes);
+                }
                 self.pending_init = Some((self.keys.part_init(self.parts.part()), init.bytes));
                 self.write_init().await;
             }
@@ -408,8 +447,14 @@ impl SessionWriter {
             delay_ms = delay * 1000.0,
             "segment published"
         );
+        if let Some(stills) = &self.stills {
+            stills.segment(&segment.bytes);
+        }
         let segments = self.counts.segments;
-        self.update_live(|info| info.segments = segments);
+        self.update_live(|info| {
+            info.segments = segments;
+            info.playlist_delay_ms = Some(delay * 1000.0);
+        });
     }
 
     async fn write_playlists(&mut self, state: SessionState) {

@@ -253,6 +253,16 @@ impl ChatEngine {
         Ok(self.room(room)?.stats())
     }
 
+    /// Every room with a task on this node: its numbers and its viewers here (the series
+    /// sampler; `stats().online` also counts other nodes' viewers).
+    pub fn local_stats(&self) -> Vec<(RoomStats, u64)> {
+        let rooms: Vec<Arc<Room>> = lock(&self.rooms).values().cloned().collect();
+        rooms
+            .iter()
+            .map(|r| (r.stats(), r.local_online()))
+            .collect()
+    }
+
     /// Delivered events after `seq` that history still holds.
     pub fn history_after(&self, room: &str, seq: u64) -> Result<Resume, ChatError> {
         Ok(self.room(room)?.history_after(seq))

@@ -192,6 +192,7 @@ impl Room {
 
     /// A gift from the business server; its value picks the queue.
     pub fn post_gift(&self, gift: Gift) -> Result<Priority, ChatError> {
+        self.accounting.gift();
         let priority = if gift.value >= self.config.gift_high_threshold {
             Priority::GiftHigh
         } else {

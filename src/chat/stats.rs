@@ -27,6 +27,9 @@ pub struct RoomStats {
     pub uplink_received_total: u64,
     pub uplink_accepted_total: u64,
     pub delivered_total: u64,
+    /// Gifts posted to the room on this node (for the per-second series).
+    #[serde(default)]
+    pub gifts_total: u64,
     /// Refused sends by reason (`user`, `room`, `node`, `connection`, `muted`, ...).
     pub refused: BTreeMap<String, u64>,
     /// Scheduler drops by reason (`overflow`, `stale`).
@@ -57,6 +60,7 @@ pub(crate) struct RoomAccounting {
     received: AtomicU64,
     accepted: AtomicU64,
     delivered: AtomicU64,
+    gifts: AtomicU64,
     slow_skips: AtomicU64,
     slow_closes: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
@@ -86,6 +90,7 @@ impl RoomAccounting {
             received: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            gifts: AtomicU64::new(0),
             slow_skips: AtomicU64::new(0),
             slow_closes: AtomicU64::new(0),
             refused: Mutex::default(),
@@ -120,6 +125,10 @@ impl RoomAccounting {
     pub(crate) fn accepted(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         self.m_accepted.increment(1);
+    }
+
+    pub(crate) fn gift(&self) {
+        self.gifts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn refused(&self, reason: &'static str) {
@@ -222,6 +231,7 @@ impl RoomAccounting {
             uplink_received_total: self.received.load(Ordering::Relaxed),
             uplink_accepted_total: self.accepted.load(Ordering::Relaxed),
             delivered_total: self.delivered.load(Ordering::Relaxed),
+            gifts_total: self.gifts.load(Ordering::Relaxed),
             refused: lock(&self.refused)
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))

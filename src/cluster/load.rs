@@ -15,6 +15,7 @@ use super::Cluster;
 use crate::chat::stats::RoomStats;
 use crate::clock::now_ms;
 use crate::rooms::live::{LiveInfo, Notice};
+use crate::series::sample::Sample;
 use crate::sync::lock;
 
 /// One node's report.
@@ -36,7 +37,15 @@ pub struct NodeReport {
     /// reconnects, recoveries), for every node's host console.
     #[serde(default)]
     pub notices: BTreeMap<String, Vec<Notice>>,
+    /// Each room's last seconds on this node ([`SERIES_IN_REPORT_S`]), which every node sums
+    /// into its answer of `GET /api/rooms/{room}/series`.
+    #[serde(default)]
+    pub series: BTreeMap<String, Vec<(u64, Sample)>>,
 }
+
+/// Seconds of series a report carries: a report can be missed (Redis slow, a node late) and
+/// the next still brings the seconds in between.
+pub const SERIES_IN_REPORT_S: u64 = 5;
 
 /// A broadcast one node takes in, as the others need it (stream time of their events).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +178,10 @@ impl Cluster {
             })
             .collect();
         let notices = self.live.all_notices().into_iter().collect();
+        let now_s = (now_ms().max(0) / 1000) as u64;
+        let series = self.series.get().map_or_else(BTreeMap::new, |book| {
+            book.recent(now_s.saturating_sub(SERIES_IN_REPORT_S), now_s)
+        });
         NodeReport {
             id: self.node_id.clone(),
             url: self.advertise_url(),
@@ -178,6 +191,7 @@ impl Cluster {
             rooms,
             live,
             notices,
+            series,
         }
     }
 
@@ -225,6 +239,13 @@ impl Cluster {
     /// Keeps the reports, hands the load table to the allocator and the other nodes' online
     /// counts to this node's rooms.
     fn set_table(&self, reports: Vec<NodeReport>) {
+        if let Some(book) = self.series.get() {
+            for r in reports.iter().filter(|r| r.id != self.node_id) {
+                for (room, points) in &r.series {
+                    book.merge_remote(&r.id, room, points);
+                }
+            }
+        }
         for shared in self.rooms_snapshot() {
             let others: u64 = reports
                 .iter()

@@ -163,6 +163,8 @@ pub struct Cluster {
     wake_election: Notify,
     /// The latest reports of every node, and the allocator over them.
     table: Mutex<load::NodeTable>,
+    /// Per-second series: this node's go into its report, the others' are kept beside them.
+    series: OnceLock<Arc<crate::series::SeriesBook>>,
     /// This node's base URL for viewers, known once HTTP is bound.
     advertise: OnceLock<String>,
     cancel: CancellationToken,
@@ -224,12 +226,18 @@ impl Cluster {
             forward_rx: Mutex::new(Some(forward_rx)),
             wake_election: Notify::new(),
             advertise: OnceLock::new(),
+            series: OnceLock::new(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
         chat.set_relay(cluster.clone());
         metrics::gauge!("barrage_cluster_redis_up").set(0.0);
         Ok(Some(cluster))
+    }
+
+    /// Shares `book`'s seconds with the other nodes and keeps theirs in it.
+    pub fn set_series(&self, book: Arc<crate::series::SeriesBook>) {
+        let _ = self.series.set(book);
     }
 
     /// Starts the node's cluster tasks once HTTP is bound at `http_addr`.

@@ -99,12 +99,22 @@ pub struct RoomView {
     /// Viewers connected over WebSocket (on every node of a cluster).
     pub online: u64,
     pub hls_url: String,
+    /// The room's latest still while it is live (`crate::thumbnails`; None until the first
+    /// is stored, or when thumbnails are off).
+    pub thumbnail_url: Option<String>,
 }
 
 pub(super) fn view(room: RoomRecord, state: &RoomsApi, base: &str) -> RoomView {
+    let live = state.live.get(&room.id);
     RoomView {
         hls_url: format!("{base}/hls/{}/live.m3u8", room.id),
-        live: state.live.get(&room.id),
+        thumbnail_url: live.as_ref().and_then(|l| l.info.thumbnail_ms).map(|at| {
+            format!(
+                "{base}/{}?t={at}",
+                crate::thumbnails::room_still_key(&room.id)
+            )
+        }),
+        live,
         notices: state.live.notices(&room.id),
         online: match &state.cluster {
             Some(cluster) => cluster.online(&room.id),
@@ -295,6 +305,10 @@ struct SessionView {
     playlist_url: String,
     /// The session's danmaku in one file (`danmaku_key` under this base), once it ended.
     danmaku_url: Option<String>,
+    /// The session as one MP4 file (`crate::download`).
+    download_url: String,
+    /// The replay's poster (the broadcast's last still; 404 when none was taken).
+    poster_url: String,
     live: bool,
 }
 
@@ -330,6 +344,14 @@ async fn list_sessions(
         .map(|row| SessionView {
             playlist_url: format!("{base}/hls/{}/{}/index.m3u8", row.room, row.session),
             danmaku_url: row.danmaku_key.as_ref().map(|k| format!("{base}/{k}")),
+            download_url: format!(
+                "{base}/api/rooms/{}/sessions/{}/download.mp4",
+                row.room, row.session
+            ),
+            poster_url: format!(
+                "{base}/{}",
+                crate::thumbnails::poster_key(&row.room, &row.session)
+            ),
             live: live_session.as_deref() == Some(row.session.as_str()),
             row,
         })
@@ -348,14 +370,7 @@ async fn session_danmaku_xml(
     Path((room, session)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     room_or_404(&state, &room)?;
-    if session.is_empty()
-        || session.len() > 100
-        || !session
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(ApiError::not_found(format!("no session {session}")));
-    }
+    crate::http::api_host::check_session_id(&session)?;
     let events = crate::cdn::export::session_events(&state.storage, &room, &session)
         .await
         .map_err(|e| match e {

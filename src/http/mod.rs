@@ -4,6 +4,7 @@
 pub mod api_access;
 pub mod api_chat;
 pub mod api_error;
+pub mod api_host;
 pub mod api_room_control;
 pub mod api_rooms;
 pub mod caller;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api_rooms::routes())
         .merge(api_room_control::routes())
         .merge(api_access::routes())
+        .merge(api_host::routes())
         .merge(pages::routes())
         .merge(ws::routes())
         .merge(api_chat::routes())

@@ -38,6 +38,21 @@ pub struct LiveInfo {
     pub reconnecting: bool,
     /// How many times a publisher came back and continued this broadcast.
     pub reconnects: u32,
+    /// Video frames per second, measured on the encoder's timestamps.
+    #[serde(default)]
+    pub frame_rate: Option<f64>,
+    /// The longest recent gap between keyframes (s), the open one included.
+    #[serde(default)]
+    pub keyframe_interval_s: Option<f64>,
+    /// What is wrong with the stream, with advice (empty: healthy); see `crate::health`.
+    #[serde(default)]
+    pub health: Vec<crate::health::Problem>,
+    /// The latest segment's delay from its closing keyframe to its playlist (ms).
+    #[serde(default)]
+    pub playlist_delay_ms: Option<f64>,
+    /// Wall-clock ms of the room's latest still (`crate::thumbnails`), None until one.
+    #[serde(default)]
+    pub thumbnail_ms: Option<i64>,
 }
 
 impl LiveInfo {
@@ -58,6 +73,11 @@ impl LiveInfo {
             segments: 0,
             reconnecting: false,
             reconnects: 0,
+            frame_rate: None,
+            keyframe_interval_s: None,
+            health: Vec::new(),
+            playlist_delay_ms: None,
+            thumbnail_ms: None,
         }
     }
 

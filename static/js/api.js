@@ -61,6 +61,8 @@ export const rooms = {
   close: (room) => api(`/api/rooms/${enc(room)}/close`, { method: 'POST', key: true }),
   open: (room) => api(`/api/rooms/${enc(room)}/open`, { method: 'POST', key: true }),
   stats: (room) => api(`/api/rooms/${enc(room)}/stats`),
+  /** The room's per-second series of the last `seconds` (the console's key). */
+  series: (room, seconds = 600) => api(`/api/rooms/${enc(room)}/series?seconds=${seconds}`, { key: true }),
   /** What the console's key is: {credential, role, room?}. */
   whoami: () => api('/api/whoami', { key: true }),
   rotateHostKey: (room) => api(`/api/rooms/${enc(room)}/host-key`, { method: 'POST', key: true }),

@@ -1,8 +1,16 @@
-// Home page: live rooms first (with a placeholder thumbnail), then the other open rooms.
+// Home page: live rooms first (with the room's latest still, `thumbnail_url`, or a placeholder
+// until one is taken), then the other open rooms.
 
 import { rooms } from './api.js';
 import { el, byId, replaceChildren, show } from './dom.js';
 import { num } from './format.js';
+
+/** The room's still over the placeholder letter; a still that fails to load is removed. */
+function still(url) {
+  const img = el('img', { class: 'thumb-img', src: url, alt: '' });
+  img.addEventListener('error', () => img.remove());
+  return img;
+}
 
 function card(room) {
   const live = room.live;
@@ -16,6 +24,7 @@ function card(room) {
     el('a', { href },
       el('div', { class: 'thumb' },
         el('span', { class: 'thumb-letter', text: (room.title || room.id).slice(0, 1).toUpperCase() }),
+        live && room.thumbnail_url ? still(room.thumbnail_url) : null,
         el('span', { class: `badge ${live ? 'badge-live' : 'badge-offline'}`, text: live ? 'live' : 'offline' }),
         meta.length ? el('span', { class: 'thumb-meta', text: meta.join(' · ') }) : null),
       el('p', { class: 'card-title', text: room.title || room.id }),

@@ -1,7 +1,9 @@
 // Host console: asks for the admin key or a room's host key (kept in sessionStorage; every call
 // sends it as Bearer), then: create a room and show its keys and OBS settings (admin key), rotate
 // the stream and host keys, live status every 2 s, system messages, moderation from a live chat
-// list, and the room's audit log. With a host key it runs that room only (host-access.js).
+// list, and the room's audit log; stream health, per-second charts of the last 10 minutes
+// (host-charts.js) and the replays with their downloads. With a host key it runs that room
+// only (host-access.js).
 
 import { rooms, consoleKey, setConsoleKey } from './api.js';
 import { el, byId, show, replaceChildren } from './dom.js';
@@ -11,12 +13,18 @@ import { ChatSocket } from './ws-client.js';
 import { bindModeration, loadBlockedWords, rowActions, reporter } from './host-moderation.js';
 import { identify, applyScope, lockOut, lockedReason } from './host-access.js';
 import { loadAudit } from './host-audit.js';
+import { refreshCharts } from './host-charts.js';
+import { showHealth } from './host-health.js';
+import { loadReplays } from './host-replays.js';
 
 let current = new URLSearchParams(location.search).get('room') || '';
 /** The one room a host key runs (null: the admin key, every room). */
 let scope = null;
 let chatSocket = null;
 let statusTimer = null;
+/** Refreshes since the replays were listed (they are listed every REPLAYS_EVERY refreshes). */
+let sinceReplays = 0;
+const REPLAYS_EVERY = 8;
 const room = () => current;
 const chat = new ChatList(byId('host-chat'), { showUser: true, actions: rowActions(room), max: 500 });
 
@@ -80,6 +88,7 @@ function selectRoom(id) {
   });
   chatSocket.connect('');
   loadBlockedWords(id);
+  sinceReplays = REPLAYS_EVERY;
   refreshStatus();
 }
 
@@ -181,6 +190,12 @@ async function refreshStatus() {
     showNotices(info.value.notices);
     put('st-res', live && live.width ? `${live.width}×${live.height}` : '—');
     put('st-bitrate', live ? `${num(live.bitrate_kbps, 0)} kbit/s` : '—');
+    showHealth(live);
+  }
+  await refreshCharts(current);
+  if (++sinceReplays >= REPLAYS_EVERY) {
+    sinceReplays = 0;
+    loadReplays(current);
   }
   if (stats.status === 'fulfilled') {
     const s = stats.value;

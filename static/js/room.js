@@ -305,7 +305,8 @@ async function loadReplays() {
     replaceChildren(byId('replay-list'), ended.slice(0, 10).map((s) => el('li', {},
       el('a', { href: `/rooms/${encodeURIComponent(room)}?session=${encodeURIComponent(s.session)}`,
         text: when(s.started_ms) }),
-      ` · ${clock((s.ended_ms || s.started_ms) - s.started_ms)}`)));
+      ` · ${clock((s.ended_ms || s.started_ms) - s.started_ms)} · `,
+      el('a', { href: s.download_url, class: 'replay-download', download: '', text: 'MP4' }))));
     return page.sessions || [];
   } catch {
     return [];

@@ -65,6 +65,12 @@ pub fn require_ffmpeg() {
 
 /// ffmpeg pushing a generated 640x360 picture with a tone, in real time, for `seconds`.
 pub fn push(url: &str, seconds: u32) -> tokio::process::Child {
+    push_with_gop(url, seconds, 60)
+}
+
+/// [`push`] with a keyframe every `gop` frames (30 fps: 240 is an 8 s interval).
+pub fn push_with_gop(url: &str, seconds: u32, gop: u32) -> tokio::process::Child {
+    let gop = gop.to_string();
     tokio::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
@@ -75,9 +81,9 @@ pub fn push(url: &str, seconds: u32) -> tokio::process::Child {
         ])
         .args([
             "-g",
-            "60",
+            &gop,
             "-keyint_min",
-            "60",
+            &gop,
             "-sc_threshold",
             "0",
             "-b:v",
@@ -147,15 +153,23 @@ pub async fn wait_live(http: &reqwest::Client, base: &str, room: &str) {
 /// Pushes for a browser script: the ffmpeg publishing now, if any, and where it publishes.
 pub struct Pusher {
     url: String,
+    /// Frames between keyframes.
+    gop: u32,
     current: Option<tokio::process::Child>,
 }
 
 impl Pusher {
     /// Pushes to `url` for `seconds` at once.
     pub fn start(url: &str, seconds: u32) -> Pusher {
+        Pusher::start_with_gop(url, seconds, 60)
+    }
+
+    /// Pushes to `url` for `seconds` at once, a keyframe every `gop` frames.
+    pub fn start_with_gop(url: &str, seconds: u32, gop: u32) -> Pusher {
         Pusher {
             url: url.to_string(),
-            current: Some(push(url, seconds)),
+            gop,
+            current: Some(push_with_gop(url, seconds, gop)),
         }
     }
 
@@ -169,7 +183,7 @@ impl Pusher {
     /// Pushes again for `seconds` (after stopping the current push).
     pub async fn again(&mut self, seconds: u32) {
         self.stop().await;
-        self.current = Some(push(&self.url, seconds));
+        self.current = Some(push_with_gop(&self.url, seconds, self.gop));
     }
 }
 
@@ -230,5 +244,21 @@ pub fn assert_checks(result: &serde_json::Value, exit_ok: bool, names: &[&str]) 
         failed.is_empty() && exit_ok && result["ok"] == true,
         "browser checks failed (screenshots in test-artifacts/):\n{}\nfull result: {result}",
         failed.join("\n")
+    );
+}
+
+/// Runs a unit-test file of tests/browser under node's own test runner; fails with its output.
+pub fn run_node_tests(file: &str) {
+    require_node_modules();
+    let out = std::process::Command::new("node")
+        .args(["--test", file])
+        .current_dir(repo())
+        .output()
+        .expect("run node --test");
+    assert!(
+        out.status.success(),
+        "node --test {file} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

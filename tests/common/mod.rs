@@ -22,7 +22,13 @@ pub fn require_tool(tool: &str) {
 /// Starts ffmpeg pushing a generated stream (testsrc + sine, H.264 with B-frames, 2 s GOP,
 /// AAC) in real time for `seconds` to `url`.
 pub fn push_generated(url: &str, seconds: u32) -> Child {
+    push_with_gop(url, seconds, 60)
+}
+
+/// [`push_generated`] with a keyframe every `gop` frames (30 fps: 240 is an 8 s interval).
+pub fn push_with_gop(url: &str, seconds: u32, gop: u32) -> Child {
     require_tool("ffmpeg");
+    let gop = gop.to_string();
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=30"])
@@ -40,9 +46,9 @@ pub fn push_generated(url: &str, seconds: u32) -> Child {
             "-bf",
             "2",
             "-g",
-            "60",
+            &gop,
             "-keyint_min",
-            "60",
+            &gop,
             "-sc_threshold",
             "0",
         ])
