@@ -159,6 +159,8 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         next_seq_of(&chat),
     );
     chat.set_batch_sink(cdn.clone());
+    // Segments carry the room's danmaku as timed metadata.
+    broadcaster.set_danmaku_feed(chat.clone());
     let cluster = Cluster::from_config(&config, &chat, &live, &catalog, &cdn, &storage)?;
     if let Some(cluster) = &cluster {
         // One publisher per room across the nodes, not only on this one.
