@@ -99,13 +99,17 @@ async fn pages_work_in_a_real_browser() {
     }
 }
 
-/// The pages' pure modules (lanes, seq filter, replay timeline, CDN base choice) under node's
-/// own test runner.
+/// The pages' pure modules (lanes, seq filter, replay timeline, CDN base choice, sync gate,
+/// in-stream reader) under node's own test runner.
 #[test]
 fn page_modules_pass_their_unit_tests() {
     require_node_modules();
     let out = std::process::Command::new("node")
-        .args(["--test", "tests/browser/unit.test.mjs"])
+        .args([
+            "--test",
+            "tests/browser/unit.test.mjs",
+            "tests/browser/sync.test.mjs",
+        ])
         .current_dir(repo())
         .output()
         .expect("run node --test");

@@ -174,6 +174,18 @@ mod tests {
         assert!(encode_emsg_boxes(&[event(1, u64::MAX, "{}")], 90_000).is_err());
     }
 
+    /// The fixture the page's reader is tested on (tests/browser/sync.test.mjs) is exactly
+    /// what this encoder writes.
+    #[test]
+    fn the_pages_fixture_is_what_the_encoder_writes() {
+        let fixture = include_bytes!("../../tests/data/id3_txxx_event.bin");
+        let (description, value) = read_id3_txxx(fixture).unwrap();
+        assert_eq!(description, TXXX_DESCRIPTION);
+        assert_eq!(id3_txxx(TXXX_DESCRIPTION, &value), fixture.to_vec());
+        let event: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(event["danmaku"]["text"], "前方高能 666");
+    }
+
     #[test]
     fn foreign_tags_are_not_read() {
         assert_eq!(read_id3_txxx(b"ID3\x04\0\0\0\0\0\x0aPRIV"), None);
