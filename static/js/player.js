@@ -75,10 +75,18 @@ let current = null;
  */
 export function playerPositionMs(player = current) {
   if (!player || !player.url || player.video.readyState < 1) return null;
+  // A browser's own HLS starts a live stream's clock where it joined and says nothing of
+  // where that is (Chromium gives no start date): unknown. A replay starts at 0 there.
+  if (player.engine !== 'hls.js' && player.live) return null;
   const t = player.video.currentTime;
   if (!Number.isFinite(t)) return null;
   const shift = player.engine === 'hls.js' ? (player.initPts.get(player.playingCc) ?? 0) : 0;
   return Math.round((t + shift) * 1000);
+}
+
+/** Whether hls.js can run here (Media Source Extensions). */
+export function hlsJsUsable() {
+  return typeof MediaSource !== 'undefined' || typeof ManagedMediaSource !== 'undefined';
 }
 
 export class Player {
@@ -87,7 +95,8 @@ export class Player {
    * @param {object} opts live (bool), onStatus(state, text) with state one of 'loading',
    *   'playing', 'stalled', 'retrying', 'offline', 'ended', 'error'; onEnded() when a live
    *   playlist ended and was played out; retryMs; prefer ('hls.js' to use hls.js even where
-   *   the browser has native HLS); onHls(hls, Hls) when an hls.js instance is made
+   *   the browser has native HLS, as long as hls.js can run; 'native' for the browser's own
+   *   HLS where it has it; '' native first); onHls(hls, Hls) when an hls.js instance is made
    */
   constructor(video, { live = true, onStatus = () => {}, onEnded = () => {}, retryMs = 3000, prefer = '', onHls = () => {} } = {}) {
     this.video = video;
@@ -137,7 +146,8 @@ export class Player {
     this.status('loading', 'loading the stream');
     this.video.addEventListener('ended', this.onVideoEnded);
     this.watchdog = setInterval(() => this.watch(), 1000);
-    if (this.prefer !== 'hls.js' && hasNativeHls(this.video)) {
+    const native = this.prefer === 'hls.js' ? !hlsJsUsable() && hasNativeHls(this.video) : hasNativeHls(this.video);
+    if (native) {
       this.engine = 'native';
       this.video.addEventListener('error', this.onNativeError);
       this.video.addEventListener('loadedmetadata', this.onNativeReady);

@@ -5,8 +5,10 @@
 // or "offline" meanwhile. Live comments wait in the sync gate until the picture reaches their
 // stream time; every comment sent carries the player's position. With ?session=ID it replays
 // a finished broadcast, showing each comment when the video passes its stream time. ?via=cdn
-// or ?via=stream starts in that mode; ?player=hlsjs uses hls.js even where the browser plays
-// HLS natively (the in-stream mode always does: it reads hls.js's metadata).
+// or ?via=stream starts in that mode. Live it plays with hls.js where it runs (its position on
+// the broadcast's timeline is known; the in-stream mode reads its metadata); ?player=native
+// uses the browser's own HLS (comments then show on arrival), ?player=hlsjs hls.js for
+// replays too.
 
 import { rooms, ApiError } from './api.js';
 import { el, byId, show, replaceChildren } from './dom.js';
@@ -34,6 +36,13 @@ const chat = new ChatList(byId('chat'));
 const filter = new SeqFilter();
 /** Live comments waiting for the picture (sync-gate.js). */
 const gate = new SyncGate();
+/** The player engine asked for: ?player=hlsjs|native, else hls.js live and native replays. */
+function playerChoice() {
+  const asked = params.get('player');
+  if (asked === 'native' && via !== 'stream') return 'native';
+  if (asked === 'hlsjs' || via === 'stream' || !replaySession) return 'hls.js';
+  return '';
+}
 /** Where danmaku come from: 'ws', 'cdn' or 'stream'. */
 let via = ['cdn', 'stream'].includes(params.get('via')) ? params.get('via') : 'ws';
 /** The live broadcast the player plays, and the one it played to its end. */
@@ -48,7 +57,9 @@ function showStatus() {
 
 const player = new Player(video, {
   live: !replaySession,
-  prefer: params.get('player') === 'hlsjs' || via === 'stream' ? 'hls.js' : '',
+  // Live, hls.js wherever it runs: it tells where its picture is on the broadcast's timeline,
+  // which the sync gate and the comments sent need; a browser's own HLS does not (Chromium).
+  prefer: playerChoice(),
   onHls: (hls, Hls) => followStreamDanmaku(hls, Hls, (events) => {
     if (via === 'stream' && !replaySession) admit(events);
   }),
