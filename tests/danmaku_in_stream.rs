@@ -8,7 +8,6 @@
 mod chat_common;
 mod common;
 
-
 use barrage::chat::codec::Format;
 use barrage::chat::protocol::{AckStatus, ClientFrame, SendDanmaku, WHITE};
 use barrage::media::emsg::{read_id3_txxx, ID3_SCHEME, TXXX_DESCRIPTION};
@@ -89,7 +88,9 @@ async fn segments_carry_the_delivered_danmaku_at_their_stream_time() {
     let stamped = |text: &str| {
         events
             .iter()
-            .find(|e| matches!(&e.body, barrage::chat::protocol::Body::Danmaku(d) if d.text == text))
+            .find(
+                |e| matches!(&e.body, barrage::chat::protocol::Body::Danmaku(d) if d.text == text),
+            )
             .unwrap_or_else(|| panic!("{text} delivered"))
             .clone()
     };
@@ -182,9 +183,12 @@ async fn segments_carry_the_delivered_danmaku_at_their_stream_time() {
 
     // A segment carrying the boxes still decodes (init + that segment).
     let (_, bytes) = with_boxes.expect("a segment with emsg");
-    let init = get_ok(&http, &format!("{}/hls/demo/{session}/init.mp4", server.http))
-        .await
-        .expect("init segment");
+    let init = get_ok(
+        &http,
+        &format!("{}/hls/demo/{session}/init.mp4", server.http),
+    )
+    .await
+    .expect("init segment");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("one.mp4");
     std::fs::write(&path, [init.as_ref(), bytes.as_ref()].concat()).unwrap();

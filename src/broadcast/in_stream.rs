@@ -169,7 +169,9 @@ impl InStreamDanmaku {
                     presentation_ms: event.stream_ms,
                     json: Bytes::from(json),
                 }),
-                Err(e) => tracing::warn!(error = %e, seq = event.seq, "event not encoded for the stream"),
+                Err(e) => {
+                    tracing::warn!(error = %e, seq = event.seq, "event not encoded for the stream")
+                }
             }
         }
     }
