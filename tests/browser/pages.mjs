@@ -390,12 +390,16 @@ try {
     await sleep(2500); // let the poller reach the file after the index's latest
     const text = `via cdn ${RUN}`;
     await node.send(text, { color: 0xffd54a, mode: 'top' });
+    const ev = await node.waitDanmaku(text);
     await waitText(cdn, '#chat .chat-text', text, 30000);
+    // Held like a socket's comment: on the stage once the picture reaches its time.
+    const onStageAt = await positionWhenOnStage(cdn, ev.seq);
+    if (onStageAt < ev.stream_ms) throw new Error(`on the stage at ${onStageAt} ms, before its time ${ev.stream_ms} ms`);
     if (files.length === 0) throw new Error('no batch file was fetched');
     if (sockets !== 0) throw new Error('CDN mode opened a WebSocket without a joined user');
     await shot(cdn, 'viewer-cdn');
     await cdn.close();
-    return { batch_files_fetched: files.length };
+    return { batch_files_fetched: files.length, stream_ms: ev.stream_ms, on_stage_at: onStageAt };
   });
 
   await check('reconnect_and_resume', async () => {
