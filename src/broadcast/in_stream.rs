@@ -176,34 +176,45 @@ impl InStreamDanmaku {
         }
     }
 
-    /// The hook where a fragment is written: puts the events due by the end of `segment` in
-    /// front of its `moof`. A segment with nothing due is returned as it was.
+    /// The hook where a segment is written: puts the events due by its end in front of its
+    /// `moof` (see [`InStreamDanmaku::carry_fragment`]).
     pub fn carry(&mut self, mut segment: Segment) -> Segment {
+        let end_ms = segment.start_ms + (segment.duration * 1000.0).round() as u64;
+        segment.bytes = self.carry_fragment(segment.start_ms, end_ms, segment.bytes);
+        segment
+    }
+
+    /// Puts the events due by `end_ms` (and any that came late for earlier fragments) as
+    /// `emsg` boxes in front of `fragment` (`moof` + `mdat`) spanning `start_ms..end_ms`. For
+    /// any fragment that is written on its own (a segment; an LL-HLS part, which then carries
+    /// the events and its segment need not). Nothing due: the fragment as it was.
+    pub fn carry_fragment(&mut self, start_ms: u64, end_ms: u64, fragment: Bytes) -> Bytes {
         if self.feed.is_none() && self.waiting.is_empty() {
-            return segment;
+            return fragment;
         }
         self.drain();
-        let end_ms = segment.start_ms + (segment.duration * 1000.0).round() as u64;
         let dropped_before = self.waiting.dropped;
-        let due = self.waiting.take_for(segment.start_ms, end_ms);
+        let due = self.waiting.take_for(start_ms, end_ms);
         let dropped = self.waiting.dropped - dropped_before;
         if dropped > 0 {
             metrics::counter!("barrage_hls_danmaku_dropped_total").increment(dropped);
         }
         if due.is_empty() {
-            return segment;
+            return fragment;
         }
         match encode_emsg_boxes(&due, VIDEO_TIMESCALE) {
             Ok(boxes) => {
-                let mut bytes = BytesMut::with_capacity(boxes.len() + segment.bytes.len());
+                let mut bytes = BytesMut::with_capacity(boxes.len() + fragment.len());
                 bytes.extend_from_slice(&boxes);
-                bytes.extend_from_slice(&segment.bytes);
-                segment.bytes = bytes.freeze();
+                bytes.extend_from_slice(&fragment);
                 metrics::counter!("barrage_hls_danmaku_carried_total").increment(due.len() as u64);
+                bytes.freeze()
             }
-            Err(e) => tracing::warn!(error = %e, "danmaku not carried in the segment"),
+            Err(e) => {
+                tracing::warn!(error = %e, "danmaku not carried in the fragment");
+                fragment
+            }
         }
-        segment
     }
 }
 
