@@ -161,6 +161,8 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         next_seq_of(&chat),
     );
     chat.set_batch_sink(cdn.clone());
+    // Segments carry the room's danmaku as timed metadata.
+    broadcaster.set_danmaku_feed(chat.clone());
     let cluster = Cluster::from_config(&config, &chat, &live, &catalog, &cdn, &storage)?;
     let series = Arc::new(SeriesBook::new());
     if let Some(cluster) = &cluster {

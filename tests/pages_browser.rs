@@ -24,6 +24,10 @@ const CHECKS: &[&str] = &[
     "pages_connect_websockets",
     "node_danmaku_reaches_overlay",
     "page_danmaku_reaches_ws_client",
+    "viewer_sends_its_player_position",
+    "player_position_is_broadcast_time",
+    "live_comment_waits_for_the_picture",
+    "stream_mode_reads_danmaku_from_the_segments",
     "xss_renders_as_text",
     "gift_and_system_shown_distinctly",
     "cdn_mode_shows_batch_files",
@@ -86,6 +90,7 @@ async fn pages_work_in_a_real_browser() {
         "home",
         "viewer",
         "viewer-cdn",
+        "viewer-stream",
         "overlay",
         "host",
         "host-key",
@@ -99,11 +104,12 @@ async fn pages_work_in_a_real_browser() {
     }
 }
 
-/// The pages' pure modules (lanes, seq filter, replay timeline, CDN base choice) under node's
-/// own test runner.
+/// The pages' pure modules (lanes, seq filter, replay timeline, CDN base choice, sync gate,
+/// in-stream reader) under node's own test runner.
 #[test]
 fn page_modules_pass_their_unit_tests() {
     run_node_tests("tests/browser/unit.test.mjs");
+    run_node_tests("tests/browser/sync.test.mjs");
 }
 
 /// For a person to look at the pages: serves them (with a live push) for `BARRAGE_LOOK_S`

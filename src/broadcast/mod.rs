@@ -16,10 +16,14 @@
 //! A publisher that drops and publishes again within `rtmp.reconnect_grace_s` continues its
 //! session ([`reconnect`], [`continuation`]): no ENDLIST meanwhile, and the playlists go on with
 //! a discontinuity and the new part's init segment (`init-2.mp4`, ...).
+//!
+//! Each segment carries the room's delivered danmaku whose `stream_ms` falls in it, as `emsg`
+//! ID3 timed metadata in front of its `moof` ([`in_stream`]).
 
 pub mod bitrate;
 pub mod claims;
 pub mod continuation;
+pub mod in_stream;
 pub mod keys;
 pub mod reconnect;
 pub mod recovery;
@@ -43,6 +47,7 @@ use crate::rooms::RoomDirectory;
 use crate::storage::Storage;
 use crate::thumbnails::Thumbnailer;
 use claims::{ClaimOutcome, PublishClaims};
+use in_stream::{DanmakuFeed, InStreamDanmaku};
 use reconnect::Reconnects;
 use writer::{SessionSettings, SessionWriter};
 
@@ -68,6 +73,8 @@ pub struct Broadcaster {
     stop: CancellationToken,
     /// The other nodes' say in who publishes a room (set when clustered).
     claims: OnceLock<Arc<dyn PublishClaims>>,
+    /// The chat whose delivered events each session carries in its segments (when set).
+    danmaku: OnceLock<Arc<dyn DanmakuFeed>>,
     /// Sessions whose publisher dropped, waiting for it to come back.
     reconnects: Arc<Reconnects>,
     /// How long they wait (`rtmp.reconnect_grace_s`; zero: a broadcast ends with its publish).
@@ -105,6 +112,7 @@ impl Broadcaster {
             shutting_down: AtomicBool::new(false),
             stop: CancellationToken::new(),
             claims: OnceLock::new(),
+            danmaku: OnceLock::new(),
             reconnects: Arc::new(Reconnects::new()),
             reconnect_grace,
             stills: OnceLock::new(),
@@ -119,6 +127,11 @@ impl Broadcaster {
     /// Makes every publish ask `claims` too (several nodes: one publisher per room in all).
     pub fn set_claims(&self, claims: Arc<dyn PublishClaims>) {
         let _ = self.claims.set(claims);
+    }
+
+    /// Makes every session carry the room's delivered events in its segments (`emsg`).
+    pub fn set_danmaku_feed(&self, feed: Arc<dyn DanmakuFeed>) {
+        let _ = self.danmaku.set(feed);
     }
 
     /// Shuts the gate and waits until every live session has written its final playlists.
@@ -201,7 +214,11 @@ impl Broadcaster {
             window_segments: self.hls.window_segments,
         };
         let mut writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone())
-            .with_reconnects(self.reconnects.clone(), self.reconnect_grace);
+            .with_reconnects(self.reconnects.clone(), self.reconnect_grace)
+            .with_danmaku(match self.danmaku.get() {
+                Some(feed) => InStreamDanmaku::follow(feed.as_ref(), &room),
+                None => InStreamDanmaku::off(),
+            });
         if let Some(stills) = self.stills.get() {
             writer = writer.with_stills(stills.clone());
         }

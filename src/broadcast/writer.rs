@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bitrate::BitrateMeter;
 use super::continuation::SessionParts;
+use super::in_stream::InStreamDanmaku;
 use super::keys::SessionKeys;
 use super::reconnect::Reconnects;
 use super::store::put_with_retry;
@@ -108,6 +109,8 @@ pub struct SessionWriter {
     pending_init: Option<(String, Bytes)>,
     /// The session's parts so far (more than one after a reconnect).
     parts: SessionParts,
+    /// The room's danmaku, carried in the segments as `emsg` (see [`InStreamDanmaku`]).
+    danmaku: InStreamDanmaku,
     /// Where a dropped publisher may come back, and for how long.
     reconnect: Option<(Arc<Reconnects>, Duration)>,
     /// Wall-clock ms the current publisher left (None while one publishes).
@@ -171,6 +174,7 @@ impl SessionWriter {
             bitrate_updated: now,
             pending_init: None,
             parts: SessionParts::new(),
+            danmaku: InStreamDanmaku::off(),
             reconnect: None,
             left_ms: None,
             refusal: None,
@@ -191,6 +195,12 @@ impl SessionWriter {
                 &self.settings.session,
             ));
         }
+        self
+    }
+
+    /// Carries the room's delivered events in the segments (see [`InStreamDanmaku`]).
+    pub fn with_danmaku(mut self, danmaku: InStreamDanmaku) -> SessionWriter {
+        self.danmaku = danmaku;
         self
     }
 
@@ -228,6 +238,7 @@ impl SessionWriter {
     ) {
         let mut stopping = false;
         loop {
+            let following = self.danmaku.is_following();
             let message = tokio::select! {
                 biased;
                 _ = stop.cancelled(), if !stopping => {
@@ -236,6 +247,8 @@ impl SessionWriter {
                     continue;
                 }
                 message = media.recv() => message,
+                // Keeps up with the room's batches between segments (see `in_stream`).
+                () = self.danmaku.recv(), if following => continue,
             };
             match message {
                 Some(batch) => {
@@ -410,6 +423,8 @@ impl SessionWriter {
     /// Segment, then session playlist, then live playlist: a playlist never names an object
     /// that is not there yet.
     async fn store_segment(&mut self, segment: Segment, received: Instant) {
+        // The one hook where a fragment is written: danmaku due by its end go in front.
+        let segment = self.danmaku.carry(segment);
         self.parts
             .segment_cut(segment.sequence, segment.start_ms, segment.duration);
         self.write_init().await;

@@ -241,6 +241,12 @@ impl Fanout {
         }
     }
 
+    /// The batches delivered from now on, for a reader that is not a socket (the session
+    /// writer carrying danmaku in the media): not counted online, skipped when it lags.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<DeliveredBatch>> {
+        self.ring.subscribe()
+    }
+
     /// Sockets joined on this node.
     pub fn online(&self) -> u64 {
         self.online.load(Ordering::Relaxed)

@@ -51,6 +51,15 @@ pub struct Room {
     others_online: AtomicU64,
 }
 
+/// A sender's claimed stream position if it is plausible: not ahead of `live` (nobody sees
+/// the future) and at most `max_lag_ms` behind it; else `live`. Pure.
+pub fn plausible_position(claimed: Option<u64>, live: u64, max_lag_ms: u64) -> u64 {
+    match claimed {
+        Some(p) if p <= live && live - p <= max_lag_ms => p,
+        _ => live,
+    }
+}
+
 impl Room {
     /// A room continuing after `last_seq`, with its moderation state.
     pub(crate) fn new(
@@ -124,6 +133,12 @@ impl Room {
         self.fanout.join(format, resume_from)
     }
 
+    /// The room's delivered batches from now on, for a reader that is not a socket (see
+    /// [`Fanout::subscribe`]).
+    pub fn subscribe_batches(&self) -> tokio::sync::broadcast::Receiver<Arc<DeliveredBatch>> {
+        self.fanout.subscribe()
+    }
+
     /// Delivered events after `seq` still in history.
     pub fn history_after(&self, seq: u64) -> Resume {
         self.fanout.history_after(seq)
@@ -146,10 +161,7 @@ impl Room {
             Some(l) => l.stream_ms(),
             None => self.remote_stream_ms().unwrap_or(0),
         };
-        match claimed {
-            Some(p) if p <= live && live - p <= self.config.max_position_lag_ms => p,
-            _ => live,
-        }
+        plausible_position(claimed, live, self.config.max_position_lag_ms)
     }
 
     /// Queues content that may be dropped (danmaku, low gifts); an overflow is counted.
@@ -289,5 +301,25 @@ pub(crate) async fn run(room: Arc<Room>, still_open: impl Fn(&str) -> bool) {
             }
             room.housekeeping();
         }
+    }
+}
+
+#[cfg(test)]
+mod position_tests {
+    use super::plausible_position;
+
+    #[test]
+    fn a_position_behind_live_within_the_lag_is_kept() {
+        assert_eq!(plausible_position(Some(50_000), 56_000, 60_000), 50_000);
+        assert_eq!(plausible_position(Some(56_000), 56_000, 60_000), 56_000);
+        assert_eq!(plausible_position(Some(0), 60_000, 60_000), 0);
+    }
+
+    #[test]
+    fn a_position_ahead_of_live_or_too_far_behind_gets_live_time() {
+        assert_eq!(plausible_position(Some(56_001), 56_000, 60_000), 56_000);
+        assert_eq!(plausible_position(Some(u64::MAX), 56_000, 60_000), 56_000);
+        assert_eq!(plausible_position(Some(1_000), 70_000, 60_000), 70_000);
+        assert_eq!(plausible_position(None, 70_000, 60_000), 70_000);
     }
 }

@@ -67,6 +67,8 @@ static ASSETS: &[Asset] = &[
     asset!("js/replay.js", JS),
     asset!("js/player.js", JS),
     asset!("js/live-watch.js", JS),
+    asset!("js/sync-gate.js", JS),
+    asset!("js/stream-danmaku.js", JS),
     asset!("js/chat-list.js", JS),
     asset!("js/guest.js", JS),
     asset!("js/home.js", JS),

@@ -33,8 +33,8 @@ pub const NON_SYNC_SAMPLE_FLAGS: u32 = 0x0101_0000;
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode {what}: {source}")]
 pub struct Fmp4Error {
-    what: &'static str,
-    source: mp4_atom::Error,
+    pub(super) what: &'static str,
+    pub(super) source: mp4_atom::Error,
 }
 
 /// The video track as the init segment describes it.

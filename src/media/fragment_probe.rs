@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use mp4_atom::{Any, Decode, Moof, TrunSamples};
+use mp4_atom::{Any, Decode, TrunSamples};
 
 use super::fmp4::{NON_SYNC_SAMPLE_FLAGS, VIDEO_TRACK_ID};
 
@@ -64,9 +64,17 @@ pub fn probe_fragment(
         what: "media segment",
         reason,
     };
+    // Boxes before the moof (the danmaku `emsg`s, see `media::emsg`) are skipped.
     let moof = std::panic::catch_unwind(|| {
         let mut buf = fragment;
-        Moof::decode(&mut buf).map_err(|e| e.to_string())
+        while !buf.is_empty() {
+            match Any::decode(&mut buf).map_err(|e| e.to_string())? {
+                Any::Moof(moof) => return Ok(moof),
+                Any::Mdat(_) => break,
+                _ => continue,
+            }
+        }
+        Err("no moof box before the media data".to_string())
     })
     .map_err(|_| err("the decoder panicked".into()))?
     .map_err(err)?;
@@ -148,6 +156,15 @@ mod tests {
                 s.duration
             );
             assert_eq!(info.independent, s.independent);
+            // The same with danmaku in front of the moof.
+            let events = [crate::media::emsg::TimedEvent {
+                id: 1,
+                presentation_ms: s.start_ms,
+                json: Bytes::from_static(br#"{"seq":1}"#),
+            }];
+            let boxes = crate::media::emsg::encode_emsg_boxes(&events, 90_000).unwrap();
+            let carried = probe_fragment(&[&boxes[..], &s.bytes[..]].concat(), &scales).unwrap();
+            assert_eq!(carried, info);
             segments += 1;
         }
         assert_eq!(segments, 3);

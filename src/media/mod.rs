@@ -2,13 +2,14 @@
 //!
 //! One concept per file: [`message`] is the input (what ingest produces), [`codec_support`]
 //! says which codecs a publish may use, [`flv`] parses tag bodies, [`timestamp`] unwraps RTMP time, [`sps`] and [`aac`] read codec configs, [`fmp4`]
-//! lays out boxes, [`segmenter`] cuts segments at keyframes, and [`muxer`] ties them together
+//! lays out boxes, [`emsg`] carries danmaku inside fragments as ID3 timed metadata, [`segmenter`] cuts segments at keyframes, and [`muxer`] ties them together
 //! for one publish ([`mux_event`] is what it hands back); [`fragment_probe`] reads stored
 //! segments back (crash recovery). [`flv_file`] replays recorded FLV files for tests and benchmarks.
 //! All of it is pure logic (no I/O); `broadcast` stores what it produces.
 
 pub mod aac;
 pub mod codec_support;
+pub mod emsg;
 pub mod flv;
 pub mod flv_file;
 pub mod fmp4;

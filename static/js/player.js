@@ -64,15 +64,41 @@ function tolerantBufferController(Hls) {
   };
 }
 
+/** The player last started: what playerPositionMs() reads when given none. */
+let current = null;
+
+/**
+ * The player's position in ms on the broadcast timeline (stream_ms: 0 at the broadcast's first
+ * frame, as the fMP4 media times are), or null when nothing is playing. hls.js moves fMP4
+ * media so that its timeline starts at the playlist position it joined at (its initPTS, one
+ * per discontinuity); that shift is added back here.
+ */
+export function playerPositionMs(player = current) {
+  if (!player || !player.url || player.video.readyState < 1) return null;
+  // A browser's own HLS starts a live stream's clock where it joined and says nothing of
+  // where that is (Chromium gives no start date): unknown. A replay starts at 0 there.
+  if (player.engine !== 'hls.js' && player.live) return null;
+  const t = player.video.currentTime;
+  if (!Number.isFinite(t)) return null;
+  const shift = player.engine === 'hls.js' ? (player.initPts.get(player.playingCc) ?? 0) : 0;
+  return Math.round((t + shift) * 1000);
+}
+
+/** Whether hls.js can run here (Media Source Extensions). */
+export function hlsJsUsable() {
+  return typeof MediaSource !== 'undefined' || typeof ManagedMediaSource !== 'undefined';
+}
+
 export class Player {
   /**
    * @param {HTMLVideoElement} video
    * @param {object} opts live (bool), onStatus(state, text) with state one of 'loading',
    *   'playing', 'stalled', 'retrying', 'offline', 'ended', 'error'; onEnded() when a live
    *   playlist ended and was played out; retryMs; prefer ('hls.js' to use hls.js even where
-   *   the browser has native HLS)
+   *   the browser has native HLS, as long as hls.js can run; 'native' for the browser's own
+   *   HLS where it has it; '' native first); onHls(hls, Hls) when an hls.js instance is made
    */
-  constructor(video, { live = true, onStatus = () => {}, onEnded = () => {}, retryMs = 3000, prefer = '' } = {}) {
+  constructor(video, { live = true, onStatus = () => {}, onEnded = () => {}, retryMs = 3000, prefer = '', onHls = () => {} } = {}) {
     this.video = video;
     this.live = live;
     this.onStatusCb = onStatus;
@@ -92,6 +118,10 @@ export class Player {
     video.muted = true; // autoplay is allowed muted; the viewer unmutes with the controls
     video.playsInline = true;
     this.prefer = prefer;
+    this.onHls = onHls;
+    /** hls.js's media time shift (s) per discontinuity, and the one playing now. */
+    this.initPts = new Map();
+    this.playingCc = 0;
     this.onNativeError = () => this.scheduleRetry(this.live ? 'offline' : 'video error');
     this.onNativeReady = () => this.start();
     this.onVideoEnded = () => this.ended();
@@ -110,12 +140,14 @@ export class Player {
   /** Starts (or restarts) playing `url`. */
   async play(url) {
     this.stop();
+    current = this;
     this.url = url;
     this.endlist = false;
     this.status('loading', 'loading the stream');
     this.video.addEventListener('ended', this.onVideoEnded);
     this.watchdog = setInterval(() => this.watch(), 1000);
-    if (this.prefer !== 'hls.js' && hasNativeHls(this.video)) {
+    const native = this.prefer === 'hls.js' ? !hlsJsUsable() && hasNativeHls(this.video) : hasNativeHls(this.video);
+    if (native) {
       this.engine = 'native';
       this.video.addEventListener('error', this.onNativeError);
       this.video.addEventListener('loadedmetadata', this.onNativeReady);
@@ -158,6 +190,13 @@ export class Player {
       if (this.live && data.details && data.details.live === false) this.endlist = true;
     });
     hls.on(Hls.Events.MANIFEST_PARSED, () => this.start());
+    hls.on(Hls.Events.INIT_PTS_FOUND, (_event, data) => {
+      if (this.hls === hls && data.id === 'main') this.initPts.set(data.frag.cc, data.initPTS / data.timescale);
+    });
+    hls.on(Hls.Events.FRAG_CHANGED, (_event, data) => {
+      if (this.hls === hls) this.playingCc = data.frag.cc;
+    });
+    this.onHls(hls, Hls);
     hls.loadSource(url);
     hls.attachMedia(this.video);
   }
@@ -241,5 +280,7 @@ export class Player {
     this.url = '';
     this.lastTime = -1;
     this.state = 'idle';
+    this.initPts.clear();
+    this.playingCc = 0;
   }
 }

@@ -1,10 +1,14 @@
 // Viewer page: HLS video with danmaku drawn over it, the chat list, the join/send box, and the
-// switch between WebSocket delivery and CDN polling. It never needs a reload: it polls the
-// room's status and starts the player when the room is on air again (after a reconnect, a
-// broadcast that ended, a player error), saying "reconnecting" or "offline" meanwhile. With
-// ?session=ID it replays a finished broadcast, showing each comment when the video passes its
-// stream time. ?via=cdn starts in CDN mode; ?player=hlsjs uses hls.js even where the browser
-// plays HLS natively.
+// switch between WebSocket delivery, CDN polling and the danmaku carried in the stream. It
+// never needs a reload: it polls the room's status and starts the player when the room is on
+// air again (after a reconnect, a broadcast that ended, a player error), saying "reconnecting"
+// or "offline" meanwhile. Live comments wait in the sync gate until the picture reaches their
+// stream time; every comment sent carries the player's position. With ?session=ID it replays
+// a finished broadcast, showing each comment when the video passes its stream time. ?via=cdn
+// or ?via=stream starts in that mode. Live it plays with hls.js where it runs (its position on
+// the broadcast's timeline is known; the in-stream mode reads its metadata); ?player=native
+// uses the browser's own HLS (comments then show on arrival), ?player=hlsjs hls.js for
+// replays too.
 
 import { rooms, ApiError } from './api.js';
 import { el, byId, show, replaceChildren } from './dom.js';
@@ -15,7 +19,9 @@ import { SeqFilter } from './seq-filter.js';
 import { ChatSocket } from './ws-client.js';
 import { CdnPoller, danmakuSource, pickBase } from './cdn-poller.js';
 import { ReplayTimeline, loadSessionBatches, loadSessionFile } from './replay.js';
-import { Player } from './player.js';
+import { Player, playerPositionMs } from './player.js';
+import { SyncGate } from './sync-gate.js';
+import { followStreamDanmaku } from './stream-danmaku.js';
 import { nextStep, POLL_PLAYING_MS, POLL_WAITING_MS } from './live-watch.js';
 import { fetchConnect } from './ws-client.js';
 import { storedGuest, joinAsGuest, leave, takeTokenFromLink } from './guest.js';
@@ -28,6 +34,17 @@ const video = byId('video');
 const stage = new DanmakuStage(byId('stage'), { fontSize: 24, scrollMs: 8000 });
 const chat = new ChatList(byId('chat'));
 const filter = new SeqFilter();
+/** Live comments waiting for the picture (sync-gate.js). */
+const gate = new SyncGate();
+/** The player engine asked for: ?player=hlsjs|native, else hls.js live and native replays. */
+function playerChoice() {
+  const asked = params.get('player');
+  if (asked === 'native' && via !== 'stream') return 'native';
+  if (asked === 'hlsjs' || via === 'stream' || !replaySession) return 'hls.js';
+  return '';
+}
+/** Where danmaku come from: 'ws', 'cdn' or 'stream'. */
+let via = ['cdn', 'stream'].includes(params.get('via')) ? params.get('via') : 'ws';
 /** The live broadcast the player plays, and the one it played to its end. */
 let playingSession = null;
 let endedSession = null;
@@ -40,7 +57,12 @@ function showStatus() {
 
 const player = new Player(video, {
   live: !replaySession,
-  prefer: params.get('player') === 'hlsjs' ? 'hls.js' : '',
+  // Live, hls.js wherever it runs: it tells where its picture is on the broadcast's timeline,
+  // which the sync gate and the comments sent need; a browser's own HLS does not (Chromium).
+  prefer: playerChoice(),
+  onHls: (hls, Hls) => followStreamDanmaku(hls, Hls, (events) => {
+    if (via === 'stream' && !replaySession) admit(events);
+  }),
   onStatus: (state, text) => {
     playerNote = state === 'playing' && text === 'playing' ? '' : text;
     showStatus();
@@ -54,7 +76,6 @@ const player = new Player(video, {
   },
 });
 
-let via = params.get('via') === 'cdn' ? 'cdn' : 'ws';
 // A token in the link (#token=JWT, e.g. a moderator's) comes first, then this tab's guest.
 let guest = takeTokenFromLink(room) || storedGuest(room);
 
@@ -64,19 +85,40 @@ function setText(id, text, cls) {
   if (cls !== undefined) node.className = cls;
 }
 
-/** One event from any source (socket, CDN file, replay timeline). */
-function showEvent(e) {
+/** Whether the viewer sent this event. */
+function isOwn(e) {
+  const user = (socket.welcome && socket.welcome.user) || (guest && guest.user);
+  return Boolean(user && e.danmaku && e.danmaku.user === user);
+}
+
+/**
+ * One event from any source (socket, CDN file, stream, replay timeline). A live one goes into
+ * the chat list at once and onto the stage when the picture reaches it (the sync gate); the
+ * replay timeline releases events at their time already.
+ */
+function showEvent(e, live = false) {
   if (e.moderation) {
+    gate.remove(e.moderation.delete_seq);
     stage.remove(e.moderation.delete_seq);
     chat.remove(e.moderation.delete_seq);
     return;
   }
-  if (e.danmaku || e.gift) stage.add(e);
+  if (e.danmaku || e.gift) {
+    const now = live ? gate.offer(e, playerPositionMs(player), isOwn(e)) : [e];
+    for (const shown of now) stage.add(shown);
+  }
   chat.add(e);
 }
 
 function admit(events) {
-  for (const e of events) if (filter.admit(e.seq)) showEvent(e);
+  for (const e of events) if (filter.admit(e.seq)) showEvent(e, true);
+}
+
+// Held comments enter the stage as the picture reaches them.
+if (!replaySession) {
+  setInterval(() => {
+    for (const e of gate.due(playerPositionMs(player))) stage.add(e);
+  }, 100);
 }
 
 // ---------------------------------------------------------------- danmaku controls
@@ -88,7 +130,9 @@ byId('dm-opacity').addEventListener('input', (ev) => stage.setOpacity(Number(ev.
 // ---------------------------------------------------------------- live delivery
 
 const socket = new ChatSocket(room, {
-  onEvents: (events) => { if (via === 'ws') admit(events); },
+  // In the other modes the socket is there to send; the viewer's own comments still come
+  // through it at once (the seq filter drops the copy from the files or the stream).
+  onEvents: (events) => admit(via === 'ws' ? events : events.filter(isOwn)),
   onWelcome: (w) => {
     if (!guest || !w.user) return;
     if (w.banned) setText('send-status', 'You are banned from this room.', 'send-status error');
@@ -141,27 +185,35 @@ const poller = new CdnPoller({
   onStatus: (s) => { if (via === 'cdn') setText('conn-status', s); },
 });
 
-/** Starts the chosen source; in CDN mode the socket is kept only to send. */
+/** Starts the chosen source; in CDN and stream modes the socket is kept only to send. */
 function applyDelivery() {
   for (const input of document.querySelectorAll('input[name=via]')) input.checked = input.value === via;
-  if (via === 'cdn') {
-    poller.start();
-    if (guest) socket.connect(guest.token);
-    else socket.close();
-  } else {
-    poller.stop();
-    socket.connect(guest ? guest.token : '');
+  if (via === 'cdn') poller.start();
+  else poller.stop();
+  if (via === 'ws') socket.connect(guest ? guest.token : '');
+  else if (guest) socket.connect(guest.token);
+  else socket.close();
+  if (via === 'stream' && player.prefer !== 'hls.js') {
+    // The comments in the stream are read from hls.js: switch the player to it.
+    player.prefer = 'hls.js';
+    if (player.active && player.engine !== 'hls.js') player.play(player.url);
   }
   const url = new URL(location.href);
-  if (via === 'cdn') url.searchParams.set('via', 'cdn');
-  else url.searchParams.delete('via');
+  if (via === 'ws') url.searchParams.delete('via');
+  else url.searchParams.set('via', via);
   history.replaceState(null, '', url);
 }
 
+const viaNotes = {
+  ws: 'Now reading danmaku over WebSocket',
+  cdn: 'Now reading danmaku from the CDN files',
+  stream: 'Now reading danmaku from inside the video stream',
+};
+
 for (const input of document.querySelectorAll('input[name=via]')) {
   input.addEventListener('change', () => {
-    via = input.value === 'cdn' ? 'cdn' : 'ws';
-    chat.note(via === 'cdn' ? 'Now reading danmaku from the CDN files' : 'Now reading danmaku over WebSocket');
+    via = viaNotes[input.value] ? input.value : 'ws';
+    chat.note(viaNotes[via]);
     applyDelivery();
   });
 }
@@ -228,6 +280,9 @@ byId('send-form').addEventListener('submit', async (ev) => {
     text,
     color: cssToColor(byId('send-color').value),
     mode: byId('send-mode').value,
+    // Where the viewer is in the picture: the comment is shown there to everyone, and there
+    // in the replay (the server keeps it when plausible).
+    stream_ms: playerPositionMs(player) ?? undefined,
   });
   if (ack.status === 'accepted') {
     input.value = '';
@@ -365,14 +420,14 @@ async function startReplay() {
 
   const tick = () => {
     if (video.seeking) return;
-    for (const e of timeline.due(video.currentTime * 1000)) showEvent(e);
+    for (const e of timeline.due(playerPositionMs(player) ?? video.currentTime * 1000)) showEvent(e);
   };
   video.addEventListener('timeupdate', tick);
   setInterval(() => { if (!video.paused) tick(); }, 100);
   video.addEventListener('seeking', () => {
     stage.clear();
     chat.clear();
-    timeline.seek(video.currentTime * 1000);
+    timeline.seek(playerPositionMs(player) ?? video.currentTime * 1000);
   });
   video.addEventListener('pause', () => stage.pause());
   video.addEventListener('play', () => stage.play());
@@ -381,7 +436,7 @@ async function startReplay() {
 // ---------------------------------------------------------------- start
 
 updateJoin();
-window.barrage = { stage, chat, socket, poller, player, filter, room };
+window.barrage = { stage, chat, socket, poller, player, filter, gate, room, position: () => playerPositionMs(player) };
 loadReplays();
 if (replaySession) {
   loadRoom();

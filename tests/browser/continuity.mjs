@@ -56,7 +56,7 @@ let nativeAtPush = 0;
 try {
   // hls.js, and the browser's own HLS where it has it (Debian's chromium does).
   viewer = await openPage(context, `/rooms/${ROOM}?player=hlsjs`, 'viewer');
-  native = await openPage(context, `/rooms/${ROOM}`, 'viewer-native');
+  native = await openPage(context, `/rooms/${ROOM}?player=native`, 'viewer-native');
   for (const page of [viewer, native]) await page.evaluate(() => { window.__sameDocument = true; });
   const overlay = await openPage(context, `/overlay/${ROOM}?gifts=1`, 'overlay');
 

@@ -59,9 +59,9 @@ class NodeClient {
   }
 
   /** Sends a danmaku once; resolves with its ack, whatever it says. */
-  async sendOnce(text, { color = 0xffffff, mode = 'scroll' } = {}) {
+  async sendOnce(text, { color = 0xffffff, mode = 'scroll', stream_ms } = {}) {
     const client_id = this.nextId++;
-    this.ws.send(JSON.stringify({ type: 'send', client_id, text, color, mode }));
+    this.ws.send(JSON.stringify({ type: 'send', client_id, text, color, mode, stream_ms }));
     return until(`ack ${client_id}`, () => this.acks.get(client_id), T, 20);
   }
 
@@ -97,6 +97,37 @@ function hasText(page, selector, text) {
 
 function waitText(page, selector, text, timeout = T) {
   return until(`"${text}" in ${selector}`, () => hasText(page, selector, text), timeout);
+}
+
+/** The page's player position (ms on the broadcast timeline) once `selector` has `text`. */
+function positionWhenText(page, selector, text, timeout = T) {
+  return until(`"${text}" in ${selector}`, () => page.evaluate(([sel, t]) => (
+    [...document.querySelectorAll(sel)].some((n) => n.textContent === t) ? window.barrage.position() : null
+  ), [selector, text]), timeout, 25);
+}
+
+/** The page's player position once the event `seq` entered the danmaku stage. */
+function positionWhenOnStage(page, seq, timeout = 45000) {
+  return until(`seq ${seq} on the stage`, () => page.evaluate((s) => (
+    document.querySelector(`#stage [data-seq="${s}"]`) ? window.barrage.position() : null
+  ), seq), timeout, 25);
+}
+
+/** Waits until the page's video plays and advances; returns its player position. */
+async function playing(page) {
+  const t1 = await until('video.currentTime > 0.5', async () => {
+    const t = await videoTime(page);
+    return t > 0.5 ? t : null;
+  }, 45000, 250);
+  await until('video.currentTime to advance', async () => (await videoTime(page)) > t1 + 0.5, T, 100);
+  return page.evaluate(() => window.barrage.position());
+}
+
+/** The server's live stream time now (ms since the broadcast's first frame). */
+async function liveStreamMs() {
+  const info = await api(`/api/rooms/${ROOM}`);
+  if (!info.live || !Number.isInteger(info.live.first_frame_ms)) throw new Error(`not live: ${JSON.stringify(info.live)}`);
+  return Date.now() - info.live.first_frame_ms;
 }
 
 // ------------------------------------------------------------------ the run
@@ -218,6 +249,113 @@ try {
     return { seq: ev.seq, user: ev.danmaku.user };
   });
 
+  await check('viewer_sends_its_player_position', async () => {
+    // The joined viewer (above) types a comment: it carries where the viewer's picture was.
+    await until('viewer socket with token', () => viewer.evaluate(() => window.barrage.socket.isOpen && window.barrage.socket.welcome.user !== ''));
+    const text = `typed at my picture ${RUN}`;
+    await viewer.fill('#send-text', text);
+    const before = await viewer.evaluate(() => window.barrage.position());
+    await viewer.click('#send-form button[type=submit]');
+    const ev = await node.waitDanmaku(text);
+    const after = await viewer.evaluate(() => window.barrage.position());
+    if (!Number.isFinite(before) || !Number.isFinite(after)) throw new Error(`player position ${before} / ${after}`);
+    if (ev.stream_ms < before - 1000 || ev.stream_ms > after + 1000) {
+      throw new Error(`sent stream_ms ${ev.stream_ms}, player position ${before}..${after} ms`);
+    }
+    sent.typed = { ...ev, position: before };
+    return { stream_ms: ev.stream_ms, position_before: before, position_after: after };
+  });
+
+  await check('player_position_is_broadcast_time', async () => {
+    // The position a page reports is the picture's time on the broadcast's timeline, which
+    // the playlist's PROGRAM-DATE-TIME also gives (first frame's wall time + media time). A
+    // player joining once the live window has slid past the first segment is where a player's
+    // own clock (hls.js starts it at the window) differs from the broadcast's.
+    await until('the live window to slide', async () => {
+      const r = await fetch(`${BASE}/hls/${ROOM}/live.m3u8`);
+      const m = /#EXT-X-MEDIA-SEQUENCE:(\d+)/.exec(await r.text());
+      return m && Number(m[1]) >= 2;
+    }, 60000, 500);
+    const out = {};
+    for (const [engine, query] of [['hls.js', ''], ['native', '?player=native']]) {
+      const page = await openPage(context, `/rooms/${ROOM}${query}`, `viewer-position-${engine}`);
+      await playing(page);
+      const info = await api(`/api/rooms/${ROOM}`);
+      const r = await page.evaluate(() => {
+        const { player } = window.barrage;
+        const video = document.querySelector('video');
+        const start = typeof video.getStartDate === 'function' ? video.getStartDate().getTime() : NaN;
+        const date = player.hls ? player.hls.playingDate && player.hls.playingDate.getTime()
+          : start + video.currentTime * 1000;
+        return { engine: player.engine, position: window.barrage.position(), date, currentTime: video.currentTime };
+      });
+      await page.close();
+      const byDate = r.date - info.live.first_frame_ms;
+      out[engine] = { ...r, by_date: byDate };
+      if (r.engine !== engine) throw new Error(`wanted ${engine}: ${JSON.stringify(r)}`);
+      if (engine === 'native' && !Number.isFinite(byDate)) {
+        // Chromium's own HLS names no start date: the page must not claim a position.
+        if (r.position !== null) throw new Error(`native player claims ${r.position} ms: ${JSON.stringify(out)}`);
+        continue;
+      }
+      if (!Number.isFinite(byDate) || Math.abs(r.position - byDate) > 250) {
+        throw new Error(`${engine}: position ${r.position} ms, by PROGRAM-DATE-TIME ${byDate} ms: ${JSON.stringify(out)}`);
+      }
+    }
+    return out;
+  });
+
+  await check('live_comment_waits_for_the_picture', async () => {
+    // Another viewer stamps a comment between this viewer's picture and live: it shows in the
+    // chat list on arrival, and on the stage only once this viewer's player reaches it.
+    const position = await viewer.evaluate(() => window.barrage.position());
+    const live = await liveStreamMs();
+    if (!(live - position > 1500)) throw new Error(`the viewer is ${live - position} ms behind live: nothing to hold`);
+    const target = Math.round(position + (live - position) / 2);
+    const text = `wait for the picture ${RUN}`;
+    await node.send(text, { stream_ms: target });
+    const ev = await node.waitDanmaku(text);
+    if (ev.stream_ms !== target) throw new Error(`the server stamped ${ev.stream_ms}, not ${target}`);
+    const inChatAt = await positionWhenText(viewer, '#chat .chat-text', text);
+    const onStageAt = await positionWhenOnStage(viewer, ev.seq);
+    if (!(inChatAt < target)) throw new Error(`the picture (${inChatAt} ms) was past ${target} ms on arrival: nothing held`);
+    if (onStageAt < target) throw new Error(`on the stage at ${onStageAt} ms, before its time ${target} ms`);
+    return { stream_ms: target, in_chat_at: inChatAt, on_stage_at: onStageAt, live_at_send: live };
+  });
+
+  await check('stream_mode_reads_danmaku_from_the_segments', async () => {
+    // "Danmaku via: in the stream": no socket, no batch file; the comments come out of the
+    // segments hls.js parses (emsg ID3), and wait for the picture like the others.
+    const page = await openPage(context, `/rooms/${ROOM}?via=stream`, 'viewer-stream');
+    const fetched = [];
+    let sockets = 0;
+    page.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/danmaku/')) fetched.push(r.url()); });
+    page.on('websocket', () => { sockets++; });
+    await playing(page);
+    await page.evaluate(() => {
+      const { hls } = window.barrage.player;
+      window.metadataSeqs = [];
+      hls.on(window.Hls.Events.FRAG_PARSING_METADATA, async (_e, data) => {
+        const { eventsFromMetadata } = await import('/static/js/stream-danmaku.js');
+        for (const e of eventsFromMetadata(data.samples)) window.metadataSeqs.push(e.seq);
+      });
+    });
+    const text = `inside the video ${RUN}`;
+    await node.send(text, { color: 0x3ecf8e });
+    const ev = await node.waitDanmaku(text);
+    await waitText(page, '#chat .chat-text', text, 45000);
+    const onStageAt = await positionWhenOnStage(page, ev.seq);
+    if (onStageAt < ev.stream_ms) throw new Error(`on the stage at ${onStageAt} ms, before its time ${ev.stream_ms} ms`);
+    const reported = await page.evaluate((seq) => window.metadataSeqs.includes(seq), ev.seq);
+    if (!reported) throw new Error('hls.js did not report the comment as metadata');
+    const checked = await page.evaluate(() => document.querySelector('input[name=via][value=stream]').checked);
+    if (!checked) throw new Error('the "in the stream" switch is not on');
+    await shot(page, 'viewer-stream');
+    await page.close();
+    if (sockets !== 0 || fetched.length !== 0) throw new Error(`sockets ${sockets}, danmaku files ${fetched.length}`);
+    return { seq: ev.seq, stream_ms: ev.stream_ms, on_stage_at: onStageAt };
+  });
+
   await check('xss_renders_as_text', async () => {
     const text = '<img src=x onerror=alert(1)>';
     await node.send(text, { color: 0xff5c9a });
@@ -252,12 +390,16 @@ try {
     await sleep(2500); // let the poller reach the file after the index's latest
     const text = `via cdn ${RUN}`;
     await node.send(text, { color: 0xffd54a, mode: 'top' });
+    const ev = await node.waitDanmaku(text);
     await waitText(cdn, '#chat .chat-text', text, 30000);
+    // Held like a socket's comment: on the stage once the picture reaches its time.
+    const onStageAt = await positionWhenOnStage(cdn, ev.seq);
+    if (onStageAt < ev.stream_ms) throw new Error(`on the stage at ${onStageAt} ms, before its time ${ev.stream_ms} ms`);
     if (files.length === 0) throw new Error('no batch file was fetched');
     if (sockets !== 0) throw new Error('CDN mode opened a WebSocket without a joined user');
     await shot(cdn, 'viewer-cdn');
     await cdn.close();
-    return { batch_files_fetched: files.length };
+    return { batch_files_fetched: files.length, stream_ms: ev.stream_ms, on_stage_at: onStageAt };
   });
 
   await check('reconnect_and_resume', async () => {
@@ -488,7 +630,8 @@ try {
       const s = (page.sessions || []).find((x) => x.session === liveSession);
       return s && s.ended_ms && s.batches > 0 && s.danmaku_key ? s : null;
     }, 60000, 500);
-    const target = sent.page || sent.xss;
+    // The comment the viewer typed at a known picture position, else any the page sent.
+    const target = sent.typed || sent.page || sent.xss;
     if (!target) throw new Error('no comment was sent during the live part');
     // The finished session's danmaku come in one request: its one file, not a file a second.
     const replay = await context.newPage();
@@ -511,7 +654,10 @@ try {
     if (danmakuRequests.length !== 1 || !danmakuRequests[0].endsWith(`/${session.danmaku_key}`)) {
       throw new Error(`danmaku requests of the replay: ${JSON.stringify(danmakuRequests)}`);
     }
-    return { session: session.session, batches: session.batches, danmaku_requests: danmakuRequests.length, stream_ms: target.stream_ms, shown_at_ms: Math.round(seenAt) };
+    if (target.position !== undefined && Math.abs(target.stream_ms - target.position) > 1000) {
+      throw new Error(`typed at ${target.position} ms, stamped ${target.stream_ms} ms`);
+    }
+    return { session: session.session, batches: session.batches, danmaku_requests: danmakuRequests.length, stream_ms: target.stream_ms, typed_at_ms: target.position, shown_at_ms: Math.round(seenAt) };
   });
 
   await check('no_page_errors', async () => {
