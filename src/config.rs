@@ -404,6 +404,18 @@ impl Config {
         {
             return bad("cluster.advertise_url", "is not a URL");
         }
+        for (key, value) in [
+            ("auth.token_secret", &self.auth.token_secret),
+            ("auth.admin_key", &self.auth.admin_key),
+        ] {
+            // Empty is fine: a random one is generated and kept in secrets.toml.
+            if let Some(why) = (!value.is_empty())
+                .then(|| crate::secret_strength::weakness(value))
+                .flatten()
+            {
+                return bad(key, why);
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, room) in self.rooms.iter().enumerate() {
             if !crate::rooms::valid_room_id(&room.id) {
@@ -603,5 +615,21 @@ mod tests {
         assert!(err.contains("rooms[0].host_key"), "{err}");
         let c = Config::from_toml_str("[[rooms]]\nid = \"a\"\nhost_gifts = true\n").unwrap();
         assert_eq!(c.rooms[0].host_gifts, Some(true));
+    }
+
+    #[test]
+    fn a_placeholder_or_short_secret_is_refused_naming_its_key() {
+        for (var, key) in [
+            ("BARRAGE_AUTH__ADMIN_KEY", "auth.admin_key"),
+            ("BARRAGE_AUTH__TOKEN_SECRET", "auth.token_secret"),
+        ] {
+            for value in ["change-me-admin-key", "change-me-token-secret", "tooshort"] {
+                let err = Config::load_with_env(None, &env(&[(var, value)]))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(key), "{value}: {err}");
+            }
+            Config::load_with_env(None, &env(&[(var, "Zt4kq9Lm2Xw8Rv5Nc7Pb")])).unwrap();
+        }
     }
 }

@@ -27,6 +27,7 @@ pub mod node_identity;
 pub mod proc_stats;
 pub mod rights;
 pub mod rooms;
+pub mod secret_strength;
 pub mod secrets;
 pub mod state;
 pub mod storage;

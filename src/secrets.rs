@@ -71,6 +71,18 @@ impl Secrets {
         };
         let mut generated = Vec::new();
         let mut changed = false;
+        // A kept value edited by hand to a placeholder is refused like a configured one.
+        for (name, kept_value) in [
+            ("auth.token_secret", &kept.token_secret),
+            ("auth.admin_key", &kept.admin_key),
+        ] {
+            if let Some(why) = (!kept_value.is_empty())
+                .then(|| crate::secret_strength::weakness(kept_value))
+                .flatten()
+            {
+                return Err(err(format!("{name} {why}")));
+            }
+        }
         let mut resolve = |configured: &str, slot: &mut String, name: &str, len: usize| {
             if !configured.is_empty() {
                 return configured.to_string();
@@ -191,8 +203,8 @@ mod tests {
         config.rooms[0].host_key = "host_from_config".into();
         let d = Secrets::load_or_generate(&config).unwrap();
         assert_eq!(d.host_keys["demo"], "host_from_config");
-        config.auth.admin_key = "from-config".into();
+        config.auth.admin_key = "from-config-0123456789".into();
         let c = Secrets::load_or_generate(&config).unwrap();
-        assert_eq!(c.admin_key, "from-config");
+        assert_eq!(c.admin_key, "from-config-0123456789");
     }
 }
