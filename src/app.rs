@@ -166,6 +166,10 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     }
     let state = AppState {
         tokens: Arc::new(TokenSigner::new(&secrets.token_secret)),
+        guest_limits: Arc::new(crate::http::guest_limits::GuestTokenLimits::new(
+            config.auth.guest_tokens_per_ip_per_min,
+            config.auth.guest_tokens_per_min,
+        )),
         secrets: Arc::new(secrets),
         storage: Arc::new(storage),
         rooms,

@@ -94,6 +94,8 @@ pub struct AuthConfig {
     pub admin_key: String,
     pub guest_token_ttl_s: u64,
     pub guest_tokens: bool,
+    pub guest_tokens_per_ip_per_min: u32,
+    pub guest_tokens_per_min: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -403,6 +405,12 @@ impl Config {
             && url::Url::parse(&self.cluster.advertise_url).is_err()
         {
             return bad("cluster.advertise_url", "is not a URL");
+        }
+        if self.auth.guest_tokens_per_ip_per_min == 0 || self.auth.guest_tokens_per_min == 0 {
+            return bad(
+                "auth.guest_tokens_per_ip_per_min",
+                "guest token limits must be at least 1 (switch the endpoint off with auth.guest_tokens = false)",
+            );
         }
         for (key, value) in [
             ("auth.token_secret", &self.auth.token_secret),

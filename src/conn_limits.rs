@@ -39,6 +39,22 @@ impl LimitRefusal {
     }
 }
 
+/// The key per-address limits count under: an IPv4 address as it is, an IPv6 address by its
+/// /64 (one subscriber is usually handed a whole /64, so counting exact IPv6 addresses would
+/// let one host take every place), and an IPv4-mapped IPv6 address as its IPv4 address.
+pub fn address_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
+    }
+}
+
 /// The counters behind the limits, shared by the listener and every permit.
 #[derive(Debug)]
 pub struct ConnectionLimits {
@@ -69,6 +85,7 @@ impl ConnectionLimits {
 
     /// Admits a connection from `ip` or says which limit it hit.
     pub fn try_admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, LimitRefusal> {
+        let ip = address_group(ip);
         let mut per_ip = self.lock();
         let open = per_ip.get(&ip).copied().unwrap_or(0);
         if open >= self.max_per_ip {
@@ -96,7 +113,7 @@ impl ConnectionLimits {
 
     /// Connections open from `ip` now.
     pub fn open_from(&self, ip: IpAddr) -> usize {
-        self.lock().get(&ip).copied().unwrap_or(0)
+        self.lock().get(&address_group(ip)).copied().unwrap_or(0)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -163,5 +180,31 @@ mod tests {
         drop(_c1);
         assert_eq!(limits.open_from(c), 0);
         assert!(limits.lock().get(&c).is_none());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_and_mapped_ipv4_as_ipv4() {
+        const SCOPE: LimitScope = LimitScope {
+            section: "test",
+            gauge: "barrage_test_connections",
+        };
+        let limits = ConnectionLimits::new(100, 2, SCOPE);
+        let _a = limits
+            .try_admit("2001:db8:1:2::1".parse().unwrap())
+            .unwrap();
+        let _b = limits
+            .try_admit("2001:db8:1:2:ffff::9".parse().unwrap())
+            .unwrap();
+        assert!(matches!(
+            limits.try_admit("2001:db8:1:2:abcd::1".parse().unwrap()),
+            Err(LimitRefusal::PerIp { .. })
+        ));
+        let _other_64 = limits
+            .try_admit("2001:db8:1:3::1".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            address_group("::ffff:10.1.2.3".parse().unwrap()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
     }
 }
