@@ -53,6 +53,7 @@ pub struct RtmpConfig {
     pub app: String,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub max_unauthenticated: usize,
     pub handshake_timeout_s: u64,
     pub idle_timeout_s: u64,
     pub max_chunk_size: u32,
@@ -71,6 +72,7 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub max_unauthenticated: usize,
     pub request_timeout_s: u64,
     pub idle_timeout_s: u64,
 }
@@ -281,6 +283,12 @@ impl Config {
         }
         if self.rtmp.max_connections_per_ip == 0 {
             return bad("rtmp.max_connections_per_ip", "must be at least 1");
+        }
+        if self.rtmp.max_unauthenticated == 0 {
+            return bad("rtmp.max_unauthenticated", "must be at least 1");
+        }
+        if self.http.max_unauthenticated == 0 {
+            return bad("http.max_unauthenticated", "must be at least 1");
         }
         if self.rtmp.gather_ms > 500 {
             return bad(
