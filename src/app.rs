@@ -263,16 +263,27 @@ impl RunningServer {
         };
         let http_port = self.http_addr.port();
         for room in self.state.rooms.list() {
-            let key = self
-                .state
-                .secrets
+            let secrets = &self.state.secrets;
+            let kept = secrets
                 .stream_keys
                 .get(&room.id)
                 .filter(|k| self.state.catalog.config_key_in_force(&room.id, k));
+            // The key itself only when this start made it (the operator needs it once, to set
+            // up OBS); at every later start the log names where it is kept, so logs shipped
+            // elsewhere do not carry a key that opens the room.
+            let stream_key = match kept {
+                Some(key) if secrets.stream_key_generated_now(&room.id) => key.clone(),
+                Some(_) => format!(
+                    "(stream_keys.{} in {}, or the room's stream_key in config)",
+                    room.id,
+                    secrets.path.display()
+                ),
+                None => "(set by the API: shown when made or rotated)".to_string(),
+            };
             tracing::info!(
                 room = %room.id,
                 obs_server = %format!("rtmp://{host}:{}/{}", self.rtmp_addr.port(), self.state.config.rtmp.app),
-                stream_key = key.map(String::as_str).unwrap_or("(set by the API: shown when made or rotated)"),
+                stream_key = %stream_key,
                 playlist = %format!("http://{host}:{http_port}/hls/{}/live.m3u8", room.id),
                 "room ready: in OBS set Settings > Stream > Custom with this server and stream key"
             );

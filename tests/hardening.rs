@@ -2,6 +2,7 @@
 //! before and are refused now, each against a real server over real sockets.
 
 mod chat_common;
+mod rtmp_bytes;
 
 use std::net::IpAddr;
 
@@ -83,4 +84,116 @@ async fn a_guest_token_burst_gets_429_per_address_and_in_total() {
             .contains("auth.guest_tokens_per_min"),
         "{total_refusal}"
     );
+}
+
+/// Before: `?page=` near usize::MAX overflowed `(page - 1) * per_page` (a 500 on PostgreSQL,
+/// a panic in debug builds). Now every paged route answers 400 `bad_page`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_page_numbers_are_a_bad_request() {
+    let s = start(|_| {}).await;
+    let huge = usize::MAX;
+    for path in [
+        format!("/api/rooms?page={huge}"),
+        format!("/api/rooms/demo/sessions?page={huge}&per_page=100"),
+        format!("/api/rooms/demo/audit?page={}", huge / 2),
+    ] {
+        let (status, body) = s.admin(reqwest::Method::GET, &path, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_page")),
+            "{path}: {body}"
+        );
+    }
+    let (status, _) = s
+        .admin(
+            reqwest::Method::GET,
+            "/api/rooms/demo/sessions?page=2",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+/// Before: a guest could be called "System" or "Sys\u{200B}tem", or wrap its name in a
+/// right-to-left override, and read as the room's own voice. Now such names are refused, and
+/// names from other tokens are shown without invisible characters (unit tests in chat::names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_names_cannot_pass_for_the_service_or_hide_characters() {
+    let s = start(|_| {}).await;
+    let client = client_from("127.0.0.1");
+    for (name, code) in [
+        ("System", "reserved_name"),
+        ("H o s t", "reserved_name"),
+        ("Sys\u{200B}tem", "bad_name"),
+        ("\u{202E}nimda", "bad_name"),
+    ] {
+        let resp = client
+            .post(format!("{}/api/rooms/demo/guest-token", s.http))
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{name:?}: {body}"
+        );
+    }
+    let (status, body) = mint_guest(&client, &s.http).await;
+    assert_eq!((status, body["name"].as_str()), (200, Some("Visitor")));
+}
+
+/// Publishes `key` to the server's RTMP port by hand; whether it was accepted.
+async fn publishes(s: &chat_common::TestServer, key: &str) -> bool {
+    let mut stream = tokio::net::TcpStream::connect(s.server.rtmp_addr)
+        .await
+        .expect("rtmp connect");
+    rtmp_bytes::client_handshake(&mut stream)
+        .await
+        .expect("handshake");
+    rtmp_bytes::publish_started(&mut stream, key).await
+}
+
+/// Before: secrets.toml said "delete a line to make a new one", but a regenerated config-room
+/// stream key never reached the database (the catalog only took keys set in config), so the
+/// new key was refused and the old one (or an API-rotated one) kept working. Now the key
+/// generated at that start replaces the stored digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_key_line_makes_a_new_key_that_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = barrage::testutil::test_config(dir.path());
+    let s = chat_common::start_config(config.clone()).await;
+    let first = s.server.state.secrets.stream_keys["demo"].clone();
+    // Rotated through the API: the stored key is no longer the kept one.
+    let (status, rotated) = s
+        .admin(reqwest::Method::POST, "/api/rooms/demo/rotate-key", None)
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let rotated = rotated["stream_key"].as_str().unwrap().to_string();
+    s.server.stop().await;
+
+    let path = dir.path().join("secrets.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.contains(&first))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(kept, text, "the stream key line was there");
+    std::fs::write(&path, kept).unwrap();
+
+    let s = chat_common::start_config(config).await;
+    let second = s.server.state.secrets.stream_keys["demo"].clone();
+    assert_ne!(second, first, "a new key was generated");
+    assert!(
+        !publishes(&s, &rotated).await,
+        "the API-rotated key is replaced"
+    );
+    assert!(
+        !publishes(&s, &first).await,
+        "the deleted key no longer publishes"
+    );
+    assert!(publishes(&s, &second).await, "the new key publishes");
 }

@@ -619,24 +619,6 @@ async fn closed_at_once(stream: &mut TcpStream) -> bool {
     .unwrap_or(false)
 }
 
-/// Publishes `key` on a handshaken connection: connect, createStream, publish; returns
-/// whether the server answered NetStream.Publish.Start.
-async fn publish_on(stream: &mut TcpStream, key: &str) -> bool {
-    let bytes = rtmp_bytes::publish_commands(key);
-    if stream.write_all(&bytes).await.is_err() {
-        return false;
-    }
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !contains(&seen, b"NetStream.Publish.Start") {
-        match timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
-            _ => return false,
-        }
-    }
-    true
-}
-
 /// Publishers fill the limits; unauthenticated connections only ever evict each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limits_close_extra_connections() {
@@ -664,7 +646,10 @@ async fn connection_limits_close_extra_connections() {
         "the oldest silent one was evicted"
     );
     // One of them publishes: it now holds its place for good.
-    assert!(publish_on(&mut a2, "good").await, "publish accepted");
+    assert!(
+        rtmp_bytes::publish_started(&mut a2, "good").await,
+        "publish accepted"
+    );
     let mut b1 = connect_from("127.0.0.2", addr).await;
     client_handshake(&mut b1)
         .await

@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::auth::{Role, TokenSigner};
 use crate::chat::moderation::ModerationChange;
 use crate::chat::moderation::ModerationSnapshot;
+use crate::chat::names;
 use crate::chat::protocol::{display_name, Gift};
 use crate::chat::{ChatEngine, ChatError};
 use crate::cluster::Cluster;
@@ -120,7 +121,7 @@ impl GiftBody {
             return Err(ApiError::bad_request("bad_field", "count: at least 1"));
         }
         Ok(Gift {
-            name: display_name(self.name, &self.user),
+            name: display_name(self.name, &self.user, false),
             user: self.user,
             gift_id: self.gift_id,
             gift_name: self.gift_name,
@@ -334,6 +335,18 @@ fn guest_name(body: &[u8]) -> Result<String, ApiError> {
     let body = optional_json::<GuestBody>(body)?.unwrap_or_default();
     let name = body.name.trim();
     check_text("name", name, 0, 64)?;
+    if names::has_invisible(name) {
+        return Err(ApiError::bad_request(
+            "bad_name",
+            "name: no invisible or text-direction characters",
+        ));
+    }
+    if names::is_reserved(name) {
+        return Err(ApiError::bad_request(
+            "reserved_name",
+            "name: reserved for the service and the room's staff; choose another",
+        ));
+    }
     Ok(name.to_string())
 }
 
@@ -390,7 +403,7 @@ async fn guest_token(
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     let user = format!("guest-{suffix}");
-    let name = display_name(name, &user);
+    let name = display_name(name, &user, false);
     let ttl = config.auth.guest_token_ttl_s;
     let token = tokens.mint(
         &user,

@@ -215,11 +215,15 @@ fn default_per_page() -> usize {
     20
 }
 
+/// Highest page number asked for: past it `(page - 1) * per_page` as an SQL OFFSET would
+/// overflow (a 500 on PostgreSQL, a panic in debug builds) long before it found a row.
+const MAX_PAGE: usize = 1_000_000;
+
 pub(super) fn check_page(p: &Page) -> Result<(), ApiError> {
-    if p.page == 0 || p.per_page == 0 || p.per_page > 100 {
+    if p.page == 0 || p.page > MAX_PAGE || p.per_page == 0 || p.per_page > 100 {
         return Err(ApiError::bad_request(
             "bad_page",
-            "page starts at 1; per_page is 1 to 100",
+            format!("page is 1 to {MAX_PAGE}; per_page is 1 to 100"),
         ));
     }
     Ok(())
