@@ -105,6 +105,8 @@ pub struct AuthConfig {
 pub struct HlsConfig {
     pub target_segment_s: f64,
     pub window_segments: usize,
+    pub max_segment_bytes: usize,
+    pub max_segment_wall_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -322,6 +324,15 @@ impl Config {
         }
         if self.hls.window_segments < 2 {
             return bad("hls.window_segments", "must be at least 2");
+        }
+        if self.hls.max_segment_bytes < 1 << 20 {
+            return bad("hls.max_segment_bytes", "must be at least 1048576");
+        }
+        if (self.hls.max_segment_wall_s as f64) < self.hls.target_segment_s * 3.0 {
+            return bad(
+                "hls.max_segment_wall_s",
+                "must be at least 3 times hls.target_segment_s",
+            );
         }
         if self.chat.tick_ms == 0 || self.chat.tick_ms > 10_000 {
             return bad("chat.tick_ms", "must be between 1 and 10000");

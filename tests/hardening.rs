@@ -2,6 +2,7 @@
 //! before and are refused now, each against a real server over real sockets.
 
 mod chat_common;
+mod common;
 mod rtmp_bytes;
 
 use std::net::IpAddr;
@@ -196,4 +197,70 @@ async fn a_deleted_stream_key_line_makes_a_new_key_that_publishes() {
         "the deleted key no longer publishes"
     );
     assert!(publishes(&s, &second).await, "the new key publishes");
+}
+
+/// Before: a publisher with a valid key whose timestamps never advanced grew the segment
+/// being filled without bound (a forced cut needed millions of frames). Now it is cut off
+/// once the segment holds `hls.max_segment_bytes`: the server closes its connection long
+/// before it could send 32 times that, the room ends, and the cut-off is counted by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_with_frozen_timestamps_is_cut_off() {
+    use barrage::media::flv_file::{read_flv, FlvTagKind};
+    use tokio::io::AsyncWriteExt;
+    const BOUND: usize = 1 << 20;
+    let s = start(|c| c.hls.max_segment_bytes = BOUND).await;
+    let key = s.server.state.secrets.stream_keys["demo"].clone();
+    let push = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/ffmpeg_push_6s.flv"
+    ))
+    .unwrap();
+    let video: Vec<bytes::Bytes> = read_flv(&bytes::Bytes::from(push))
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.kind == FlvTagKind::Video)
+        .map(|t| t.body)
+        .collect();
+    let mut stream = tokio::net::TcpStream::connect(s.server.rtmp_addr)
+        .await
+        .unwrap();
+    rtmp_bytes::client_handshake(&mut stream).await.unwrap();
+    assert!(rtmp_bytes::publish_started(&mut stream, &key).await);
+    // The config and first keyframe, then every later frame again and again, all at 0 ms.
+    let mut sent = 0usize;
+    let mut refused = false;
+    for body in video.iter().take(2).chain(video.iter().skip(2).cycle()) {
+        let message = rtmp_bytes::chunked(6, 9, 1, body, 128);
+        if stream.write_all(&message).await.is_err() {
+            refused = true;
+            break;
+        }
+        sent += body.len();
+        if sent > 32 * BOUND {
+            break;
+        }
+    }
+    assert!(
+        refused,
+        "still accepted after {sent} bytes of frozen frames"
+    );
+    common::poll(
+        std::time::Duration::from_secs(20),
+        "the room ends",
+        || async { s.server.state.live.get("demo").is_none().then_some(()) },
+    )
+    .await;
+    let metrics = s
+        .api
+        .get(format!("{}/metrics", s.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("barrage_publishers_cut_off_total{reason=\"segment_bytes\"}"),
+        "the cut-off is counted"
+    );
 }

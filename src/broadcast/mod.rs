@@ -21,6 +21,7 @@ pub mod bitrate;
 pub mod claims;
 pub mod continuation;
 pub mod keys;
+pub mod publisher_bounds;
 pub mod reconnect;
 pub mod recovery;
 pub mod store;
@@ -192,7 +193,11 @@ impl Broadcaster {
             window_segments: self.hls.window_segments,
         };
         let writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone())
-            .with_reconnects(self.reconnects.clone(), self.reconnect_grace);
+            .with_reconnects(self.reconnects.clone(), self.reconnect_grace)
+            .with_bounds(publisher_bounds::PublisherBounds::new(
+                self.hls.max_segment_bytes,
+                std::time::Duration::from_secs(self.hls.max_segment_wall_s),
+            ));
         let span = tracing::info_span!("session", room = %room, session = %info.session, peer = %request.peer);
         let stop = self.stop.clone();
         self.tasks.spawn_on(

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::bitrate::BitrateMeter;
 use super::continuation::SessionParts;
 use super::keys::SessionKeys;
+use super::publisher_bounds::{BoundBroken, PublisherBounds};
 use super::reconnect::Reconnects;
 use super::store::put_with_retry;
 use crate::hls::playlist::{ListedSegment, SessionPlaylists, SessionState};
@@ -32,6 +33,10 @@ use crate::storage::Storage;
 
 mod parts;
 
+/// Bounds a writer applies until told otherwise ([`SessionWriter::with_bounds`]); the same as
+/// config/default.toml's.
+const DEFAULT_MAX_SEGMENT_BYTES: usize = 64 << 20;
+const DEFAULT_MAX_SEGMENT_WALL_S: u64 = 60;
 /// Window of the measured ingest bitrate.
 const BITRATE_WINDOW_MS: u64 = 5_000;
 /// How often the measured bitrate is published to the registry.
@@ -122,6 +127,11 @@ pub struct SessionWriter {
     /// Metric handles taken once: a registry lookup per frame was a measurable share of
     /// ingest CPU.
     meters: FrameMeters,
+    /// Bytes and wall time a segment may take whatever the publisher's timestamps say.
+    bounds: PublisherBounds,
+    /// The bound the current publisher broke: its media channel is closed, what it still
+    /// queued is dropped.
+    cut_off: Option<BoundBroken>,
 }
 
 /// The per-frame counters of a session.
@@ -171,7 +181,18 @@ impl SessionWriter {
             warned: HashSet::new(),
             counts: SessionCounts::default(),
             meters: FrameMeters::new(),
+            bounds: PublisherBounds::new(
+                DEFAULT_MAX_SEGMENT_BYTES,
+                Duration::from_secs(DEFAULT_MAX_SEGMENT_WALL_S),
+            ),
+            cut_off: None,
         }
+    }
+
+    /// Sets the bounds a publisher must keep (`hls.max_segment_bytes`, `max_segment_wall_s`).
+    pub fn with_bounds(mut self, bounds: PublisherBounds) -> Self {
+        self.bounds = bounds;
+        self
     }
 
     /// Runs until the media channel closes (end of stream, and no publisher came back within
@@ -207,6 +228,8 @@ impl SessionWriter {
         stop: &CancellationToken,
     ) {
         let mut stopping = false;
+        self.bounds.segment_cut(Instant::now());
+        self.cut_off = None;
         loop {
             let message = tokio::select! {
                 biased;
@@ -219,8 +242,22 @@ impl SessionWriter {
             };
             match message {
                 Some(batch) => {
+                    if self.cut_off.is_some() {
+                        continue;
+                    }
                     for message in batch {
                         self.handle(message).await;
+                        if let Some(broken) = &self.cut_off {
+                            metrics::counter!("barrage_publishers_cut_off_total", "reason" => broken.reason())
+                                .increment(1);
+                            tracing::error!(
+                                reason = broken.reason(),
+                                peak_buffered_bytes = self.bounds.peak_bytes(),
+                                "publisher cut off: {broken}"
+                            );
+                            media.close();
+                            break;
+                        }
                     }
                 }
                 None => return,
@@ -254,10 +291,16 @@ impl SessionWriter {
         match result {
             Ok(events) => {
                 for event in events {
+                    if matches!(event, MuxEvent::Segment(_)) {
+                        self.bounds.segment_cut(received);
+                    }
                     self.event(event, received).await;
                 }
             }
             Err(e) => self.invalid(&e),
+        }
+        if let Err(broken) = self.bounds.check(self.muxer.buffered_bytes(), received) {
+            self.cut_off = Some(broken);
         }
     }
 
