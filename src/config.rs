@@ -33,6 +33,7 @@ pub enum ConfigError {
 pub struct Config {
     pub data_dir: PathBuf,
     pub log: String,
+    pub shutdown_grace_s: u64,
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
     pub storage: StorageConfig,
@@ -270,6 +271,9 @@ impl Config {
                 key: key.to_string(),
                 message: message.into(),
             })
+        }
+        if !(1..=600).contains(&self.shutdown_grace_s) {
+            return bad("shutdown_grace_s", "must be between 1 and 600");
         }
         if self.rtmp.app.is_empty() || self.rtmp.app.contains('/') {
             return bad("rtmp.app", "must be a non-empty name without '/'");
