@@ -360,23 +360,30 @@ async fn session_danmaku_xml(
     {
         return Err(ApiError::not_found(format!("no session {session}")));
     }
-    let events = crate::cdn::export::session_events(&state.storage, &room, &session)
+    use crate::cdn::export::ExportError;
+    // Built once from the finished session's file and stored; never rebuilt per request.
+    let xml = crate::cdn::xml_export::session_xml(&state.storage, &room, &session)
         .await
         .map_err(|e| match e {
-            crate::cdn::export::ExportError::NoSession { .. } => ApiError::not_found(e.to_string()),
+            ExportError::NoSession { .. } => ApiError::not_found(e.to_string()),
+            ExportError::NotFinished { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "session_not_finished", e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "danmaku export failed");
                 ApiError::internal(other.to_string())
             }
         })?;
-    let xml = crate::cdn::xml::session_xml(&session, &events);
     Ok((
         [
             (
                 axum::http::header::CONTENT_TYPE,
                 "application/xml; charset=utf-8",
             ),
-            (axum::http::header::CACHE_CONTROL, "public, max-age=5"),
+            (
+                axum::http::header::CACHE_CONTROL,
+                "public, max-age=31536000, immutable",
+            ),
         ],
         xml,
     ))
