@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(limits.open_from(ip("127.0.0.3")), 1);
         drop(c1);
         assert_eq!(limits.open_from(ip("127.0.0.3")), 0);
-        assert!(limits.lock().per_group.get(&ip("127.0.0.3")).is_none());
+        assert!(!limits.lock().per_group.contains_key(&ip("127.0.0.3")));
     }
 
     #[test]
