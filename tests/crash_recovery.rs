@@ -232,15 +232,36 @@ async fn sigterm_right_after_a_system_message_loses_nothing() {
         }
     })
     .await;
+    let post_system = |text: &'static str| {
+        let (http, base) = (http.clone(), node.http.clone());
+        async move {
+            let resp = http
+                .post(format!("{base}/api/rooms/demo/system"))
+                .bearer_auth(TEST_ADMIN_KEY)
+                .json(&serde_json::json!({ "text": text }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 202);
+        }
+    };
+    // The room's ticking starts with a first message (its first tick is at once); once that
+    // is in a danmaku file, the next tick is up to 10 s away.
+    post_system("warming up").await;
+    poll(
+        Duration::from_secs(20),
+        "the first message in a file",
+        || {
+            let (http, base) = (http.clone(), node.http.clone());
+            async move {
+                let index = fetch_json(&http, &format!("{base}/danmaku/demo/index.json")).await?;
+                (index["latest"].as_u64()? >= 1).then_some(())
+            }
+        },
+    )
+    .await;
     let text = "the last word before SIGTERM";
-    let resp = http
-        .post(format!("{}/api/rooms/demo/system", node.http))
-        .bearer_auth(TEST_ADMIN_KEY)
-        .json(&serde_json::json!({ "text": text }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 202);
+    post_system(text).await;
     unsafe { libc::kill(node.child.id() as i32, libc::SIGTERM) };
     let stopped = tokio::task::spawn_blocking(move || wait_child_exit(&mut node.child))
         .await
