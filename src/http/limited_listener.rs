@@ -8,6 +8,11 @@
 //! line and `barrage_http_connections_refused_total{reason}`; admitted connections hold a permit
 //! until they close (gauge `barrage_http_connections`), and time bounds
 //! ([`super::deadline_stream`]: `http.request_timeout_s`, `http.idle_timeout_s`).
+//!
+//! A connection that has not yet sent a complete request head is unauthenticated
+//! (`http.max_unauthenticated`): a new connection that would pass a limit evicts the oldest such
+//! one instead of being refused (see [`crate::conn_limits`]), so silent sockets never keep a
+//! viewer out; the evicted connection's next read fails and hyper closes it.
 
 use std::future::Future;
 use std::io;

@@ -1,6 +1,8 @@
 //! The accept loop: admits connections within the limits, runs a [`Session`] task for each,
 //! and on shutdown stops accepting, ends every session (dropping its publication) and waits a
-//! bounded time for them.
+//! bounded time for them. A connection without an accepted publish may be evicted (oldest
+//! first) to make room for a new one (`rtmp.max_unauthenticated`, see [`crate::conn_limits`]):
+//! its session ends at once.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
