@@ -121,10 +121,9 @@ impl axum::serve::Listener for LimitedListener {
                     if let Err(error) = stream.set_nodelay(true) {
                         debug!(%peer, %error, "cannot set TCP_NODELAY");
                     }
-                    return (
-                        LimitedStream::new(DeadlineStream::new(stream, self.deadlines), permit),
-                        peer,
-                    );
+                    let first_request_by = tokio::time::sleep(self.deadlines.request);
+                    let stream = DeadlineStream::new(stream, self.deadlines);
+                    return (LimitedStream::new(stream, permit, first_request_by), peer);
                 }
                 Err(refusal) => self.refuse(stream, peer, refusal),
             }
@@ -180,15 +179,23 @@ pub struct LimitedStream {
     permit: ConnectionPermit,
     /// Resolves when the permit is evicted; `None` once the connection proved itself.
     evicted: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// A silent connection's deadline for its first complete request head
+    /// (`http.request_timeout_s` from accept; the idle timeout would let it sit for minutes).
+    first_request_by: Pin<Box<tokio::time::Sleep>>,
     /// Where the request head's end (`\r\n\r\n`) is being looked for.
     head_end: HeadEnd,
 }
 
 impl LimitedStream {
-    fn new(stream: DeadlineStream<TcpStream>, permit: ConnectionPermit) -> LimitedStream {
+    fn new(
+        stream: DeadlineStream<TcpStream>,
+        permit: ConnectionPermit,
+        first_request_by: tokio::time::Sleep,
+    ) -> LimitedStream {
         LimitedStream {
             stream,
             evicted: Some(Box::pin(permit.evicted().clone().cancelled_owned())),
+            first_request_by: Box::pin(first_request_by),
             permit,
             head_end: HeadEnd::default(),
         }
@@ -207,6 +214,12 @@ impl AsyncRead for LimitedStream {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "evicted before a complete request to make room for a new connection",
+                )));
+            }
+            if this.first_request_by.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no complete request within http.request_timeout_s of connecting",
                 )));
             }
         }
@@ -348,6 +361,27 @@ mod tests {
             }
         }
         assert_eq!(closed, 30, "the oldest silent connections were closed");
+    }
+
+    /// A silent connection is closed `http.request_timeout_s` after connecting (not after the
+    /// idle timeout), even with room to spare.
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_after_the_request_timeout() {
+        let mut config = crate::config::Config::from_toml_str("").unwrap().http;
+        config.request_timeout_s = 1;
+        config.idle_timeout_s = 3600;
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let listener = LimitedListener::new(inner, &config).tap_io(|_| {});
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = timeout(Duration::from_secs(30), silent.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "closed by the server: {read:?}"
+        );
     }
 
     #[tokio::test]
