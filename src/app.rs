@@ -181,6 +181,10 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     );
     let state = AppState {
         tokens: Arc::new(TokenSigner::new(&secrets.token_secret)),
+        guest_limits: Arc::new(crate::http::guest_limits::GuestTokenLimits::new(
+            config.auth.guest_tokens_per_ip_per_min,
+            config.auth.guest_tokens_per_min,
+        )),
         secrets: Arc::new(secrets),
         storage: Arc::new(storage),
         rooms,
@@ -275,16 +279,27 @@ impl RunningServer {
         };
         let http_port = self.http_addr.port();
         for room in self.state.rooms.list() {
-            let key = self
-                .state
-                .secrets
+            let secrets = &self.state.secrets;
+            let kept = secrets
                 .stream_keys
                 .get(&room.id)
                 .filter(|k| self.state.catalog.config_key_in_force(&room.id, k));
+            // The key itself only when this start made it (the operator needs it once, to set
+            // up OBS); at every later start the log names where it is kept, so logs shipped
+            // elsewhere do not carry a key that opens the room.
+            let stream_key = match kept {
+                Some(key) if secrets.stream_key_generated_now(&room.id) => key.clone(),
+                Some(_) => format!(
+                    "(stream_keys.{} in {}, or the room's stream_key in config)",
+                    room.id,
+                    secrets.path.display()
+                ),
+                None => "(set by the API: shown when made or rotated)".to_string(),
+            };
             tracing::info!(
                 room = %room.id,
                 obs_server = %format!("rtmp://{host}:{}/{}", self.rtmp_addr.port(), self.state.config.rtmp.app),
-                stream_key = key.map(String::as_str).unwrap_or("(set by the API: shown when made or rotated)"),
+                stream_key = %stream_key,
                 playlist = %format!("http://{host}:{http_port}/hls/{}/live.m3u8", room.id),
                 "room ready: in OBS set Settings > Stream > Custom with this server and stream key"
             );
@@ -314,18 +329,41 @@ impl RunningServer {
         );
     }
 
-    /// Stops in order and waits until live sessions are finalised.
+    /// Stops in order within `shutdown_grace_s` (under the 30 s an orchestrator waits before
+    /// killing): every room ticks until its system messages and high gifts are delivered, live
+    /// sessions write their last segments and VOD playlists with ENDLIST, the danmaku files
+    /// take the last batches. Whatever could not be written in time is logged by name (the
+    /// next start's recovery finishes interrupted broadcasts).
     pub async fn stop(self) {
-        tracing::info!("shutting down: ending live sessions");
+        let grace = std::time::Duration::from_secs(self.state.config.shutdown_grace_s);
+        let deadline = tokio::time::Instant::now() + grace;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        tracing::info!(?grace, "shutting down: ending live sessions");
+        // Chat first: every room ticks until its system messages and high gifts are out, and
+        // those batches are in the danmaku writer's queue before any broadcast's end is.
+        if tokio::time::timeout(left(), self.state.chat.stop())
+            .await
+            .is_err()
+        {
+            tracing::error!("shutdown grace ran out while rooms delivered their last messages");
+        }
         self.state.shutdown.cancel();
-        let _ = self.rtmp_task.await;
-        self.state.broadcaster.wait_idle().await;
-        self.state.chat.stop().await;
+        let _ = tokio::time::timeout(left(), self.rtmp_task).await;
+        if tokio::time::timeout(left(), self.state.broadcaster.wait_idle())
+            .await
+            .is_err()
+        {
+            for info in self.state.live.list() {
+                tracing::error!(
+                    room = %info.room,
+                    session = %info.session,
+                    "shutdown grace ran out before this broadcast's last segment and VOD playlist \
+                     were written (the next start's recovery finishes it)"
+                );
+            }
+        }
         // After chat has delivered its last batches: cut, write what is pending, bounded.
-        self.state
-            .cdn
-            .shutdown(std::time::Duration::from_secs(10))
-            .await;
+        self.state.cdn.shutdown(left()).await;
         // After the last files: give the leases back so another node takes over at once.
         if let Some(cluster) = &self.state.cluster {
             cluster.stop().await;

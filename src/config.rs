@@ -33,6 +33,7 @@ pub enum ConfigError {
 pub struct Config {
     pub data_dir: PathBuf,
     pub log: String,
+    pub shutdown_grace_s: u64,
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
     pub storage: StorageConfig,
@@ -54,6 +55,7 @@ pub struct RtmpConfig {
     pub app: String,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub max_unauthenticated: usize,
     pub handshake_timeout_s: u64,
     pub idle_timeout_s: u64,
     pub max_chunk_size: u32,
@@ -72,6 +74,7 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub max_unauthenticated: usize,
     pub request_timeout_s: u64,
     pub idle_timeout_s: u64,
 }
@@ -95,6 +98,8 @@ pub struct AuthConfig {
     pub admin_key: String,
     pub guest_token_ttl_s: u64,
     pub guest_tokens: bool,
+    pub guest_tokens_per_ip_per_min: u32,
+    pub guest_tokens_per_min: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +107,8 @@ pub struct AuthConfig {
 pub struct HlsConfig {
     pub target_segment_s: f64,
     pub window_segments: usize,
+    pub max_segment_bytes: usize,
+    pub max_segment_wall_s: u64,
 }
 
 /// `[thumbnails]`: stills of live rooms and replay posters (see `crate::thumbnails`).
@@ -279,6 +286,9 @@ impl Config {
                 message: message.into(),
             })
         }
+        if !(1..=600).contains(&self.shutdown_grace_s) {
+            return bad("shutdown_grace_s", "must be between 1 and 600");
+        }
         if self.rtmp.app.is_empty() || self.rtmp.app.contains('/') {
             return bad("rtmp.app", "must be a non-empty name without '/'");
         }
@@ -293,6 +303,12 @@ impl Config {
         }
         if self.rtmp.max_connections_per_ip == 0 {
             return bad("rtmp.max_connections_per_ip", "must be at least 1");
+        }
+        if self.rtmp.max_unauthenticated == 0 {
+            return bad("rtmp.max_unauthenticated", "must be at least 1");
+        }
+        if self.http.max_unauthenticated == 0 {
+            return bad("http.max_unauthenticated", "must be at least 1");
         }
         if self.rtmp.gather_ms > 500 {
             return bad(
@@ -332,6 +348,15 @@ impl Config {
         }
         if self.hls.window_segments < 2 {
             return bad("hls.window_segments", "must be at least 2");
+        }
+        if self.hls.max_segment_bytes < 1 << 20 {
+            return bad("hls.max_segment_bytes", "must be at least 1048576");
+        }
+        if (self.hls.max_segment_wall_s as f64) < self.hls.target_segment_s * 3.0 {
+            return bad(
+                "hls.max_segment_wall_s",
+                "must be at least 3 times hls.target_segment_s",
+            );
         }
         if self.chat.tick_ms == 0 || self.chat.tick_ms > 10_000 {
             return bad("chat.tick_ms", "must be between 1 and 10000");
@@ -423,6 +448,24 @@ impl Config {
             && url::Url::parse(&self.cluster.advertise_url).is_err()
         {
             return bad("cluster.advertise_url", "is not a URL");
+        }
+        if self.auth.guest_tokens_per_ip_per_min == 0 || self.auth.guest_tokens_per_min == 0 {
+            return bad(
+                "auth.guest_tokens_per_ip_per_min",
+                "guest token limits must be at least 1 (switch the endpoint off with auth.guest_tokens = false)",
+            );
+        }
+        for (key, value) in [
+            ("auth.token_secret", &self.auth.token_secret),
+            ("auth.admin_key", &self.auth.admin_key),
+        ] {
+            // Empty is fine: a random one is generated and kept in secrets.toml.
+            if let Some(why) = (!value.is_empty())
+                .then(|| crate::secret_strength::weakness(value))
+                .flatten()
+            {
+                return bad(key, why);
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, room) in self.rooms.iter().enumerate() {
@@ -623,5 +666,21 @@ mod tests {
         assert!(err.contains("rooms[0].host_key"), "{err}");
         let c = Config::from_toml_str("[[rooms]]\nid = \"a\"\nhost_gifts = true\n").unwrap();
         assert_eq!(c.rooms[0].host_gifts, Some(true));
+    }
+
+    #[test]
+    fn a_placeholder_or_short_secret_is_refused_naming_its_key() {
+        for (var, key) in [
+            ("BARRAGE_AUTH__ADMIN_KEY", "auth.admin_key"),
+            ("BARRAGE_AUTH__TOKEN_SECRET", "auth.token_secret"),
+        ] {
+            for value in ["change-me-admin-key", "change-me-token-secret", "tooshort"] {
+                let err = Config::load_with_env(None, &env(&[(var, value)]))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(key), "{value}: {err}");
+            }
+            Config::load_with_env(None, &env(&[(var, "Zt4kq9Lm2Xw8Rv5Nc7Pb")])).unwrap();
+        }
     }
 }

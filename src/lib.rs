@@ -29,6 +29,7 @@ pub mod node_identity;
 pub mod proc_stats;
 pub mod rights;
 pub mod rooms;
+pub mod secret_strength;
 pub mod secrets;
 pub mod series;
 pub mod state;

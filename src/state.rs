@@ -29,6 +29,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub secrets: Arc<Secrets>,
     pub tokens: Arc<TokenSigner>,
+    /// Bounds on `POST /api/rooms/{room}/guest-token`, per address and in total.
+    pub guest_limits: Arc<crate::http::guest_limits::GuestTokenLimits>,
     pub storage: Arc<Storage>,
     pub rooms: Arc<RoomDirectory>,
     /// Room and moderation writes (database first, then the in-memory views).

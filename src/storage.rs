@@ -117,10 +117,31 @@ pub struct StoredObject {
 
 /// The outcome of a conditional read.
 #[derive(Debug)]
-pub enum Fetched {
-    Found(StoredObject),
+pub enum Fetched<T = StoredObject> {
+    Found(T),
     NotModified,
     NotFound,
+}
+
+/// An object being read: its body arrives in chunks as the store sends them, so serving a
+/// large segment (or many at once) holds a chunk per response, not the whole object.
+pub struct StreamedObject {
+    pub body: futures::stream::BoxStream<'static, Result<Bytes, object_store::Error>>,
+    /// Total object size (the body may be a range of it).
+    pub size: u64,
+    /// The byte range `body` covers.
+    pub range: Range<u64>,
+    pub e_tag: Option<String>,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Debug for StreamedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedObject")
+            .field("size", &self.size)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The shared object store handle.
@@ -275,13 +296,42 @@ impl Storage {
         }
     }
 
-    /// Reads an object, optionally a byte range, honouring If-None-Match.
+    /// Reads an object whole (or a byte range of it), honouring If-None-Match.
     pub async fn get(
         &self,
         key: &str,
         range: Option<GetRange>,
         if_none_match: Option<String>,
     ) -> Result<Fetched, StorageError> {
+        let object = match self.get_stream(key, range, if_none_match).await? {
+            Fetched::Found(o) => o,
+            Fetched::NotModified => return Ok(Fetched::NotModified),
+            Fetched::NotFound => return Ok(Fetched::NotFound),
+        };
+        let mut body = bytes::BytesMut::new();
+        let mut chunks = object.body;
+        while let Some(chunk) = chunks.next().await {
+            body.extend_from_slice(&chunk.map_err(|source| StorageError::Store {
+                key: key.to_string(),
+                source,
+            })?);
+        }
+        Ok(Fetched::Found(StoredObject {
+            body: body.freeze(),
+            size: object.size,
+            range: object.range,
+            e_tag: object.e_tag,
+            last_modified: object.last_modified,
+        }))
+    }
+
+    /// Like [`Storage::get`], with the body as a stream of chunks (what HTTP serves).
+    pub async fn get_stream(
+        &self,
+        key: &str,
+        range: Option<GetRange>,
+        if_none_match: Option<String>,
+    ) -> Result<Fetched<StreamedObject>, StorageError> {
         let path = self.path(key)?;
         let opts = GetOptions {
             range,
@@ -313,12 +363,8 @@ impl Storage {
             }
         }
         let range = result.range.clone();
-        let body = result.bytes().await.map_err(|source| StorageError::Store {
-            key: key.to_string(),
-            source,
-        })?;
-        Ok(Fetched::Found(StoredObject {
-            body,
+        Ok(Fetched::Found(StreamedObject {
+            body: result.into_stream(),
             size: meta.size,
             range,
             e_tag: meta.e_tag,
@@ -416,6 +462,21 @@ mod tests {
         assert!(ObjectClass::Media.cache_control().contains("immutable"));
         assert!(ObjectClass::Playlist.cache_control().contains("max-age=1"));
         assert_eq!(content_type("a/b.m3u8"), "application/vnd.apple.mpegurl");
+    }
+
+    #[tokio::test]
+    async fn a_large_object_streams_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::local(dir.path()).unwrap();
+        let big = Bytes::from(vec![7u8; 4 << 20]);
+        s.put("hls/r/s/9.m4s", big.clone()).await.unwrap();
+        let Fetched::Found(o) = s.get_stream("hls/r/s/9.m4s", None, None).await.unwrap() else {
+            panic!("missing")
+        };
+        let chunks: Vec<Bytes> = o.body.map(|c| c.unwrap()).collect().await;
+        assert!(chunks.len() > 1, "read in {} chunk(s)", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() < big.len()));
+        assert_eq!(chunks.iter().map(Bytes::len).sum::<usize>(), big.len());
     }
 
     #[tokio::test]

@@ -78,6 +78,8 @@ pub fn test_config(data_dir: &std::path::Path) -> crate::config::Config {
     config.rtmp.listen = "127.0.0.1:0".parse().expect("addr");
     config.auth.admin_key = TEST_ADMIN_KEY.to_string();
     config.auth.token_secret = TEST_TOKEN_SECRET.to_string();
+    // Every test client shares 127.0.0.1: page tests join as guests many times.
+    config.auth.guest_tokens_per_ip_per_min = 600;
     config
 }
 

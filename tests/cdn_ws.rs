@@ -136,6 +136,17 @@ async fn run(server: TestServer) {
         "{stream_times:?}"
     );
 
+    // While the broadcast is on there is no export (it is made once, when the session ends).
+    let resp = server
+        .api
+        .get(format!(
+            "{}/api/rooms/demo/sessions/{}/danmaku.xml",
+            server.http, live.session
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 409);
     // The push ends; the session's XML export holds every comment, as text.
     let (ok, stderr) =
         tokio::task::spawn_blocking(move || common::wait_child(pusher, Duration::from_secs(40)))
@@ -171,6 +182,16 @@ async fn run(server: TestServer) {
     assert!(texts.iter().any(|t| t == "Welcome to the show"));
     assert!(texts.iter().any(|t| t.contains("Rocket")));
     assert_eq!(texts.len(), expected_texts.len() + 2);
+    // Built once and stored: later requests read that one object.
+    let stored = server
+        .server
+        .state
+        .storage
+        .get_bytes(&barrage::cdn::xml_export::xml_key("demo", &live.session))
+        .await
+        .unwrap()
+        .expect("the export is stored");
+    assert_eq!(std::str::from_utf8(&stored).unwrap(), xml);
 
     // After the broadcast, the replay listing counts every file of its session (a player
     // fetches 1..=batches).

@@ -1,6 +1,7 @@
 //! A node killed with SIGKILL mid-push finishes the interrupted broadcast at its next start:
 //! the real `barrage serve` binary runs as a child process, ffmpeg pushes into it, the node is
-//! killed, then started again on the same data folder.
+//! killed, then started again on the same data folder. A node stopped with SIGTERM loses
+//! nothing: the last queued system message is in its last danmaku file and the VOD ends.
 
 mod common;
 
@@ -22,8 +23,9 @@ struct Node {
     log: PathBuf,
 }
 
-/// Writes the node's config (fixed ports, the demo room's key) and starts the binary.
-fn start_node(dir: &Path, http_port: u16, rtmp_port: u16, run: u32) -> Node {
+/// Writes the node's config (fixed ports, the demo room's key, then `extra` TOML) and starts
+/// the binary.
+fn start_node(dir: &Path, http_port: u16, rtmp_port: u16, run: u32, extra: &str) -> Node {
     let config = dir.join("barrage.toml");
     std::fs::write(
         &config,
@@ -32,7 +34,7 @@ fn start_node(dir: &Path, http_port: u16, rtmp_port: u16, run: u32) -> Node {
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
              [rtmp]\nlisten = \"127.0.0.1:{rtmp_port}\"\n\
              [auth]\nadmin_key = {TEST_ADMIN_KEY:?}\ntoken_secret = {TEST_TOKEN_SECRET:?}\n\
-             [[rooms]]\nid = \"demo\"\ntitle = \"Demo\"\nstream_key = {STREAM_KEY:?}\n",
+             [[rooms]]\nid = \"demo\"\ntitle = \"Demo\"\nstream_key = {STREAM_KEY:?}\n{extra}",
             data = dir.join("data").display().to_string(),
         ),
     )
@@ -81,7 +83,7 @@ async fn a_node_killed_mid_push_finishes_the_vod_at_its_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let (http_port, rtmp_port) = (free_port(), free_port());
     let http = reqwest::Client::new();
-    let mut node = start_node(dir.path(), http_port, rtmp_port, 1);
+    let mut node = start_node(dir.path(), http_port, rtmp_port, 1, "");
     until_healthy(&http, &node).await;
 
     let mut pusher = push_generated(&node.rtmp, 60);
@@ -112,7 +114,7 @@ async fn a_node_killed_mid_push_finishes_the_vod_at_its_next_start() {
     assert!(left.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{left}");
 
     // The same node starts again on the same data folder.
-    let mut node = start_node(dir.path(), http_port, rtmp_port, 2);
+    let mut node = start_node(dir.path(), http_port, rtmp_port, 2, "");
     until_healthy(&http, &node).await;
     let sessions = fetch_json(&http, &format!("{}/api/rooms/demo/sessions", node.http))
         .await
@@ -199,4 +201,108 @@ async fn a_node_killed_mid_push_finishes_the_vod_at_its_next_start() {
         .unwrap()
         .unwrap();
     assert!(stopped.success());
+}
+
+/// Before: on SIGTERM the room task exited without a final tick (a queued system message,
+/// promised never to be dropped, was lost) and the danmaku writer could stop with batches in
+/// its queue. With ticks 10 s apart, a system message posted during a push and SIGTERM right
+/// after can only be delivered by the final tick: it is in the session's last danmaku file, and
+/// the VOD playlist has ENDLIST, all within `shutdown_grace_s`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_a_system_message_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, rtmp_port) = (free_port(), free_port());
+    let http = reqwest::Client::new();
+    let mut node = start_node(
+        dir.path(),
+        http_port,
+        rtmp_port,
+        1,
+        "[chat]\ntick_ms = 10000\n",
+    );
+    until_healthy(&http, &node).await;
+    let mut pusher = push_generated(&node.rtmp, 60);
+    let session = poll(Duration::from_secs(40), "a segment live", || {
+        let (http, base) = (http.clone(), node.http.clone());
+        async move {
+            let room = fetch_json(&http, &format!("{base}/api/rooms/demo")).await?;
+            let session = room["live"]["session"].as_str()?.to_string();
+            let body = get_ok(&http, &format!("{base}/hls/demo/{session}/index.m3u8")).await?;
+            (parse(&body).segments.num_elements() >= 1).then_some(session)
+        }
+    })
+    .await;
+    let post_system = |text: &'static str| {
+        let (http, base) = (http.clone(), node.http.clone());
+        async move {
+            let resp = http
+                .post(format!("{base}/api/rooms/demo/system"))
+                .bearer_auth(TEST_ADMIN_KEY)
+                .json(&serde_json::json!({ "text": text }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 202);
+        }
+    };
+    // The room's ticking starts with a first message (its first tick is at once); once that
+    // is in a danmaku file, the next tick is up to 10 s away.
+    post_system("warming up").await;
+    poll(
+        Duration::from_secs(20),
+        "the first message in a file",
+        || {
+            let (http, base) = (http.clone(), node.http.clone());
+            async move {
+                let index = fetch_json(&http, &format!("{base}/danmaku/demo/index.json")).await?;
+                (index["latest"].as_u64()? >= 1).then_some(())
+            }
+        },
+    )
+    .await;
+    let text = "the last word before SIGTERM";
+    post_system(text).await;
+    unsafe { libc::kill(node.child.id() as i32, libc::SIGTERM) };
+    let stopped = tokio::task::spawn_blocking(move || wait_child_exit(&mut node.child))
+        .await
+        .unwrap();
+    assert!(stopped, "barrage exits on SIGTERM");
+    let _ = pusher.kill();
+    let _ = pusher.wait();
+
+    let vod = std::fs::read_to_string(
+        dir.path()
+            .join(format!("data/hls/demo/{session}/index.m3u8")),
+    )
+    .unwrap();
+    assert!(vod.contains("#EXT-X-ENDLIST"), "{vod}");
+    let files = dir.path().join(format!("data/danmaku/demo/{session}"));
+    let last = std::fs::read_dir(&files)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".json")?.parse::<u64>().ok()
+        })
+        .max()
+        .expect("danmaku files of the session");
+    let last_file = std::fs::read_to_string(files.join(format!("{last}.json"))).unwrap();
+    assert!(
+        last_file.contains(text),
+        "in the last file {last}.json: {last_file}"
+    );
+    let log = std::fs::read_to_string(&node.log).unwrap();
+    assert!(!log.contains("shutdown grace ran out"), "{log}");
+}
+
+/// Waits for the child to exit (at most 60 s, far above `shutdown_grace_s`); whether it did
+/// with success.
+fn wait_child_exit(child: &mut Child) -> bool {
+    for _ in 0..600 {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    false
 }

@@ -36,9 +36,108 @@ fn config_from_env(env: &[(String, String)], what: &str) -> Config {
     Config::load_with_env(None, env).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+/// Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?message}` with `vars` set; an unset
+/// `:?` variable is compose's refusal to start, returned as the error.
+fn interpolate(text: &str, vars: &[(&str, &str)]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("closing brace") + start;
+        let expr = &rest[start + 2..end];
+        let name_end = expr.find([':', '-', '?']).unwrap_or(expr.len());
+        let (name, op) = expr.split_at(name_end);
+        let value = vars.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        match (value, op) {
+            (Some(v), _) => out.push_str(v),
+            (None, op) if op.starts_with(":?") || op.starts_with('?') => {
+                return Err(format!("{name}: {}", op.trim_start_matches([':', '?'])))
+            }
+            (None, op) => out.push_str(op.trim_start_matches([':', '-'])),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The secrets compose needs from the environment, set to strong values.
+const COMPOSE_SECRETS: &[(&str, &str)] = &[
+    ("BARRAGE_TOKEN_SECRET", "Qm7tX2vL9pKc4RwZ8nHd3JfA"),
+    ("BARRAGE_ADMIN_KEY", "Vb5yN1sE6uGq0TkP7cMx2Lrj"),
+    ("MINIO_ROOT_USER", "barrage-ops"),
+    ("MINIO_ROOT_PASSWORD", "Hw3Zp8Lq5Nv2Xt9Kc6Rm"),
+    ("POSTGRES_PASSWORD", "Jd4Fs7Ga1Hk9Lq3Zx6Cv"),
+];
+
+#[test]
+fn compose_ships_no_secret_and_refuses_to_start_without_one() {
+    let text = read("deploy/docker-compose.yml");
+    // Every substitution has no default: unset, compose stops with the message.
+    for (i, _) in text.match_indices("${") {
+        let expr: String = text[i..].chars().take_while(|c| *c != '}').collect();
+        assert!(expr.contains(":?"), "{expr}: no default, fail when unset");
+    }
+    for (name, _) in COMPOSE_SECRETS {
+        let without: Vec<(&str, &str)> = COMPOSE_SECRETS
+            .iter()
+            .copied()
+            .filter(|(n, _)| n != name)
+            .collect();
+        let err = interpolate(&text, &without).expect_err(name);
+        assert!(err.starts_with(name), "{err}");
+    }
+    // The MinIO console is not published (it would take the root login).
+    let doc: Value = serde_yaml::from_str(&interpolate(&text, COMPOSE_SECRETS).unwrap()).unwrap();
+    let minio = &doc["services"]["minio"];
+    assert!(minio["ports"].is_null(), "minio publishes no port");
+    assert!(
+        !s(&minio["command"][0], "minio command").contains("console")
+            && !serde_yaml::to_string(&minio["command"])
+                .unwrap()
+                .contains("console-address"),
+        "no console"
+    );
+    // With a placeholder set from the environment, barrage refuses to start, naming the key.
+    let node_env = |token_secret: &str| -> Vec<(String, String)> {
+        let mut vars = COMPOSE_SECRETS.to_vec();
+        vars[0] = ("BARRAGE_TOKEN_SECRET", token_secret);
+        let doc: Value = serde_yaml::from_str(&interpolate(&text, &vars).unwrap()).unwrap();
+        let mut doc = doc;
+        doc.apply_merge().unwrap();
+        env_of(&doc["services"]["node1"])
+    };
+    let err = Config::load_with_env(None, &node_env("change-me-token-secret"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("auth.token_secret"), "{err}");
+    config_from_env(&node_env("Qm7tX2vL9pKc4RwZ8nHd3JfA"), "strong secrets");
+}
+
+/// A compose service's environment as (name, value) pairs.
+fn env_of(svc: &Value) -> Vec<(String, String)> {
+    svc["environment"]
+        .as_mapping()
+        .expect("environment map")
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Value::String(t) => t.clone(),
+                other => serde_yaml::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            };
+            (s(k, "env name").to_string(), value)
+        })
+        .collect()
+}
+
 #[test]
 fn compose_runs_several_nodes_with_redis_postgres_minio_and_a_cdn() {
-    let doc = yaml("deploy/docker-compose.yml");
+    let text = interpolate(&read("deploy/docker-compose.yml"), COMPOSE_SECRETS).expect("secrets");
+    let mut doc: Value = serde_yaml::from_str(&text).expect("compose YAML");
+    doc.apply_merge().expect("merge keys");
     let services = doc["services"].as_mapping().expect("services");
     let names: BTreeSet<&str> = services.keys().map(|k| s(k, "service name")).collect();
     for needed in ["redis", "postgres", "minio", "minio-init", "cdn"] {
@@ -85,22 +184,7 @@ fn compose_runs_several_nodes_with_redis_postgres_minio_and_a_cdn() {
             "deploy/Dockerfile"
         );
         assert_eq!(s(&svc["build"]["context"], "context"), "..");
-        let env: Vec<(String, String)> = svc["environment"]
-            .as_mapping()
-            .expect("environment map")
-            .iter()
-            .map(|(k, v)| {
-                let value = match v {
-                    Value::String(t) => t.clone(),
-                    other => serde_yaml::to_string(other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                };
-                (s(k, "env name").to_string(), value)
-            })
-            .collect();
-        let config = config_from_env(&env, node);
+        let config = config_from_env(&env_of(svc), node);
         assert_eq!(config.cluster.redis_url, "redis://redis:6379/0", "{node}");
         assert!(
             config.db_url().starts_with("postgres://") && config.db_url().contains("@postgres:")
@@ -151,7 +235,33 @@ fn kubernetes_manifests_hold_a_deployment_service_configmap_and_hpa_that_fit_tog
     let deployment = of_kind("Deployment");
     let service = of_kind("Service");
     let hpa = of_kind("HorizontalPodAutoscaler");
-    of_kind("Secret");
+    // No Secret with values in the repository: it is generated from secrets.env, which is
+    // ignored by git and absent here (so `kubectl apply -k` fails until the operator makes it).
+    assert!(
+        docs.iter().all(|d| d["kind"].as_str() != Some("Secret")),
+        "no Secret manifest with fixed values"
+    );
+    let generator = kustomization["secretGenerator"]
+        .as_sequence()
+        .expect("secretGenerator")
+        .iter()
+        .find(|g| g["name"].as_str() == Some("barrage-secrets"))
+        .expect("barrage-secrets is generated");
+    let env_file = s(&generator["envs"][0], "secret env file");
+    assert!(
+        !repo(&format!("deploy/k8s/{env_file}")).exists(),
+        "{env_file} is never in the repository"
+    );
+    assert!(
+        read(".gitignore").contains(&format!("/deploy/k8s/{env_file}")),
+        "{env_file} is ignored by git"
+    );
+    let example = read(&format!("deploy/k8s/{env_file}.example"));
+    let example_keys: HashSet<&str> = example
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split('=').next())
+        .collect();
 
     let toml = s(&config_map["data"]["barrage.toml"], "barrage.toml");
     let config = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("barrage.toml: {e}"));
@@ -216,6 +326,13 @@ fn kubernetes_manifests_hold_a_deployment_service_configmap_and_hpa_that_fit_tog
             (s(&e["name"], "env name").to_string(), value)
         })
         .collect();
+    for e in container["env"].as_sequence().expect("env") {
+        let secret = &e["valueFrom"]["secretKeyRef"];
+        if !secret.is_null() {
+            assert_eq!(secret["name"], generator["name"], "{e:?}");
+            assert!(example_keys.contains(s(&secret["key"], "key")), "{e:?}");
+        }
+    }
     let config = config_from_env(&env, "deployment env");
     assert!(
         config.cluster.advertise_url.starts_with("http://10.0.0.7"),

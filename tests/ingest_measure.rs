@@ -52,6 +52,7 @@ fn config() -> RtmpConfig {
         app: "live".into(),
         max_connections: 4000,
         max_connections_per_ip: 4000,
+        max_unauthenticated: 4000,
         handshake_timeout_s: 120,
         idle_timeout_s: 120,
         max_chunk_size: 65536,

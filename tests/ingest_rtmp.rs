@@ -145,6 +145,7 @@ fn config(handshake_timeout_s: u64) -> RtmpConfig {
         app: "live".into(),
         max_connections: 64,
         max_connections_per_ip: 32,
+        max_unauthenticated: 16,
         handshake_timeout_s,
         idle_timeout_s: 10,
         max_chunk_size: 65536,
@@ -603,15 +604,22 @@ async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
     socket.connect(addr).await.unwrap()
 }
 
-/// Whether the server closed this connection at once (it never speaks first otherwise).
+/// Whether the server closed this connection at once (anything it had sent is read past).
 async fn closed_at_once(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 16];
-    matches!(
-        timeout(Duration::from_secs(2), stream.read(&mut buf)).await,
-        Ok(Ok(0)) | Ok(Err(_))
-    )
+    let mut buf = [0u8; 4096];
+    timeout(Duration::from_secs(2), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
 }
 
+/// Publishers fill the limits; unauthenticated connections only ever evict each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limits_close_extra_connections() {
     let mut cfg = config(10);
@@ -620,6 +628,7 @@ async fn connection_limits_close_extra_connections() {
     let server = start_server(cfg).await;
     let addr = server.addr;
 
+    // A silent connection from a full address is evicted by the next one from it.
     let mut a1 = connect_from("127.0.0.1", addr).await;
     client_handshake(&mut a1)
         .await
@@ -629,36 +638,82 @@ async fn connection_limits_close_extra_connections() {
         .await
         .expect("second connection admitted");
     let mut a3 = connect_from("127.0.0.1", addr).await;
+    client_handshake(&mut a3)
+        .await
+        .expect("third connection admitted");
     assert!(
-        closed_at_once(&mut a3).await,
-        "a third connection from one IP stayed open"
+        closed_at_once(&mut a1).await,
+        "the oldest silent one was evicted"
     );
-
+    // One of them publishes: it now holds its place for good.
+    assert!(
+        rtmp_bytes::publish_started(&mut a2, "good").await,
+        "publish accepted"
+    );
     let mut b1 = connect_from("127.0.0.2", addr).await;
     client_handshake(&mut b1)
         .await
         .expect("another address admitted");
+    // Full (a2 publishing, a3 and b1 silent): a new one evicts the oldest silent (a3).
     let mut c1 = connect_from("127.0.0.3", addr).await;
+    client_handshake(&mut c1)
+        .await
+        .expect("a new connection gets in");
+    assert!(closed_at_once(&mut a3).await, "a3 was evicted");
+    // The publisher is never evicted.
+    let mut byte = [0u8; 1];
     assert!(
-        closed_at_once(&mut c1).await,
-        "a fourth connection stayed open"
+        timeout(Duration::from_millis(300), a2.read(&mut byte))
+            .await
+            .is_err(),
+        "the publisher's connection stays open"
     );
+    drop((a2, b1, c1));
+}
 
-    // A closed connection gives its place back.
-    drop(a1);
-    let start = Instant::now();
-    loop {
-        let mut again = connect_from("127.0.0.1", addr).await;
-        if client_handshake(&mut again).await.is_ok() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "place not given back"
+/// Before: 64 silent TCP connections from 64 loopback addresses took every place for the
+/// whole handshake deadline, and ffmpeg got "Connection reset by peer". Now they share a budget
+/// of 16 (`rtmp.max_unauthenticated`), the oldest evicted for each new connection, and the push
+/// arrives complete while they are held open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_from_many_addresses_never_lock_a_publisher_out() {
+    let server = start_server(config(60)).await;
+    let mut silent = Vec::new();
+    for i in 0..80u32 {
+        silent.push(
+            connect_from(
+                &format!("127.0.{}.{}", 10 + i / 200, i % 200 + 1),
+                server.addr,
+            )
+            .await,
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    drop((a2, b1));
+    let push = spawn_push(server.addr, "live", "good");
+    let (ok, stderr) = finish(push).await;
+    assert!(
+        ok,
+        "ffmpeg failed while silent connections were open: {stderr}"
+    );
+    let recording = server.gate.recording(0).expect("the publish was accepted");
+    wait_until(Duration::from_secs(10), "the publication to close", || {
+        recording.lock().unwrap().ended
+    })
+    .await;
+    assert_complete_push(&recording.lock().unwrap());
+    // At most 16 silent connections were kept: the others were closed by the server.
+    let mut closed = 0;
+    for stream in &mut silent {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            timeout(Duration::from_millis(200), stream.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 80 - 16,
+        "{closed} of 80 silent connections closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

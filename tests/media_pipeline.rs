@@ -100,6 +100,8 @@ async fn a_recorded_push_becomes_playable_hls() {
     let hls = HlsConfig {
         target_segment_s: 2.0,
         window_segments: 6,
+        max_segment_bytes: 64 << 20,
+        max_segment_wall_s: 60,
     };
     let broadcaster = Broadcaster::new(
         rooms,

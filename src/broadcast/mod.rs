@@ -25,6 +25,7 @@ pub mod claims;
 pub mod continuation;
 pub mod in_stream;
 pub mod keys;
+pub mod publisher_bounds;
 pub mod reconnect;
 pub mod recovery;
 pub mod store;
@@ -218,7 +219,11 @@ impl Broadcaster {
             .with_danmaku(match self.danmaku.get() {
                 Some(feed) => InStreamDanmaku::follow(feed.as_ref(), &room),
                 None => InStreamDanmaku::off(),
-            });
+            })
+            .with_bounds(publisher_bounds::PublisherBounds::new(
+                self.hls.max_segment_bytes,
+                std::time::Duration::from_secs(self.hls.max_segment_wall_s),
+            ));
         if let Some(stills) = self.stills.get() {
             writer = writer.with_stills(stills.clone());
         }

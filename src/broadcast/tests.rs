@@ -56,6 +56,8 @@ fn fixture_with_grace(grace: Duration) -> Fixture {
         HlsConfig {
             target_segment_s: 2.0,
             window_segments: 6,
+            max_segment_bytes: 64 << 20,
+            max_segment_wall_s: 60,
         },
         "live".into(),
         grace,

@@ -23,6 +23,7 @@ use super::bitrate::BitrateMeter;
 use super::continuation::SessionParts;
 use super::in_stream::InStreamDanmaku;
 use super::keys::SessionKeys;
+use super::publisher_bounds::{BoundBroken, PublisherBounds};
 use super::reconnect::Reconnects;
 use super::store::put_with_retry;
 use crate::health::SessionHealth;
@@ -35,6 +36,10 @@ use crate::thumbnails::{SessionStills, Thumbnailer};
 
 mod parts;
 
+/// Bounds a writer applies until told otherwise ([`SessionWriter::with_bounds`]); the same as
+/// config/default.toml's.
+const DEFAULT_MAX_SEGMENT_BYTES: usize = 64 << 20;
+const DEFAULT_MAX_SEGMENT_WALL_S: u64 = 60;
 /// Window of the measured ingest bitrate.
 const BITRATE_WINDOW_MS: u64 = 5_000;
 /// How often the measured bitrate is published to the registry.
@@ -131,6 +136,11 @@ pub struct SessionWriter {
     health: SessionHealth,
     /// Offers segments for the room's still and the replay's poster (None: no stills).
     stills: Option<SessionStills>,
+    /// Bytes and wall time a segment may take whatever the publisher's timestamps say.
+    bounds: PublisherBounds,
+    /// The bound the current publisher broke: its media channel is closed, what it still
+    /// queued is dropped.
+    cut_off: Option<BoundBroken>,
 }
 
 /// The per-frame counters of a session.
@@ -183,6 +193,11 @@ impl SessionWriter {
             warned: HashSet::new(),
             counts: SessionCounts::default(),
             meters: FrameMeters::new(),
+            bounds: PublisherBounds::new(
+                DEFAULT_MAX_SEGMENT_BYTES,
+                Duration::from_secs(DEFAULT_MAX_SEGMENT_WALL_S),
+            ),
+            cut_off: None,
         }
     }
 
@@ -201,6 +216,12 @@ impl SessionWriter {
     /// Carries the room's delivered events in the segments (see [`InStreamDanmaku`]).
     pub fn with_danmaku(mut self, danmaku: InStreamDanmaku) -> SessionWriter {
         self.danmaku = danmaku;
+        self
+    }
+
+    /// Sets the bounds a publisher must keep (`hls.max_segment_bytes`, `max_segment_wall_s`).
+    pub fn with_bounds(mut self, bounds: PublisherBounds) -> Self {
+        self.bounds = bounds;
         self
     }
 
@@ -237,6 +258,8 @@ impl SessionWriter {
         stop: &CancellationToken,
     ) {
         let mut stopping = false;
+        self.bounds.segment_cut(Instant::now());
+        self.cut_off = None;
         loop {
             let following = self.danmaku.is_following();
             let message = tokio::select! {
@@ -252,8 +275,22 @@ impl SessionWriter {
             };
             match message {
                 Some(batch) => {
+                    if self.cut_off.is_some() {
+                        continue;
+                    }
                     for message in batch {
                         self.handle(message).await;
+                        if let Some(broken) = &self.cut_off {
+                            metrics::counter!("barrage_publishers_cut_off_total", "reason" => broken.reason())
+                                .increment(1);
+                            tracing::error!(
+                                reason = broken.reason(),
+                                peak_buffered_bytes = self.bounds.peak_bytes(),
+                                "publisher cut off: {broken}"
+                            );
+                            media.close();
+                            break;
+                        }
                     }
                 }
                 None => return,
@@ -291,10 +328,16 @@ impl SessionWriter {
         match result {
             Ok(events) => {
                 for event in events {
+                    if matches!(event, MuxEvent::Segment(_)) {
+                        self.bounds.segment_cut(received);
+                    }
                     self.event(event, received).await;
                 }
             }
             Err(e) => self.invalid(&e),
+        }
+        if let Err(broken) = self.bounds.check(self.muxer.buffered_bytes(), received) {
+            self.cut_off = Some(broken);
         }
     }
 

@@ -19,6 +19,8 @@ const PARALLEL_READS: usize = 16;
 pub enum ExportError {
     #[error("no danmaku files for session {session} of room {room}")]
     NoSession { room: String, session: String },
+    #[error("session {session} of room {room} has not ended: its export is made when it ends")]
+    NotFinished { room: String, session: String },
     #[error("danmaku file {key} is damaged: {message}")]
     Damaged { key: String, message: String },
     #[error("danmaku file {key} is missing (the session has {files} files)")]

@@ -7,5 +7,6 @@ pub mod files;
 pub mod publisher;
 pub mod weights;
 pub mod xml;
+pub mod xml_export;
 
 pub use files::{BatchFile, CdnEvent, IndexFile};

@@ -85,6 +85,9 @@ pub struct CdnPublisher {
     resume_points: ResumePoints,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Rooms whose task has not finished its last file yet: named in the log when shutdown
+    /// runs out of time.
+    unfinished: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for CdnPublisher {
@@ -112,6 +115,7 @@ impl CdnPublisher {
             resume_points: ResumePoints::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            unfinished: Arc::default(),
         });
         let follower = publisher.clone();
         let mut changes = live.subscribe();
@@ -195,20 +199,35 @@ impl CdnPublisher {
             tasks: self.tasks.clone(),
         };
         let span = tracing::info_span!("cdn", room = %room);
-        self.tasks
-            .spawn(tracing::Instrument::instrument(task.run(rx), span));
+        let unfinished = self.unfinished.clone();
+        lock(&unfinished).insert(room.to_string());
+        let name = room.to_string();
+        self.tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                task.run(rx).await;
+                lock(&unfinished).remove(&name);
+            },
+            span,
+        ));
     }
 
     /// Cuts the last period of every room, writes what is pending (bounded wait), and stops.
-    pub async fn shutdown(&self, limit: Duration) {
+    /// Returns the rooms whose last danmaku files were not all written within `limit` (also
+    /// logged by name).
+    pub async fn shutdown(&self, limit: Duration) -> Vec<String> {
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(limit, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::error!("danmaku files still pending at shutdown were not all written");
+        if tokio::time::timeout(limit, self.tasks.wait()).await.is_ok() {
+            return Vec::new();
         }
+        let rooms: Vec<String> = lock(&self.unfinished).iter().cloned().collect();
+        tracing::error!(
+            rooms = ?rooms,
+            "danmaku files still pending at shutdown were not all written within {limit:?}: \
+             rooms {}",
+            rooms.join(", ")
+        );
+        rooms
     }
 }
 
@@ -240,7 +259,10 @@ impl RoomTask {
         let mut current: Option<(Arc<SessionFiles>, tokio::task::JoinHandle<()>)> = None;
         let mut last_event = Instant::now();
         loop {
+            // Biased, inputs first: at shutdown the events chat already delivered (its final
+            // ticks) are still in the channel and belong in the last file.
             tokio::select! {
+                biased;
                 input = rx.recv() => match input {
                     Some(RoomInput::Events(events)) => {
                         last_event = Instant::now();
@@ -296,6 +318,7 @@ impl RoomTask {
                     }
                     None => break,
                 },
+                _ = self.shutdown.cancelled() => break,
                 _ = ticker.tick() => {
                     let Some((files, _)) = &current else { continue };
                     let idle = !files.live && last_event.elapsed() > CHAT_IDLE;
@@ -312,7 +335,6 @@ impl RoomTask {
                     drop(c);
                     files.cut.notify_one();
                 }
-                _ = self.shutdown.cancelled() => break,
             }
         }
         if let Some((files, uploader)) = current.take() {

@@ -16,6 +16,7 @@ pub mod fanout;
 pub mod history;
 pub mod limits;
 pub mod moderation;
+pub mod names;
 pub mod protocol;
 pub mod room;
 pub mod scheduler;

@@ -57,10 +57,14 @@ impl Priority {
     }
 }
 
-/// The name shown with a user's danmaku or gift: the one given, else the user id.
-pub fn display_name(name: String, user: &str) -> String {
-    if name.is_empty() {
-        user.to_string()
+/// The name shown with a user's danmaku or gift: the one given without invisible or
+/// layout-changing characters, else the user id. Only `staff` (a moderator, host or admin
+/// token) may be shown under a name that passes for the service or the room's staff
+/// ("System", "Host"): anyone else is shown by user id (see `chat::names`).
+pub fn display_name(name: String, user: &str, staff: bool) -> String {
+    let name = super::names::visible(&name);
+    if name.is_empty() || (!staff && super::names::is_reserved(&name)) {
+        super::names::visible(user)
     } else {
         name
     }

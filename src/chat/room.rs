@@ -257,6 +257,24 @@ impl Room {
         }
     }
 
+    /// Ticks until no system message or high gift waits (at most [`MAX_FINAL_TICKS`]), when
+    /// the room task ends (shutdown, the room closed): those are promised never to be dropped,
+    /// and a tick delivers only its budget's share. The batches go to sockets still open and
+    /// to the danmaku files, which the CDN writer drains before its last file.
+    pub(crate) fn final_ticks(&self) {
+        for _ in 0..MAX_FINAL_TICKS {
+            self.tick();
+            let waiting = {
+                let s = lock(&self.scheduler);
+                s.len(Priority::System) + s.len(Priority::GiftHigh)
+            };
+            if waiting == 0 {
+                return;
+            }
+        }
+        tracing::warn!("system messages or high gifts still queued after the final ticks");
+    }
+
     /// Once a second: rates, moderation upkeep.
     pub(crate) fn housekeeping(&self) {
         self.accounting.refresh_rates();
@@ -279,6 +297,9 @@ impl Room {
     }
 }
 
+/// Ticks a stopping room may take to deliver what is promised (each delivers its budget).
+const MAX_FINAL_TICKS: usize = 10_000;
+
 /// The room task: one tick every `tick_ms` until the room closes or the engine stops; once a
 /// second it checks the room is still open and refreshes rates.
 pub(crate) async fn run(room: Arc<Room>, still_open: impl Fn(&str) -> bool) {
@@ -288,7 +309,10 @@ pub(crate) async fn run(room: Arc<Room>, still_open: impl Fn(&str) -> bool) {
     let mut last_upkeep = Instant::now();
     loop {
         tokio::select! {
-            _ = room.closed.cancelled() => break,
+            _ = room.closed.cancelled() => {
+                room.final_ticks();
+                break;
+            }
             _ = interval.tick() => {}
         }
         room.tick();

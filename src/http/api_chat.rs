@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -19,12 +21,14 @@ use serde_json::json;
 use crate::auth::{Role, TokenSigner};
 use crate::chat::moderation::ModerationChange;
 use crate::chat::moderation::ModerationSnapshot;
+use crate::chat::names;
 use crate::chat::protocol::{display_name, Gift};
 use crate::chat::{ChatEngine, ChatError};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::http::api_error::{ApiError, ApiJson};
 use crate::http::caller::Caller;
+use crate::http::guest_limits::{GuestRefusal, GuestTokenLimits};
 use crate::http::room_acts::{check_text, check_user, Act, ActKind, RoomActs};
 use crate::rights::Action;
 use crate::rooms::{ModerationError, RoomDirectory, Via};
@@ -117,7 +121,7 @@ impl GiftBody {
             return Err(ApiError::bad_request("bad_field", "count: at least 1"));
         }
         Ok(Gift {
-            name: display_name(self.name, &self.user),
+            name: display_name(self.name, &self.user, false),
             user: self.user,
             gift_id: self.gift_id,
             gift_name: self.gift_name,
@@ -331,16 +335,52 @@ fn guest_name(body: &[u8]) -> Result<String, ApiError> {
     let body = optional_json::<GuestBody>(body)?.unwrap_or_default();
     let name = body.name.trim();
     check_text("name", name, 0, 64)?;
+    if names::has_invisible(name) {
+        return Err(ApiError::bad_request(
+            "bad_name",
+            "name: no invisible or text-direction characters",
+        ));
+    }
+    if names::is_reserved(name) {
+        return Err(ApiError::bad_request(
+            "reserved_name",
+            "name: reserved for the service and the room's staff; choose another",
+        ));
+    }
     Ok(name.to_string())
+}
+
+/// `429` with `retry_after_ms` (and `Retry-After`) for a guest token over its limit.
+fn guest_refused(refusal: GuestRefusal) -> Response {
+    let retry_after_ms = u64::try_from(refusal.retry_after.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    metrics::counter!("barrage_guest_tokens_refused_total", "limit" => refusal.key).increment(1);
+    let body = json!({"error": {
+        "code": "too_many_guest_tokens",
+        "message": format!("too many guest tokens ({}); try again later", refusal.key),
+        "retry_after_ms": retry_after_ms,
+    }});
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(
+            axum::http::header::RETRY_AFTER,
+            retry_after_ms.div_ceil(1000).to_string(),
+        )],
+        Json(body),
+    )
+        .into_response()
 }
 
 async fn guest_token(
     State(config): State<Arc<Config>>,
     State(rooms): State<Arc<RoomDirectory>>,
     State(tokens): State<Arc<TokenSigner>>,
+    State(limits): State<Arc<GuestTokenLimits>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if !config.auth.guest_tokens {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -354,13 +394,16 @@ async fn guest_token(
         )));
     }
     let name = guest_name(&body)?;
+    if let Err(refusal) = limits.check(peer.ip()) {
+        return Ok(guest_refused(refusal));
+    }
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rng();
     let suffix: String = (0..8)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     let user = format!("guest-{suffix}");
-    let name = display_name(name, &user);
+    let name = display_name(name, &user, false);
     let ttl = config.auth.guest_token_ttl_s;
     let token = tokens.mint(
         &user,
@@ -369,9 +412,12 @@ async fn guest_token(
         Some(&room),
         Duration::from_secs(ttl),
     );
-    Ok(Json(
-        json!({"token": token, "user": user, "name": name, "room": room, "expires_in_s": ttl}),
-    ))
+    Ok(
+        Json(
+            json!({"token": token, "user": user, "name": name, "room": room, "expires_in_s": ttl}),
+        )
+        .into_response(),
+    )
 }
 
 /// Deserialises and validates one route's body from raw bytes.

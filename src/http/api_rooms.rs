@@ -225,11 +225,15 @@ fn default_per_page() -> usize {
     20
 }
 
+/// Highest page number asked for: past it `(page - 1) * per_page` as an SQL OFFSET would
+/// overflow (a 500 on PostgreSQL, a panic in debug builds) long before it found a row.
+const MAX_PAGE: usize = 1_000_000;
+
 pub(super) fn check_page(p: &Page) -> Result<(), ApiError> {
-    if p.page == 0 || p.per_page == 0 || p.per_page > 100 {
+    if p.page == 0 || p.page > MAX_PAGE || p.per_page == 0 || p.per_page > 100 {
         return Err(ApiError::bad_request(
             "bad_page",
-            "page starts at 1; per_page is 1 to 100",
+            format!("page is 1 to {MAX_PAGE}; per_page is 1 to 100"),
         ));
     }
     Ok(())
@@ -371,23 +375,30 @@ async fn session_danmaku_xml(
 ) -> Result<impl IntoResponse, ApiError> {
     room_or_404(&state, &room)?;
     crate::http::api_host::check_session_id(&session)?;
-    let events = crate::cdn::export::session_events(&state.storage, &room, &session)
+    use crate::cdn::export::ExportError;
+    // Built once from the finished session's file and stored; never rebuilt per request.
+    let xml = crate::cdn::xml_export::session_xml(&state.storage, &room, &session)
         .await
         .map_err(|e| match e {
-            crate::cdn::export::ExportError::NoSession { .. } => ApiError::not_found(e.to_string()),
+            ExportError::NoSession { .. } => ApiError::not_found(e.to_string()),
+            ExportError::NotFinished { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "session_not_finished", e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "danmaku export failed");
                 ApiError::internal(other.to_string())
             }
         })?;
-    let xml = crate::cdn::xml::session_xml(&session, &events);
     Ok((
         [
             (
                 axum::http::header::CONTENT_TYPE,
                 "application/xml; charset=utf-8",
             ),
-            (axum::http::header::CACHE_CONTROL, "public, max-age=5"),
+            (
+                axum::http::header::CACHE_CONTROL,
+                "public, max-age=31536000, immutable",
+            ),
         ],
         xml,
     ))

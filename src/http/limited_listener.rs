@@ -8,7 +8,13 @@
 //! line and `barrage_http_connections_refused_total{reason}`; admitted connections hold a permit
 //! until they close (gauge `barrage_http_connections`), and time bounds
 //! ([`super::deadline_stream`]: `http.request_timeout_s`, `http.idle_timeout_s`).
+//!
+//! A connection that has not yet sent a complete request head is unauthenticated
+//! (`http.max_unauthenticated`): a new connection that would pass a limit evicts the oldest such
+//! one instead of being refused (see [`crate::conn_limits`]), so silent sockets never keep a
+//! viewer out; the evicted connection's next read fails and hyper closes it.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,11 +26,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::{debug, warn};
 
 use super::deadline_stream::{DeadlineStream, Deadlines};
 use crate::config::HttpConfig;
-use crate::conn_limits::{ConnectionLimits, ConnectionPermit, LimitRefusal, LimitScope};
+use crate::conn_limits::{
+    ConnectionLimits, ConnectionPermit, LimitRefusal, LimitScope, LimitSizes,
+};
 
 /// Where the limits count open HTTP connections.
 const SCOPE: LimitScope = LimitScope {
@@ -61,8 +70,11 @@ impl LimitedListener {
         LimitedListener {
             inner,
             limits: ConnectionLimits::new(
-                config.max_connections,
-                config.max_connections_per_ip,
+                LimitSizes {
+                    max_connections: config.max_connections,
+                    max_per_ip: config.max_connections_per_ip,
+                    max_unauthenticated: config.max_unauthenticated,
+                },
                 SCOPE,
             ),
             deadlines: Deadlines {
@@ -109,13 +121,9 @@ impl axum::serve::Listener for LimitedListener {
                     if let Err(error) = stream.set_nodelay(true) {
                         debug!(%peer, %error, "cannot set TCP_NODELAY");
                     }
-                    return (
-                        LimitedStream {
-                            stream: DeadlineStream::new(stream, self.deadlines),
-                            _permit: permit,
-                        },
-                        peer,
-                    );
+                    let first_request_by = tokio::time::sleep(self.deadlines.request);
+                    let stream = DeadlineStream::new(stream, self.deadlines);
+                    return (LimitedStream::new(stream, permit, first_request_by), peer);
                 }
                 Err(refusal) => self.refuse(stream, peer, refusal),
             }
@@ -164,10 +172,34 @@ async fn answer_refusal(
 }
 
 /// An admitted connection: the socket with its time bounds, and its place in the limits
-/// (given back on close).
+/// (given back on close). Until a complete request head has been read it is unauthenticated:
+/// it may be evicted for a new connection, and its reads then fail.
 pub struct LimitedStream {
     stream: DeadlineStream<TcpStream>,
-    _permit: ConnectionPermit,
+    permit: ConnectionPermit,
+    /// Resolves when the permit is evicted; `None` once the connection proved itself.
+    evicted: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// A silent connection's deadline for its first complete request head
+    /// (`http.request_timeout_s` from accept; the idle timeout would let it sit for minutes).
+    first_request_by: Pin<Box<tokio::time::Sleep>>,
+    /// Where the request head's end (`\r\n\r\n`) is being looked for.
+    head_end: HeadEnd,
+}
+
+impl LimitedStream {
+    fn new(
+        stream: DeadlineStream<TcpStream>,
+        permit: ConnectionPermit,
+        first_request_by: tokio::time::Sleep,
+    ) -> LimitedStream {
+        LimitedStream {
+            stream,
+            evicted: Some(Box::pin(permit.evicted().clone().cancelled_owned())),
+            first_request_by: Box::pin(first_request_by),
+            permit,
+            head_end: HeadEnd::default(),
+        }
+    }
 }
 
 impl AsyncRead for LimitedStream {
@@ -176,7 +208,57 @@ impl AsyncRead for LimitedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let this = &mut *self;
+        if let Some(evicted) = &mut this.evicted {
+            if evicted.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "evicted before a complete request to make room for a new connection",
+                )));
+            }
+            if this.first_request_by.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no complete request within http.request_timeout_s of connecting",
+                )));
+            }
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if this.evicted.is_some() && this.head_end.saw_end(&buf.filled()[before..]) {
+            this.permit.authenticated();
+            this.evicted = None;
+        }
+        polled
+    }
+}
+
+/// Finds `\r\n\r\n` across reads: the end of an HTTP/1 request head (and of the HTTP/2
+/// preface), after which a connection counts as a real client.
+#[derive(Debug, Default)]
+struct HeadEnd {
+    /// How many bytes of `\r\n\r\n` the previous read ended with.
+    matched: usize,
+}
+
+impl HeadEnd {
+    const END: &'static [u8] = b"\r\n\r\n";
+
+    /// Feeds `bytes`; true once the end has been seen.
+    fn saw_end(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            self.matched = if b == Self::END[self.matched] {
+                self.matched + 1
+            } else if b == b'\r' {
+                1
+            } else {
+                0
+            };
+            if self.matched == Self::END.len() {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -229,6 +311,77 @@ mod tests {
             .unwrap()
             .unwrap();
         (stream, String::from_utf8_lossy(&answer[..n]).into_owned())
+    }
+
+    #[test]
+    fn the_request_head_end_is_found_across_reads() {
+        let mut head = HeadEnd::default();
+        assert!(!head.saw_end(b"GET / HTTP/1.1\r\nhost: t\r"));
+        assert!(!head.saw_end(b"\n\r"));
+        assert!(head.saw_end(b"\nrest"));
+        let mut head = HeadEnd::default();
+        assert!(!head.saw_end(b"\r\r\n\r"));
+        assert!(head.saw_end(b"\n"));
+    }
+
+    /// Before: silent connections held their places for the whole idle timeout, so enough of
+    /// them (from many addresses, or one IPv6 /64) kept every viewer out. Now the oldest silent
+    /// one is closed for each new connection and a real request is answered.
+    #[tokio::test]
+    async fn silent_connections_never_keep_a_request_out() {
+        let mut config = crate::config::Config::from_toml_str("").unwrap().http;
+        config.max_connections = 8;
+        config.max_connections_per_ip = 4;
+        config.max_unauthenticated = 4;
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let listener = LimitedListener::new(inner, &config);
+        let limits = listener.limits.clone();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener.tap_io(|_| {}), app).await });
+        let mut silent = Vec::new();
+        for i in 0..40 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(format!("127.0.{}.{}:0", i / 4, i % 4 + 1).parse().unwrap())
+                .unwrap();
+            silent.push(socket.connect(addr).await.unwrap());
+        }
+        let (_kept, answer) = get_from("127.0.200.1", addr).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(limits.unauthenticated() <= 4);
+        // The evicted ones were closed by the server: reading them ends.
+        let mut closed = 0;
+        for stream in &mut silent[..30] {
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(0) | Err(_)) =
+                timeout(Duration::from_secs(3), stream.read(&mut byte)).await
+            {
+                closed += 1;
+            }
+        }
+        assert_eq!(closed, 30, "the oldest silent connections were closed");
+    }
+
+    /// A silent connection is closed `http.request_timeout_s` after connecting (not after the
+    /// idle timeout), even with room to spare.
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_after_the_request_timeout() {
+        let mut config = crate::config::Config::from_toml_str("").unwrap().http;
+        config.request_timeout_s = 1;
+        config.idle_timeout_s = 3600;
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let listener = LimitedListener::new(inner, &config).tap_io(|_| {});
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = timeout(Duration::from_secs(30), silent.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "closed by the server: {read:?}"
+        );
     }
 
     #[tokio::test]

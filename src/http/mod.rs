@@ -10,6 +10,7 @@ pub mod api_rooms;
 pub mod caller;
 pub mod connect;
 pub mod deadline_stream;
+pub mod guest_limits;
 pub mod limited_listener;
 pub mod live_status;
 pub mod objects;

@@ -103,7 +103,11 @@ async fn serve(State(state): State<Objects>, key: String, headers: HeaderMap) ->
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim().to_string());
     let class = ObjectClass::of(&key);
-    let fetched = match state.storage.get(&key, range.clone(), if_none_match).await {
+    let fetched = match state
+        .storage
+        .get_stream(&key, range.clone(), if_none_match)
+        .await
+    {
         Ok(f) => f,
         Err(crate::storage::StorageError::BadRange { .. }) => {
             return error(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
@@ -127,7 +131,9 @@ async fn serve(State(state): State<Objects>, key: String, headers: HeaderMap) ->
         }
         Fetched::NotFound => return not_found(&state, &key),
     };
-    let mut response = Response::new(Body::from(object.body.clone()));
+    // Streamed: a response holds a chunk of the object at a time, never all of it.
+    let length = object.range.end.saturating_sub(object.range.start);
+    let mut response = Response::new(Body::from_stream(object.body));
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -138,6 +144,7 @@ async fn serve(State(state): State<Objects>, key: String, headers: HeaderMap) ->
         HeaderValue::from_static(class.cache_control()),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some(tag) = object.e_tag.as_deref() {
         let quoted = if tag.starts_with('"') || tag.starts_with("W/") {
             tag.to_string()

@@ -9,7 +9,7 @@
 
 use axum::http::StatusCode;
 
-use crate::auth::{Claims, TokenSigner};
+use crate::auth::{Claims, Role, TokenSigner};
 use crate::chat::protocol::{display_name, AuthState, AuthStatus, Reply, ServerFrame};
 use crate::chat::uplink::Identity;
 use crate::http::api_error::ApiError;
@@ -27,7 +27,7 @@ pub(crate) struct SocketAccess {
 pub(crate) fn identity(claims: Claims) -> Identity {
     Identity {
         valid_until_ms: Some(claims.valid_until_ms()),
-        name: display_name(claims.name, &claims.sub),
+        name: display_name(claims.name, &claims.sub, claims.role != Role::Viewer),
         user: claims.sub,
         role: claims.role,
         room_claim: claims.room,

@@ -1,6 +1,8 @@
 //! The accept loop: admits connections within the limits, runs a [`Session`] task for each,
 //! and on shutdown stops accepting, ends every session (dropping its publication) and waits a
-//! bounded time for them.
+//! bounded time for them. A connection without an accepted publish may be evicted (oldest
+//! first) to make room for a new one (`rtmp.max_unauthenticated`, see [`crate::conn_limits`]):
+//! its session ends at once.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -17,7 +19,7 @@ use super::publish::PublishGate;
 use super::session::Session;
 use super::telemetry;
 use crate::config::RtmpConfig;
-use crate::conn_limits::{ConnectionLimits, ConnectionPermit};
+use crate::conn_limits::{ConnectionLimits, LimitSizes};
 
 /// How long shutdown waits for sessions to end after telling them to.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -49,8 +51,11 @@ impl Listener {
     ) -> Listener {
         Listener {
             limits: ConnectionLimits::new(
-                config.max_connections,
-                config.max_connections_per_ip,
+                LimitSizes {
+                    max_connections: config.max_connections,
+                    max_per_ip: config.max_connections_per_ip,
+                    max_unauthenticated: config.max_unauthenticated,
+                },
                 telemetry::CONNECTION_SCOPE,
             ),
             listener,
@@ -122,24 +127,33 @@ impl Listener {
         let gather = Duration::from_millis(self.config.gather_ms);
         let low_water = (!gather.is_zero())
             .then(|| LowWater::new(Box::new(SocketLowWater::new(socket.as_raw_fd())), gather));
-        let mut session = Session::new(socket, peer, self.config.clone(), self.gate.clone());
+        let evicted = permit.evicted().clone();
+        let mut session =
+            Session::new(socket, peer, self.config.clone(), self.gate.clone()).with_permit(permit);
         if let Some(low_water) = low_water {
             session = session.with_low_water(low_water);
         }
         let shutdown = self.shutdown.clone();
         self.sessions
-            .spawn(run_session(session, shutdown, permit).instrument(span));
+            .spawn(run_session(session, shutdown, evicted).instrument(span));
     }
 }
 
-/// Runs one session until it ends or shutdown; logs how it ended. The permit is released
-/// when this returns (or unwinds).
-async fn run_session(session: Session, shutdown: CancellationToken, permit: ConnectionPermit) {
+/// Runs one session until it ends, shutdown, or its eviction (while it has no accepted
+/// publish, to make room for a new connection); logs how it ended. The session holds the
+/// connection's permit, released when it is dropped here (or unwinds).
+async fn run_session(session: Session, shutdown: CancellationToken, evicted: CancellationToken) {
     debug!("rtmp connection accepted");
     let outcome = tokio::select! {
         _ = shutdown.cancelled() => {
             info!("rtmp connection closed: server is shutting down");
-            drop(permit);
+            return;
+        }
+        _ = evicted.cancelled() => {
+            info!(
+                "rtmp connection closed: evicted (no publish yet) to make room for a new \
+                 connection (rtmp.max_unauthenticated, rtmp.max_connections_per_ip)"
+            );
             return;
         }
         outcome = session.run() => outcome,
@@ -154,5 +168,4 @@ async fn run_session(session: Session, shutdown: CancellationToken, permit: Conn
             None => info!(%error, "rtmp connection closed: {error}"),
         },
     }
-    drop(permit);
 }

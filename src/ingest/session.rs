@@ -29,6 +29,7 @@ use super::reader::MessageReader;
 use super::replies::{Replies, ANNOUNCED_WINDOW};
 use super::telemetry;
 use crate::config::RtmpConfig;
+use crate::conn_limits::ConnectionPermit;
 use crate::media::codec_support::{self, UnsupportedCodec};
 use crate::media::{MediaMessage, StreamMetadata};
 
@@ -92,6 +93,9 @@ pub struct Session<S = TcpStream> {
     bytes_received: metrics::Counter,
     /// Fewer wake-ups while publishing (a real socket only).
     low_water: Option<LowWater>,
+    /// The connection's place in the listener's limits: marked authenticated when a publish
+    /// is accepted (never evicted after that), released when the session is dropped.
+    permit: Option<ConnectionPermit>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -124,9 +128,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ack_window: ANNOUNCED_WINDOW,
             bytes_received: telemetry::bytes_received(),
             low_water: None,
+            permit: None,
             config,
             gate,
         }
+    }
+
+    /// Holds the connection's place in the limits for as long as the session lives.
+    pub fn with_permit(mut self, permit: ConnectionPermit) -> Self {
+        self.permit = Some(permit);
+        self
     }
 
     /// Lets the session move the socket's receive low-water mark while a publish is live.
@@ -328,6 +339,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "publish started"
                 );
                 telemetry::publish_started();
+                if let Some(permit) = &self.permit {
+                    permit.authenticated();
+                }
                 self.replies.publish_start(transaction_id).await?;
                 self.setup_deadline = None;
                 self.publication = Some(publication);

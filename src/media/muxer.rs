@@ -26,6 +26,9 @@ pub const AUDIO_ONLY_AFTER_MS: u64 = 1_000;
 pub const AUDIO_ONLY_AFTER_HINTED_MS: u64 = 10_000;
 /// Audio kept while waiting for the first keyframe (older frames are dropped).
 const MAX_PROBE_AUDIO_MS: u64 = 10_000;
+/// The same, by count: timestamps that never advance would keep every frame by time alone
+/// (about 21 s of 48 kHz AAC).
+pub const MAX_PROBE_AUDIO_FRAMES: usize = 1_000;
 
 /// Where a publish's media goes on its session's timeline: the start for a first publish,
 /// after the earlier parts for a publisher that reconnected.
@@ -91,6 +94,19 @@ impl StreamMuxer {
     /// decide an audio-only stream quickly).
     pub fn announce_video(&mut self) {
         self.video_announced = true;
+    }
+
+    /// Media bytes held in memory: the segment being filled and the audio waiting for the
+    /// tracks to be decided. [`crate::broadcast::publisher_bounds`] keeps it bounded.
+    pub fn buffered_bytes(&self) -> usize {
+        let probe: usize = self.probe_audio.iter().map(|f| f.data.len()).sum();
+        self.cutter.as_ref().map_or(0, SegmentCutter::open_bytes) + probe
+    }
+
+    /// Audio frames waiting for the tracks to be decided (at most
+    /// [`MAX_PROBE_AUDIO_FRAMES`]).
+    pub fn probe_audio_frames(&self) -> usize {
+        self.probe_audio.len()
     }
 
     /// Timestamp resets absorbed so far (for logs).
@@ -305,10 +321,11 @@ impl StreamMuxer {
                 self.queue_audio(audio, &mut events)?;
             }
         } else {
-            while self
-                .probe_audio
-                .front()
-                .is_some_and(|f| pts.saturating_sub(f.pts_ms) > MAX_PROBE_AUDIO_MS)
+            while self.probe_audio.len() > MAX_PROBE_AUDIO_FRAMES
+                || self
+                    .probe_audio
+                    .front()
+                    .is_some_and(|f| pts.saturating_sub(f.pts_ms) > MAX_PROBE_AUDIO_MS)
             {
                 self.probe_audio.pop_front();
             }

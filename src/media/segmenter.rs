@@ -86,6 +86,8 @@ struct OpenSegment {
     independent: bool,
     video: Vec<BufferedVideo>,
     audio: Vec<BufferedAudio>,
+    /// Sample bytes buffered (what a publisher's frozen timestamps would grow without bound).
+    bytes: usize,
 }
 
 /// Cuts frames into segments; pure (no I/O, no clock).
@@ -145,6 +147,11 @@ impl SegmentCutter {
         self.audio_rate.is_some()
     }
 
+    /// Sample bytes held in the segment being filled.
+    pub fn open_bytes(&self) -> usize {
+        self.open.as_ref().map_or(0, |o| o.bytes)
+    }
+
     /// Whether a segment has started (with video: the first keyframe has arrived).
     pub fn is_open(&self) -> bool {
         self.open.is_some()
@@ -179,6 +186,7 @@ impl SegmentCutter {
         }
         self.last_video_dts = Some(dts);
         if let Some(open) = &mut self.open {
+            open.bytes += frame.data.len();
             open.video.push(BufferedVideo {
                 dts,
                 cts: frame.composition_ms.saturating_mul(90),
@@ -225,6 +233,7 @@ impl SegmentCutter {
             }
         }
         if let Some(open) = &mut self.open {
+            open.bytes += frame.data.len();
             open.audio.push(BufferedAudio {
                 decode,
                 data: frame.data,
@@ -345,6 +354,7 @@ impl OpenSegment {
             independent,
             video: Vec::new(),
             audio: Vec::new(),
+            bytes: 0,
         }
     }
 }

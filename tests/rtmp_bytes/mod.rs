@@ -110,3 +110,28 @@ pub async fn client_handshake(stream: &mut tokio::net::TcpStream) -> std::io::Re
     }
     stream.write_all(&s0s1s2[1..1 + HANDSHAKE_SIZE]).await // C2 echoes S1
 }
+
+/// Sends [`publish_commands`] for `key` on a handshaken connection; whether the server answered
+/// `NetStream.Publish.Start` (false: refused, closed, or silent for 5 s).
+pub async fn publish_started(stream: &mut tokio::net::TcpStream, key: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.write_all(&publish_commands(key)).await.is_err() {
+        return false;
+    }
+    let needle = b"NetStream.Publish.Start";
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(needle.len()).any(|w| w == needle) {
+        if seen
+            .windows(b"NetStream.Publish.BadName".len())
+            .any(|w| w == b"NetStream.Publish.BadName")
+        {
+            return false;
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => return false,
+        }
+    }
+    true
+}

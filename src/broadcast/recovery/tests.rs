@@ -46,6 +46,8 @@ async fn on_a_shared_database_only_this_nodes_sessions_are_finished() {
     let hls = HlsConfig {
         target_segment_s: 2.0,
         window_segments: 6,
+        max_segment_bytes: 64 << 20,
+        max_segment_wall_s: 60,
     };
     db.session_started("r1", "mine", 1_000, "node-a")
         .await
@@ -168,6 +170,8 @@ async fn a_segment_stored_but_never_listed_joins_the_vod() {
         &HlsConfig {
             target_segment_s: 2.0,
             window_segments: 6,
+            max_segment_bytes: 64 << 20,
+            max_segment_wall_s: 60,
         },
     )
     .await
