@@ -23,6 +23,7 @@ pub mod continuation;
 pub mod keys;
 pub mod reconnect;
 pub mod recovery;
+pub mod spool;
 pub mod store;
 pub mod writer;
 
@@ -71,6 +72,8 @@ pub struct Broadcaster {
     reconnects: Arc<Reconnects>,
     /// How long they wait (`rtmp.reconnect_grace_s`; zero: a broadcast ends with its publish).
     reconnect_grace: Duration,
+    /// Where each session keeps media the store has not taken yet ([`spool`]).
+    spool: OnceLock<spool::SpoolSettings>,
 }
 
 impl std::fmt::Debug for Broadcaster {
@@ -104,12 +107,26 @@ impl Broadcaster {
             claims: OnceLock::new(),
             reconnects: Arc::new(Reconnects::new()),
             reconnect_grace,
+            spool: OnceLock::new(),
         })
     }
 
     /// Makes every publish ask `claims` too (several nodes: one publisher per room in all).
     pub fn set_claims(&self, claims: Arc<dyn PublishClaims>) {
         let _ = self.claims.set(claims);
+    }
+
+    /// Sets every session's spool budgets and folder (default: 64 MiB in memory). Called at
+    /// start, before any publish: files a crashed process left in the folder are removed
+    /// (their segments never reached the store and are not replayed).
+    pub fn set_spool(&self, settings: spool::SpoolSettings) {
+        if let Some(dir) = &settings.dir {
+            if dir.exists() {
+                tracing::warn!(dir = %dir.display(), "removing spooled media left by an earlier run");
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        let _ = self.spool.set(settings);
     }
 
     /// Shuts the gate and waits until every live session has written its final playlists.
@@ -192,7 +209,8 @@ impl Broadcaster {
             window_segments: self.hls.window_segments,
         };
         let writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone())
-            .with_reconnects(self.reconnects.clone(), self.reconnect_grace);
+            .with_reconnects(self.reconnects.clone(), self.reconnect_grace)
+            .with_spool(self.spool.get().cloned().unwrap_or_default());
         let span = tracing::info_span!("session", room = %room, session = %info.session, peer = %request.peer);
         let stop = self.stop.clone();
         self.tasks.spawn_on(
