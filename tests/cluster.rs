@@ -176,10 +176,11 @@ async fn a_users_limit_holds_when_they_send_through_two_nodes() {
             "{refused:?}"
         );
     }
-    // Each node alone would accept its burst (3 + 3); shared, the user has one budget.
+    // Each node alone would accept its burst (3 + 3); shared, the user has one budget: the
+    // burst plus what refilled while the sends took (so a slow machine cannot fail this).
     let allowed = 3 + (elapsed * 0.2).floor() as usize + 1;
     assert!(
-        accepted <= allowed && accepted < 6,
+        accepted <= allowed,
         "{accepted} accepted in {elapsed:.1} s; at most {allowed} allowed"
     );
     assert!(accepted >= 3, "the burst passes: {accepted}");
