@@ -118,6 +118,7 @@ impl SessionWriter {
                     Err(e) if self.refused_alone(&key, &e).await => false,
                     Err(e) => {
                         self.store_failed(&e);
+                        self.spool_gauge();
                         return;
                     }
                 },
@@ -127,8 +128,7 @@ impl SessionWriter {
                 self.apply(listing, stored);
             }
         }
-        metrics::gauge!("barrage_spool_objects", "room" => self.settings.room.clone())
-            .set(self.spool.len() as f64);
+        self.spool_gauge();
         if self.playlists_due {
             let state = if self.ending && self.spool.is_empty() {
                 SessionState::Ended
@@ -142,6 +142,12 @@ impl SessionWriter {
                 self.store_retry.failed(Instant::now());
             }
         }
+    }
+
+    /// Objects waiting in the room's spool, as a gauge (`barrage_spool_objects{room}`).
+    fn spool_gauge(&self) {
+        metrics::gauge!("barrage_spool_objects", "room" => self.settings.room.clone())
+            .set(self.spool.len() as f64);
     }
 
     /// Drains until everything is stored and the playlists written. Once `stop` fires (or if
@@ -166,11 +172,12 @@ impl SessionWriter {
     }
 
     /// Whether the store refuses this one object while it takes others (say a folder in the
-    /// way on a local store, or a policy on a bucket): the playlists, which name only stored
+    /// way on a local store, or a policy on a bucket; never a full disk or a failing network,
+    /// see [`is_refusal`]): the playlists, which name only stored
     /// objects, are written again as a probe. After [`REFUSALS_TO_DROP`] such failures in a
     /// row the object is given up (true), so one bad object does not hold the session back.
     async fn refused_alone(&mut self, key: &str, error: &StorageError) -> bool {
-        if self.playlists.is_empty() {
+        if self.playlists.is_empty() || !is_refusal(error) {
             return false;
         }
         let state = if self.final_written {
@@ -249,5 +256,71 @@ impl SessionWriter {
             }
             Listing::BeginPart(init_file) => self.playlists.begin_part(&init_file),
         }
+    }
+}
+
+/// Whether a failed put is the store saying no to this object (permission, a name in the
+/// way, a file too large) rather than the store being unable to take anything right now (no
+/// space left, network, 5xx): only the former may end in dropping the object; for the latter
+/// the spool waits, however long, within its budget.
+fn is_refusal(error: &StorageError) -> bool {
+    use std::io::ErrorKind;
+    let StorageError::Store { source, .. } = error else {
+        return false;
+    };
+    if matches!(
+        source,
+        object_store::Error::PermissionDenied { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::NotImplemented { .. }
+    ) {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::IsADirectory
+                    | ErrorKind::NotADirectory
+                    | ErrorKind::PermissionDenied
+                    | ErrorKind::InvalidFilename
+                    | ErrorKind::FileTooLarge
+            );
+        }
+        cause = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_error(io: std::io::ErrorKind) -> StorageError {
+        StorageError::Store {
+            key: "hls/r/s/000001.m4s".into(),
+            source: object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(std::io::Error::from(io)),
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_waited_out_a_name_in_the_way_is_a_refusal() {
+        assert!(!is_refusal(&store_error(std::io::ErrorKind::StorageFull)));
+        assert!(!is_refusal(&store_error(
+            std::io::ErrorKind::ConnectionRefused
+        )));
+        assert!(is_refusal(&store_error(std::io::ErrorKind::IsADirectory)));
+        assert!(is_refusal(&StorageError::Store {
+            key: "k".into(),
+            source: object_store::Error::PermissionDenied {
+                path: "k".into(),
+                source: "policy".into(),
+            },
+        }));
     }
 }
