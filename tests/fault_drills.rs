@@ -301,8 +301,8 @@ async fn metric(s: &TestServer, name: &str) -> f64 {
 }
 
 /// A TCP proxy in front of the S3 server that, while `slow` is set, holds every request for
-/// `delay` before passing it on (a request is a burst of bytes from the client after a pause
-/// of 50 ms or more): a store that answers, seconds late.
+/// `delay` before passing it on (a request: the first bytes from the client on a connection,
+/// or after the server answered): a store that answers, seconds late.
 async fn slow_proxy(upstream: u16, slow: Arc<AtomicBool>, delay: Duration) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -316,28 +316,40 @@ async fn slow_proxy(upstream: u16, slow: Arc<AtomicBool>, delay: Duration) -> u1
                 };
                 let (mut client_read, mut client_write) = client.into_split();
                 let (mut server_read, mut server_write) = server.into_split();
+                // Set when the server sent bytes: the client's next bytes are a new request.
+                let answered = Arc::new(AtomicBool::new(true));
+                let answered_too = answered.clone();
                 let requests = async move {
                     let mut buf = vec![0u8; 64 * 1024];
-                    let mut last: Option<Instant> = None;
                     loop {
                         let n = match client_read.read(&mut buf).await {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        let new_request =
-                            last.is_none_or(|t| t.elapsed() >= Duration::from_millis(50));
-                        if new_request && slow.load(Ordering::SeqCst) {
+                        if answered.swap(false, Ordering::SeqCst) && slow.load(Ordering::SeqCst) {
                             tokio::time::sleep(delay).await;
                         }
                         if server_write.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
-                        last = Some(Instant::now());
                     }
                     let _ = server_write.shutdown().await;
                 };
-                let answers = tokio::io::copy(&mut server_read, &mut client_write);
-                let _ = tokio::join!(requests, answers);
+                let answers = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        answered_too.store(true, Ordering::SeqCst);
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client_write.shutdown().await;
+                };
+                tokio::join!(requests, answers);
             });
         }
     });
