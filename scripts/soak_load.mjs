@@ -14,7 +14,11 @@ let received = 0, breaks = 0, closed = 0, sent = 0, refused = 0;
 const last = new Map();
 for (let i = 0; i < viewers; i++) {
   const s = new WebSocket(`${ws}/ws/demo?format=json`);
-  s.on('open', () => s.send(JSON.stringify({ type: 'hello' })));
+  s.on('open', () => {
+    s.send(JSON.stringify({ type: 'hello' }));
+    // The protocol's heartbeat (docs/PROTOCOL.md): silent sockets are closed at 70 s.
+    setInterval(() => s.readyState === 1 && s.send('{"type":"heartbeat"}'), 30000);
+  });
   s.on('message', (data) => {
     const f = JSON.parse(data);
     if (f.type !== 'batch') return;
