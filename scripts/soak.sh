@@ -6,7 +6,7 @@
 set -euo pipefail
 minutes=${1:-5}; viewers=${2:-500}; rate=${3:-20}; bin=${4:-target/debug/barrage}
 seconds=$((minutes * 60))
-dir=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
+dir=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 port_http=$((20000 + RANDOM % 10000)); port_rtmp=$((port_http + 1))
 BARRAGE_DATA_DIR="$dir/data" BARRAGE_HTTP__LISTEN=127.0.0.1:$port_http \
   BARRAGE_RTMP__LISTEN=127.0.0.1:$port_rtmp BARRAGE_HTTP__MAX_CONNECTIONS_PER_IP=100000 \
