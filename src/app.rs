@@ -136,6 +136,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         config.rtmp.app.clone(),
         std::time::Duration::from_secs(config.rtmp.reconnect_grace_s),
     );
+    broadcaster.set_spool(crate::broadcast::spool::SpoolSettings::from_config(&config));
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
     let moderation = Arc::new(ModerationStore::load(&db).await?);

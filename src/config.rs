@@ -89,6 +89,10 @@ pub struct StorageConfig {
     pub secret_key: String,
     pub allow_http: bool,
     pub request_timeout_s: u64,
+    /// Per session: media held in memory while the store does not take it (MiB).
+    pub spool_memory_mb: u64,
+    /// Per session: media spilled to `<data_dir>/spool` past the memory part (MiB; 0: none).
+    pub spool_disk_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -176,10 +176,11 @@ async fn a_users_limit_holds_when_they_send_through_two_nodes() {
             "{refused:?}"
         );
     }
-    // Each node alone would accept its burst (3 + 3); shared, the user has one budget.
+    // Each node alone would accept its burst (3 + 3); shared, the user has one budget: the
+    // burst plus what refilled while the sends took (so a slow machine cannot fail this).
     let allowed = 3 + (elapsed * 0.2).floor() as usize + 1;
     assert!(
-        accepted <= allowed && accepted < 6,
+        accepted <= allowed,
         "{accepted} accepted in {elapsed:.1} s; at most {allowed} allowed"
     );
     assert!(accepted >= 3, "the burst passes: {accepted}");
@@ -579,4 +580,48 @@ async fn a_room_live_on_one_node_refuses_a_push_to_another_until_it_ends() {
 async fn poll_live(s: &chat_common::TestServer, live: bool) {
     let what = if live { "demo live" } else { "demo ended" };
     until(what, || s.server.state.live.get("demo").is_some() == live).await;
+}
+
+/// A whole-cluster restart with Redis kept: on the new node the room's stream tail is history
+/// (a resume from 0 gets it), never news for a socket that said hello without `resume_from`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_cluster_does_not_replay_the_stream_tail_as_live() {
+    let redis = redis_url();
+    require_redis(&redis).await;
+    let prefix = redis_prefix("tail");
+    let before: Vec<String> = (0..3).map(|i| format!("before restart {i}")).collect();
+    let old = node(&redis, &prefix, |_| {}).await;
+    let (mut watcher, _) = Client::join(&old, "demo", None, Format::Json).await;
+    for text in &before {
+        old.system("demo", text).await;
+    }
+    // Read back from the stream by the owner: the batches are in Redis.
+    collect(&mut watcher, &before).await;
+    drop(watcher);
+    old.stop().await;
+
+    let new = node(&redis, &prefix, |_| {}).await;
+    let (mut viewer, _) = Client::join(&new, "demo", None, Format::Json).await;
+    // The new node has read the tail (its history reaches the old seqs) before news is sent.
+    new.wait_seq("demo", 3).await;
+    let news = vec!["after restart".to_string()];
+    new.system("demo", &news[0]).await;
+    let (got, _) = collect(&mut viewer, &news).await;
+    let replayed: Vec<String> = got
+        .iter()
+        .map(label)
+        .filter(|l| before.contains(l))
+        .collect();
+    assert!(
+        replayed.is_empty(),
+        "old batches delivered as live: {replayed:?}"
+    );
+    assert!(got[0].seq > 3, "news continues the room's seqs: {got:?}");
+    // History still covers them for a client that asks.
+    let mut resumer = Client::connect(&new, "demo", None, Format::Json).await;
+    resumer.hello(Some(0)).await;
+    collect(&mut resumer, &before).await;
+    drop((viewer, resumer));
+    new.stop().await;
+    redis_cleanup(&redis, &prefix).await;
 }

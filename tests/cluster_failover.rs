@@ -164,11 +164,13 @@ async fn nodes_serve_their_viewers_through_a_redis_outage_and_rejoin() {
     got_b.extend(more);
 
     redis.restart();
+    let restarted = Instant::now();
     until("both nodes rejoining", || {
         nodes.iter().all(|n| cluster(n).is_up())
     })
     .await;
     owner_of(&nodes, "demo").await;
+    let rejoined = restarted.elapsed();
     assert_eq!(
         sa.say_and_ack(3, "shared after a").await.status,
         AckStatus::Accepted
@@ -194,6 +196,12 @@ async fn nodes_serve_their_viewers_through_a_redis_outage_and_rejoin() {
         }
         assert_once(got, &want, who);
     }
+    println!(
+        "DRILL redis_outage got_on_a={} got_on_b={} rejoin_s={:.1}",
+        got_a.len(),
+        got_b.len(),
+        rejoined.as_secs_f64()
+    );
     let metrics = nodes[0]
         .api
         .get(format!("{}/metrics", nodes[0].http))
@@ -356,6 +364,7 @@ async fn a_killed_owner_is_taken_over_without_a_gap_or_a_duplicate() {
     // SIGKILL: no lease given back, no last files; the lease has to run out.
     let _ = child.0.kill();
     let _ = child.0.wait();
+    let killed = Instant::now();
     for i in 0..5u64 {
         let text = format!("during {i}");
         assert_eq!(
@@ -365,6 +374,7 @@ async fn a_killed_owner_is_taken_over_without_a_gap_or_a_duplicate() {
         want.push(text);
     }
     let new_owner = owner_of(&nodes, "demo").await;
+    let takeover = killed.elapsed();
     send_accepted(
         &mut sender,
         "after",
@@ -382,6 +392,14 @@ async fn a_killed_owner_is_taken_over_without_a_gap_or_a_duplicate() {
         "the files continue the dead owner's",
     )
     .await;
+    // Figures for docs/RELIABILITY.md (printed, not asserted: the lease decides them).
+    println!(
+        "DRILL kill_owner lease_ms=1500 accepted={} delivered_on_0={} delivered_on_1={} takeover_s={:.1}",
+        want.len(),
+        got0.len(),
+        got1.len(),
+        takeover.as_secs_f64()
+    );
 
     drop((sender, v0, v1));
     for n in nodes {

@@ -28,6 +28,7 @@ pub mod keys;
 pub mod publisher_bounds;
 pub mod reconnect;
 pub mod recovery;
+pub mod spool;
 pub mod store;
 pub mod writer;
 
@@ -82,6 +83,8 @@ pub struct Broadcaster {
     reconnect_grace: Duration,
     /// Takes stills of live rooms (set at start when thumbnails are on).
     stills: OnceLock<Arc<Thumbnailer>>,
+    /// Where each session keeps media the store has not taken yet ([`spool`]).
+    spool: OnceLock<spool::SpoolSettings>,
 }
 
 impl std::fmt::Debug for Broadcaster {
@@ -117,6 +120,7 @@ impl Broadcaster {
             reconnects: Arc::new(Reconnects::new()),
             reconnect_grace,
             stills: OnceLock::new(),
+            spool: OnceLock::new(),
         })
     }
 
@@ -133,6 +137,19 @@ impl Broadcaster {
     /// Makes every session carry the room's delivered events in its segments (`emsg`).
     pub fn set_danmaku_feed(&self, feed: Arc<dyn DanmakuFeed>) {
         let _ = self.danmaku.set(feed);
+    }
+
+    /// Sets every session's spool budgets and folder (default: 64 MiB in memory). Called at
+    /// start, before any publish: files a crashed process left in the folder are removed
+    /// (their segments never reached the store and are not replayed).
+    pub fn set_spool(&self, settings: spool::SpoolSettings) {
+        if let Some(dir) = &settings.dir {
+            if dir.exists() {
+                tracing::warn!(dir = %dir.display(), "removing spooled media left by an earlier run");
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        let _ = self.spool.set(settings);
     }
 
     /// Shuts the gate and waits until every live session has written its final playlists.
@@ -223,7 +240,8 @@ impl Broadcaster {
             .with_bounds(publisher_bounds::PublisherBounds::new(
                 self.hls.max_segment_bytes,
                 std::time::Duration::from_secs(self.hls.max_segment_wall_s),
-            ));
+            ))
+            .with_spool(self.spool.get().cloned().unwrap_or_default());
         if let Some(stills) = self.stills.get() {
             writer = writer.with_stills(stills.clone());
         }

@@ -237,7 +237,8 @@ async fn a_failed_put_is_retried_until_the_store_recovers() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         std::fs::remove_file(blocker).unwrap();
     });
-    let started = std::time::Instant::now();
+    // No wall-clock assertion: whether the first attempt met the blocker depends on
+    // scheduling; what must hold is that the put is not given up while it is there.
     store::put_with_retry(
         &storage,
         "hls/demo/s/000001.m4s",
@@ -245,7 +246,6 @@ async fn a_failed_put_is_retried_until_the_store_recovers() {
     )
     .await
     .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(100));
     unblock.await.unwrap();
     assert!(storage
         .get_bytes("hls/demo/s/000001.m4s")
@@ -283,7 +283,7 @@ async fn a_writer_that_dies_still_frees_the_room() {
 }
 
 #[tokio::test]
-async fn a_segment_the_store_refuses_is_skipped_with_a_discontinuity() {
+async fn a_segment_the_store_refuses_is_listed_as_a_gap() {
     let f = fixture();
     let changes = f.live.subscribe();
     let publication = f.broadcaster.publish(&request("live", KEY)).await.unwrap();
@@ -319,7 +319,9 @@ async fn a_segment_the_store_refuses_is_skipped_with_a_discontinuity() {
         "{vod}"
     );
     assert!(!vod.contains("000002.m4s"), "{vod}");
-    assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{vod}");
+    // Its time is listed as a gap, not a silent hole; the media timeline goes on.
+    assert_eq!(vod.matches("#EXT-X-GAP\n").count(), 1, "{vod}");
+    assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 0, "{vod}");
     assert!(vod.contains("#EXT-X-ENDLIST"));
 }
 

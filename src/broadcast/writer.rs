@@ -9,6 +9,10 @@
 //! room's publisher to come back ([`Reconnects`]). A publish within the grace continues the
 //! session as a new part (its own init segment, a discontinuity, the timeline and segment
 //! numbers going on, see [`SessionParts`]); otherwise the broadcast ends as above.
+//!
+//! Media objects go through the session's [`Spool`] ([`spooled`]): a segment is listed only
+//! once it is stored, and while the store does not answer, segments wait in order (memory,
+//! then disk) instead of being lost; the final playlists are retried until written.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,8 +29,8 @@ use super::in_stream::InStreamDanmaku;
 use super::keys::SessionKeys;
 use super::publisher_bounds::{BoundBroken, PublisherBounds};
 use super::reconnect::Reconnects;
-use super::store::put_with_retry;
 use crate::health::SessionHealth;
+use super::spool::{RetryClock, Spool, SpoolSettings};
 use crate::hls::playlist::{ListedSegment, SessionPlaylists, SessionState};
 use crate::ingest::MediaBatch;
 use crate::media::{MediaError, MediaMessage, MuxEvent, Segment, StreamMetadata, StreamMuxer};
@@ -35,6 +39,9 @@ use crate::storage::Storage;
 use crate::thumbnails::{SessionStills, Thumbnailer};
 
 mod parts;
+mod spooled;
+
+use spooled::Listing;
 
 /// Bounds a writer applies until told otherwise ([`SessionWriter::with_bounds`]); the same as
 /// config/default.toml's.
@@ -68,6 +75,7 @@ struct SessionCounts {
     audio_tags: u64,
     bytes: u64,
     segments: u64,
+    /// Segments dropped because the spool was full (listed as gaps).
     lost_segments: u64,
     invalid_tags: u64,
     dropped_frames: u64,
@@ -110,8 +118,16 @@ pub struct SessionWriter {
     started: Instant,
     bitrate: BitrateMeter,
     bitrate_updated: Instant,
-    /// The init segment (key, bytes), while its write has not succeeded yet.
-    pending_init: Option<(String, Bytes)>,
+    /// Objects cut but not stored yet, in order (see [`spooled`]).
+    spool: Spool<Listing>,
+    /// Spaces store attempts while the store fails.
+    store_retry: RetryClock,
+    /// The playlists changed (or their last write failed) and must be written.
+    playlists_due: bool,
+    /// The playlists were last written as the final VOD.
+    final_written: bool,
+    /// The spool's front object failed while the store took playlists, this many times.
+    refusals: u32,
     /// The session's parts so far (more than one after a reconnect).
     parts: SessionParts,
     /// The room's danmaku, carried in the segments as `emsg` (see [`InStreamDanmaku`]).
@@ -122,8 +138,6 @@ pub struct SessionWriter {
     left_ms: Option<i64>,
     /// Ingest refused the publish (a codec not carried): the broadcast ends without a grace.
     refusal: Option<String>,
-    /// A segment was lost since the last listed one: the next one starts a discontinuity.
-    lost_since_listed: bool,
     /// The stream ended: segments flushed now go straight into the final (VOD) playlists.
     ending: bool,
     /// Problems already logged (invalid input is logged once per kind, not per frame).
@@ -169,6 +183,7 @@ impl SessionWriter {
     ) -> SessionWriter {
         let target_ms = settings.target_ms();
         let now = Instant::now();
+        let spool = Spool::new(SpoolSettings::default(), &spooled::spool_name(&settings));
         SessionWriter {
             keys: SessionKeys::new(&settings.room, &settings.session),
             playlists: SessionPlaylists::new(&settings.session, settings.target_segment_s),
@@ -182,13 +197,16 @@ impl SessionWriter {
             started: now,
             bitrate: BitrateMeter::new(BITRATE_WINDOW_MS),
             bitrate_updated: now,
-            pending_init: None,
+            spool,
+            store_retry: RetryClock::default(),
+            playlists_due: false,
+            final_written: false,
+            refusals: 0,
             parts: SessionParts::new(),
             danmaku: InStreamDanmaku::off(),
             reconnect: None,
             left_ms: None,
             refusal: None,
-            lost_since_listed: false,
             ending: false,
             warned: HashSet::new(),
             counts: SessionCounts::default(),
@@ -245,7 +263,7 @@ impl SessionWriter {
                 None => break,
             }
         }
-        guard.vod_key = self.finish().await;
+        guard.vod_key = self.finish(&stop).await;
         guard.ended_ms = self.left_ms;
         // Dropping the guard ends the session in the registry, now with its VOD playlist.
         drop(guard);
@@ -272,6 +290,11 @@ impl SessionWriter {
                 message = media.recv() => message,
                 // Keeps up with the room's batches between segments (see `in_stream`).
                 () = self.danmaku.recv(), if following => continue,
+                // Media stopped coming but the spool holds some: keep trying the store.
+                _ = tokio::time::sleep(self.store_retry.wait(Instant::now())), if self.drain_due() => {
+                    self.drain().await;
+                    continue;
+                }
             };
             match message {
                 Some(batch) => {
@@ -300,6 +323,9 @@ impl SessionWriter {
 
     async fn handle(&mut self, message: MediaMessage) {
         let received = Instant::now();
+        if self.drain_due() && self.store_retry.due(received) {
+            self.drain().await;
+        }
         let (result, bytes) = match message {
             MediaMessage::Metadata(meta) => {
                 self.metadata(&meta);
@@ -425,8 +451,9 @@ impl SessionWriter {
                 if let Some(stills) = &mut self.stills {
                     stills.init(&init.bytes);
                 }
-                self.pending_init = Some((self.keys.part_init(self.parts.part()), init.bytes));
-                self.write_init().await;
+                let key = self.keys.part_init(self.parts.part());
+                self.spool.push(key, init.bytes, false, Listing::Init).await;
+                self.drain().await;
             }
             MuxEvent::Segment(segment) => self.store_segment(segment, received).await,
             MuxEvent::Dropped(reason) => {
@@ -451,71 +478,38 @@ impl SessionWriter {
         });
     }
 
-    async fn write_init(&mut self) {
-        let Some((key, init)) = self.pending_init.clone() else {
-            return;
-        };
-        match put_with_retry(&self.storage, &key, init).await {
-            Ok(()) => self.pending_init = None,
-            Err(e) => {
-                tracing::error!(error = %e, "init segment not stored; will retry with the next segment")
-            }
-        }
-    }
-
-    /// Segment, then session playlist, then live playlist: a playlist never names an object
+    /// Queues the segment behind what the store has not taken yet, then stores what it can:
+    /// segment, then session playlist, then live playlist, so a playlist never names an object
     /// that is not there yet.
     async fn store_segment(&mut self, segment: Segment, received: Instant) {
         // The one hook where a fragment is written: danmaku due by its end go in front.
         let segment = self.danmaku.carry(segment);
         self.parts
             .segment_cut(segment.sequence, segment.start_ms, segment.duration);
-        self.write_init().await;
-        let key = self.keys.segment(segment.sequence);
-        if let Err(e) = put_with_retry(&self.storage, &key, segment.bytes.clone()).await {
-            self.counts.lost_segments += 1;
-            self.lost_since_listed = true;
-            tracing::error!(error = %e, sequence = segment.sequence, "segment lost: not stored after retries");
-            return;
-        }
         let start = self.first_frame_wall.unwrap_or_else(Utc::now);
         let offset = chrono::Duration::milliseconds(i64::try_from(segment.start_ms).unwrap_or(0));
-        self.playlists.push(ListedSegment {
-            file: SessionKeys::segment_file(segment.sequence),
-            duration: segment.duration,
-            program_date_time: start + offset,
-            independent: segment.independent,
-            discontinuity: std::mem::take(&mut self.lost_since_listed),
-        });
-        self.counts.segments += 1;
-        metrics::counter!("barrage_hls_segments_total").increment(1);
-        let state = if self.ending {
-            SessionState::Ended
-        } else {
-            SessionState::Live
+        let listing = Listing::Segment {
+            listed: ListedSegment {
+                file: SessionKeys::segment_file(segment.sequence),
+                duration: segment.duration,
+                program_date_time: start + offset,
+                independent: segment.independent,
+                discontinuity: false,
+            },
+            sequence: segment.sequence,
+            received,
         };
-        self.write_playlists(state).await;
-        let delay = received.elapsed().as_secs_f64();
-        metrics::histogram!("barrage_hls_playlist_delay_seconds").record(delay);
-        self.counts.max_playlist_delay_ms = self.counts.max_playlist_delay_ms.max(delay * 1000.0);
-        tracing::debug!(
-            sequence = segment.sequence,
-            duration = segment.duration,
-            bytes = segment.bytes.len(),
-            delay_ms = delay * 1000.0,
-            "segment published"
-        );
         if let Some(stills) = &self.stills {
             stills.segment(&segment.bytes);
         }
-        let segments = self.counts.segments;
-        self.update_live(|info| {
-            info.segments = segments;
-            info.playlist_delay_ms = Some(delay * 1000.0);
-        });
+        let key = self.keys.segment(segment.sequence);
+        self.spool_segment(key, segment.bytes, listing).await;
+        self.drain().await;
     }
 
-    async fn write_playlists(&mut self, state: SessionState) {
+    /// Writes both playlists once; false when the store did not take them (retried by the
+    /// spool's drain).
+    async fn write_playlists(&mut self, state: SessionState) -> bool {
         let ended = state == SessionState::Ended;
         let rendered = self.playlists.session_playlist(state).and_then(|s| {
             Ok((
@@ -528,24 +522,27 @@ impl SessionWriter {
             Ok(both) => both,
             Err(e) => {
                 tracing::error!(error = %e, "playlist not rendered");
-                return;
+                return true;
             }
         };
         for (key, body) in [
             (self.keys.session_playlist(), session),
             (self.keys.live_playlist(), live),
         ] {
-            if let Err(e) = put_with_retry(&self.storage, &key, Bytes::from(body)).await {
-                tracing::error!(error = %e, "playlist not stored after retries");
+            if let Err(e) = self.storage.put(&key, Bytes::from(body)).await {
+                tracing::warn!(error = %e, "playlist not stored; retrying");
+                return false;
             }
         }
+        true
     }
 
-    /// Flushes the last segment and writes the final playlists; returns the VOD key.
-    async fn finish(&mut self) -> Option<String> {
+    /// Flushes the last segment, stores what the spool holds and writes the final playlists
+    /// (retried until written; on shutdown, for at most [`spooled::SHUTDOWN_WAIT`]); returns
+    /// the VOD key.
+    async fn finish(&mut self, stop: &CancellationToken) -> Option<String> {
         let now = Instant::now();
         self.ending = true;
-        let listed_before = self.playlists.len();
         match self.muxer.finish() {
             Ok(events) => {
                 for event in events {
@@ -554,15 +551,14 @@ impl SessionWriter {
             }
             Err(e) => self.invalid(&e),
         }
-        let vod_key = if self.playlists.is_empty() {
-            None
-        } else {
-            if self.playlists.len() == listed_before {
-                // No last segment was listed: the playlists still say EVENT / no ENDLIST.
-                self.write_playlists(SessionState::Ended).await;
-            }
-            Some(self.keys.session_playlist())
-        };
+        self.drain_all(stop).await;
+        if !self.playlists.is_empty() && !self.final_written {
+            // No last segment was listed: the playlists still say EVENT / no ENDLIST.
+            self.playlists_due = true;
+            self.drain_all(stop).await;
+        }
+        let vod_key = (!self.playlists.is_empty() && self.final_written)
+            .then(|| self.keys.session_playlist());
         let c = &self.counts;
         tracing::info!(
             video_tags = c.video_tags,
@@ -570,6 +566,7 @@ impl SessionWriter {
             bytes = c.bytes,
             segments = c.segments,
             lost_segments = c.lost_segments,
+            spooled_left = self.spool.len(),
             invalid_tags = c.invalid_tags,
             dropped_frames = c.dropped_frames,
             timestamp_resets = self.muxer.timestamp_resets(),

@@ -291,8 +291,20 @@ impl Fanout {
         true
     }
 
+    /// Puts a batch in history only: what the room delivered before it was active on this
+    /// node (another node's stream tail), there for resume but not news to any socket here.
+    /// False for a batch already had.
+    pub fn record_history(&self, batch: Arc<DeliveredBatch>) -> bool {
+        self.record(&batch, false)
+    }
+
     /// History and the ring, under one lock (see `history`); false for a batch already had.
     fn record_and_send(&self, batch: &Arc<DeliveredBatch>) -> bool {
+        self.record(batch, true)
+    }
+
+    /// History, and the ring when `send`, under one lock.
+    fn record(&self, batch: &Arc<DeliveredBatch>, send: bool) -> bool {
         let mut history = lock(&self.history);
         if batch.first_seq <= history.last_seq() {
             return false;
@@ -301,8 +313,10 @@ impl Fanout {
             history.skip_to(batch.first_seq - 1);
         }
         history.push(&batch.events);
-        // No receiver is fine: an empty room still keeps history and seqs.
-        let _ = self.ring.send(batch.clone());
+        if send {
+            // No receiver is fine: an empty room still keeps history and seqs.
+            let _ = self.ring.send(batch.clone());
+        }
         true
     }
 

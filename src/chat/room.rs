@@ -149,6 +149,12 @@ impl Room {
         self.fanout.deliver_to_sockets(batch)
     }
 
+    /// Records a batch delivered before the room was active here (see
+    /// [`Fanout::record_history`]).
+    pub fn record_history(&self, batch: Arc<DeliveredBatch>) -> bool {
+        self.fanout.record_history(batch)
+    }
+
     /// Delivers a batch to this node's sockets and its files (see
     /// [`Fanout::deliver_with_files`]).
     pub fn deliver_with_files(&self, batch: Arc<DeliveredBatch>) -> bool {

@@ -1,7 +1,11 @@
 //! Reading what the owners publish: one loop per node, on a connection of its own, blocks on
 //! XREAD over the control stream and the event stream of every room active here, and hands
 //! each batch (the owner's bytes) to the room's sockets. A room that starts here first reads
-//! back the stream's tail, so its history (resume) covers what came before.
+//! back the stream's tail, so its history (resume) covers what came before: batches ticked
+//! before the room became active here go to history only (a socket that joined meanwhile
+//! without `resume_from` must not get them as live), later ones are delivered as usual (the
+//! loop picks a new room up within one XREAD block, and batches published in that time are
+//! news).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use redis::AsyncCommands;
 use super::rooms::SharedRoom;
 use super::wire::{read_batch, read_control, Control};
 use super::Cluster;
+use crate::chat::fanout::DeliveredBatch;
 
 /// How long one XREAD waits for news (rooms that start here wait at most this to be read).
 const BLOCK: Duration = Duration::from_millis(250);
@@ -134,29 +139,51 @@ impl Cluster {
             .await?;
         let last = tail.ids.first().map_or("0-0".to_string(), |e| e.id.clone());
         for entry in tail.ids.into_iter().rev() {
-            self.deliver_entry(shared, &entry.id, entry.map);
+            let Some((node, batch)) = self.read_entry(shared, &entry.id, entry.map) else {
+                continue;
+            };
+            if batch.tick_ms < shared.activated_ms {
+                shared.room.record_history(Arc::new(batch));
+            } else {
+                self.deliver_batch(shared, &node, batch);
+            }
         }
         Ok(last)
     }
 
     fn deliver_entry(&self, shared: &SharedRoom, id: &str, map: HashMap<String, redis::Value>) {
+        if let Some((node, batch)) = self.read_entry(shared, id, map) {
+            self.deliver_batch(shared, &node, batch);
+        }
+    }
+
+    /// Reads a batch entry (None, counted and logged, when it does not read).
+    fn read_entry(
+        &self,
+        shared: &SharedRoom,
+        id: &str,
+        map: HashMap<String, redis::Value>,
+    ) -> Option<(String, DeliveredBatch)> {
         match read_batch(&shared.room.id, id, map) {
-            Ok((node, batch)) => {
-                // Only the owner that published a batch writes it to the CDN files.
-                let batch = Arc::new(batch);
-                let delivered = if node == self.node_id && shared.is_owner() {
-                    shared.room.deliver_with_files(batch)
-                } else {
-                    shared.room.deliver_to_sockets(batch)
-                };
-                if delivered {
-                    metrics::counter!("barrage_cluster_relayed_batches_total").increment(1);
-                }
-            }
+            Ok(read) => Some(read),
             Err(e) => {
                 metrics::counter!("barrage_cluster_bad_entries_total").increment(1);
                 tracing::warn!(room = %shared.room.id, error = %e, "cluster: skipped a batch entry that does not read");
+                None
             }
+        }
+    }
+
+    fn deliver_batch(&self, shared: &SharedRoom, node: &str, batch: DeliveredBatch) {
+        // Only the owner that published a batch writes it to the CDN files.
+        let batch = Arc::new(batch);
+        let delivered = if node == self.node_id && shared.is_owner() {
+            shared.room.deliver_with_files(batch)
+        } else {
+            shared.room.deliver_to_sockets(batch)
+        };
+        if delivered {
+            metrics::counter!("barrage_cluster_relayed_batches_total").increment(1);
         }
     }
 

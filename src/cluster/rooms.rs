@@ -42,6 +42,9 @@ pub(crate) struct SharedRoom {
     publish: mpsc::UnboundedSender<Arc<DeliveredBatch>>,
     /// Cancelled when the room's task ends on this node.
     gone: CancellationToken,
+    /// Wall-clock ms the room became active on this node: batches ticked before it are the
+    /// room's past here (history for resume), not news for sockets (see `Cluster::preload`).
+    pub activated_ms: i64,
 }
 
 impl SharedRoom {
@@ -284,6 +287,7 @@ impl RoomRelay for Cluster {
             role: Mutex::new(role),
             publish,
             gone: CancellationToken::new(),
+            activated_ms: crate::clock::now_ms(),
         });
         let replaced = lock(&self.rooms).insert(room.id.to_string(), shared.clone());
         if let Some(old) = replaced {

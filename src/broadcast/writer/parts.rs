@@ -122,15 +122,19 @@ impl SessionWriter {
                 let away_ms = start.start_ms.saturating_sub(media_end_ms);
                 let at = first_frame
                     + chrono::Duration::milliseconds(i64::try_from(media_end_ms).unwrap_or(0));
-                self.playlists.push_gap(away_ms as f64 / 1000.0, at);
+                self.spool_mark(super::Listing::Gap {
+                    seconds: away_ms as f64 / 1000.0,
+                    start: at,
+                });
                 start
             }
             None => self.parts.resume_before_any_media(),
         };
         self.left_ms = None;
         self.muxer = StreamMuxer::continuing(self.settings.target_ms(), start);
-        self.playlists
-            .begin_part(&SessionKeys::init_file(self.parts.part()));
+        self.spool_mark(super::Listing::BeginPart(SessionKeys::init_file(
+            self.parts.part(),
+        )));
         self.update_live(|info| {
             info.reconnecting = false;
             info.reconnects += 1;
