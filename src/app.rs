@@ -180,6 +180,10 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
     broadcaster.set_thumbnailer(
         Thumbnailer::start(&config.thumbnails, storage.clone(), live.clone()).await,
     );
+    let flv = crate::live_flv::FlvHub::new(config.flv.queue_tags);
+    if config.flv.enabled {
+        broadcaster.set_flv_hub(flv.clone());
+    }
     let state = AppState {
         tokens: Arc::new(TokenSigner::new(&secrets.token_secret)),
         guest_limits: Arc::new(crate::http::guest_limits::GuestTokenLimits::new(
@@ -197,6 +201,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         cdn,
         cluster,
         series,
+        flv,
         metrics: metrics_handle(),
         rtmp_bound: RtmpBound::default(),
         shutdown,

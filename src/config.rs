@@ -39,6 +39,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub auth: AuthConfig,
     pub hls: HlsConfig,
+    pub flv: FlvConfig,
     pub chat: ChatConfig,
     pub cdn: CdnConfig,
     pub db: DbConfig,
@@ -113,6 +114,16 @@ pub struct HlsConfig {
     pub window_segments: usize,
     pub max_segment_bytes: usize,
     pub max_segment_wall_s: u64,
+}
+
+/// `[flv]`: the live broadcast as HTTP-FLV (`GET /live/{room}.flv`, see `crate::live_flv`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlvConfig {
+    pub enabled: bool,
+    /// Tags a room keeps for its FLV viewers (one ring shared by all); a viewer further behind
+    /// skips to the next keyframe.
+    pub queue_tags: usize,
 }
 
 /// `[thumbnails]`: stills of live rooms and replay posters (see `crate::thumbnails`).
@@ -340,6 +351,9 @@ impl Config {
         }
         if self.http.max_body_bytes == 0 {
             return bad("http.max_body_bytes", "must be at least 1");
+        }
+        if !(16..=65_536).contains(&self.flv.queue_tags) {
+            return bad("flv.queue_tags", "must be between 16 and 65536");
         }
         if !(1..=3600).contains(&self.thumbnails.interval_s) {
             return bad("thumbnails.interval_s", "must be between 1 and 3600");

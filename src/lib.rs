@@ -24,6 +24,7 @@ pub mod health;
 pub mod hls;
 pub mod http;
 pub mod ingest;
+pub mod live_flv;
 pub mod media;
 pub mod node_identity;
 pub mod proc_stats;

@@ -47,6 +47,8 @@ pub struct AppState {
     pub cluster: Option<Arc<Cluster>>,
     /// Every room's per-second series for the host console's charts.
     pub series: Arc<SeriesBook>,
+    /// Live rooms as HTTP-FLV (`GET /live/{room}.flv`).
+    pub flv: Arc<crate::live_flv::FlvHub>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// The RTMP address actually bound, for OBS settings.

@@ -21,6 +21,7 @@ const CHECKS: &[&str] = &[
     "home_lists_live_room",
     "viewer_video_plays",
     "viewer_video_plays_with_hlsjs",
+    "viewer_video_plays_http_flv",
     "pages_connect_websockets",
     "node_danmaku_reaches_overlay",
     "page_danmaku_reaches_ws_client",

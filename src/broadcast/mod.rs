@@ -85,6 +85,8 @@ pub struct Broadcaster {
     stills: OnceLock<Arc<Thumbnailer>>,
     /// Where each session keeps media the store has not taken yet ([`spool`]).
     spool: OnceLock<spool::SpoolSettings>,
+    /// Hands each session's tags to HTTP-FLV viewers (set at start when `flv.enabled`).
+    flv: OnceLock<Arc<crate::live_flv::FlvHub>>,
 }
 
 impl std::fmt::Debug for Broadcaster {
@@ -121,10 +123,16 @@ impl Broadcaster {
             reconnect_grace,
             stills: OnceLock::new(),
             spool: OnceLock::new(),
+            flv: OnceLock::new(),
         })
     }
 
     /// Makes every session offer its segments to `thumbnailer` for stills.
+    /// Makes every session feed its tags to `hub` for `GET /live/{room}.flv`.
+    pub fn set_flv_hub(&self, hub: Arc<crate::live_flv::FlvHub>) {
+        let _ = self.flv.set(hub);
+    }
+
     pub fn set_thumbnailer(&self, thumbnailer: Arc<Thumbnailer>) {
         let _ = self.stills.set(thumbnailer);
     }
@@ -244,6 +252,9 @@ impl Broadcaster {
             .with_spool(self.spool.get().cloned().unwrap_or_default());
         if let Some(stills) = self.stills.get() {
             writer = writer.with_stills(stills.clone());
+        }
+        if let Some(hub) = self.flv.get() {
+            writer = writer.with_flv(hub.feed(&room));
         }
         let span = tracing::info_span!("session", room = %room, session = %info.session, peer = %request.peer);
         let stop = self.stop.clone();

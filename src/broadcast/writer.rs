@@ -29,8 +29,8 @@ use super::in_stream::InStreamDanmaku;
 use super::keys::SessionKeys;
 use super::publisher_bounds::{BoundBroken, PublisherBounds};
 use super::reconnect::Reconnects;
-use crate::health::SessionHealth;
 use super::spool::{RetryClock, Spool, SpoolSettings};
+use crate::health::SessionHealth;
 use crate::hls::playlist::{ListedSegment, SessionPlaylists, SessionState};
 use crate::ingest::MediaBatch;
 use crate::media::{MediaError, MediaMessage, MuxEvent, Segment, StreamMetadata, StreamMuxer};
@@ -132,6 +132,8 @@ pub struct SessionWriter {
     parts: SessionParts,
     /// The room's danmaku, carried in the segments as `emsg` (see [`InStreamDanmaku`]).
     danmaku: InStreamDanmaku,
+    /// The room's HTTP-FLV viewers' feed (None: `flv.enabled` is off).
+    flv: Option<crate::live_flv::FlvRoomFeed>,
     /// Where a dropped publisher may come back, and for how long.
     reconnect: Option<(Arc<Reconnects>, Duration)>,
     /// Wall-clock ms the current publisher left (None while one publishes).
@@ -204,6 +206,7 @@ impl SessionWriter {
             refusals: 0,
             parts: SessionParts::new(),
             danmaku: InStreamDanmaku::off(),
+            flv: None,
             reconnect: None,
             left_ms: None,
             refusal: None,
@@ -228,6 +231,12 @@ impl SessionWriter {
                 &self.settings.session,
             ));
         }
+        self
+    }
+
+    /// Hands every media message to the room's HTTP-FLV viewers too.
+    pub fn with_flv(mut self, feed: crate::live_flv::FlvRoomFeed) -> SessionWriter {
+        self.flv = Some(feed);
         self
     }
 
@@ -323,6 +332,9 @@ impl SessionWriter {
 
     async fn handle(&mut self, message: MediaMessage) {
         let received = Instant::now();
+        if let Some(flv) = &self.flv {
+            flv.publish(&message);
+        }
         if self.drain_due() && self.store_retry.due(received) {
             self.drain().await;
         }

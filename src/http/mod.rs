@@ -12,6 +12,7 @@ pub mod connect;
 pub mod deadline_stream;
 pub mod guest_limits;
 pub mod limited_listener;
+pub mod live_flv;
 pub mod live_status;
 pub mod objects;
 pub mod pages;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(objects::routes())
+        .merge(live_flv::routes())
         .merge(api_rooms::routes())
         .merge(api_room_control::routes())
         .merge(api_access::routes())

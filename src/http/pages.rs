@@ -85,6 +85,8 @@ static ASSETS: &[Asset] = &[
     asset!("js/moderator-actions.js", JS),
     asset!("vendor/hls.min.js", JS),
     asset!("vendor/LICENSE-hls.js.txt", TEXT),
+    asset!("vendor/mpegts.js", JS),
+    asset!("vendor/LICENSE-mpegts.js.txt", TEXT),
     asset!("vendor/README.md", TEXT),
 ];
 

@@ -84,6 +84,27 @@ export function playerPositionMs(player = current) {
   return Math.round((t + shift) * 1000);
 }
 
+/** Loads /static/vendor/mpegts.js once (HTTP-FLV, `?player=flv`). */
+let mpegtsLoading = null;
+export function loadMpegts() {
+  if (!mpegtsLoading) {
+    mpegtsLoading = new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = '/static/vendor/mpegts.js';
+      s.onload = () => (window.mpegts ? resolve(window.mpegts) : reject(new Error('mpegts.js did not load')));
+      s.onerror = () => reject(new Error('mpegts.js did not load'));
+      document.head.appendChild(s);
+    });
+  }
+  return mpegtsLoading;
+}
+
+/** The HTTP-FLV URL of a live playlist URL (/hls/{room}/live.m3u8 -> /live/{room}.flv). */
+export function flvUrlOf(url) {
+  const m = /^(.*)\/hls\/([^/]+)\/live\.m3u8(\?.*)?$/.exec(url);
+  return m ? `${m[1]}/live/${m[2]}.flv` : null;
+}
+
 /** Whether hls.js can run here (Media Source Extensions). */
 export function hlsJsUsable() {
   return typeof MediaSource !== 'undefined' || typeof ManagedMediaSource !== 'undefined';
@@ -105,6 +126,7 @@ export class Player {
     this.onEnded = onEnded;
     this.retryMs = retryMs;
     this.hls = null;
+    this.flv = null;
     this.url = '';
     this.engine = '';
     this.retry = null;
@@ -146,6 +168,11 @@ export class Player {
     this.status('loading', 'loading the stream');
     this.video.addEventListener('ended', this.onVideoEnded);
     this.watchdog = setInterval(() => this.watch(), 1000);
+    const flvUrl = this.prefer === 'flv' && this.live && hlsJsUsable() ? flvUrlOf(url) : null;
+    if (flvUrl) {
+      this.playFlv(flvUrl, url);
+      return;
+    }
     const native = this.prefer === 'hls.js' ? !hlsJsUsable() && hasNativeHls(this.video) : hasNativeHls(this.video);
     if (native) {
       this.engine = 'native';
@@ -199,6 +226,45 @@ export class Player {
     this.onHls(hls, Hls);
     hls.loadSource(url);
     hls.attachMedia(this.video);
+  }
+
+  /**
+   * HTTP-FLV through mpegts.js: about a second behind the publisher. Its clock is the
+   * publisher's RTMP time, not the broadcast's, so the position is unknown (comments show on
+   * arrival and are stamped by the server).
+   */
+  async playFlv(flvUrl, url) {
+    let mpegts;
+    try {
+      mpegts = await loadMpegts();
+    } catch (e) {
+      this.status('error', String(e.message));
+      return;
+    }
+    if (this.url !== url) return;
+    this.engine = 'flv';
+    const flv = mpegts.createPlayer(
+      { type: 'flv', isLive: true, url: flvUrl },
+      { enableStashBuffer: false, liveBufferLatencyChasing: true, liveBufferLatencyMaxLatency: 1.5, liveBufferLatencyMinRemain: 0.3 },
+    );
+    this.flv = flv;
+    flv.on(mpegts.Events.ERROR, () => {
+      if (this.flv === flv) this.scheduleRetry('offline');
+    });
+    flv.on(mpegts.Events.LOADING_COMPLETE, () => {
+      if (this.flv === flv) this.scheduleRetry('offline');
+    });
+    flv.attachMediaElement(this.video);
+    flv.load();
+    this.start();
+  }
+
+  /** Seconds behind the newest media received (HTTP-FLV and hls.js), or null. */
+  latencyS() {
+    const v = this.video;
+    if (!this.url || v.buffered.length === 0) return null;
+    if (this.hls && Number.isFinite(this.hls.latency)) return this.hls.latency;
+    return Math.max(0, v.buffered.end(v.buffered.length - 1) - v.currentTime);
   }
 
   /** A fatal media error: recover in place once, then (if it comes back soon) start over. */
@@ -272,6 +338,10 @@ export class Player {
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;
+    }
+    if (this.flv) {
+      this.flv.destroy();
+      this.flv = null;
     }
     if (this.engine === 'native') {
       this.video.removeAttribute('src');

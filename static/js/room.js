@@ -36,9 +36,10 @@ const chat = new ChatList(byId('chat'));
 const filter = new SeqFilter();
 /** Live comments waiting for the picture (sync-gate.js). */
 const gate = new SyncGate();
-/** The player engine asked for: ?player=hlsjs|native, else hls.js live and native replays. */
+/** The player engine asked for: ?player=hlsjs|native|flv, else hls.js live and native replays. */
 function playerChoice() {
   const asked = params.get('player');
+  if (asked === 'flv' && via !== 'stream' && !replaySession) return 'flv';
   if (asked === 'native' && via !== 'stream') return 'native';
   if (asked === 'hlsjs' || via === 'stream' || !replaySession) return 'hls.js';
   return '';

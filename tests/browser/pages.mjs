@@ -190,6 +190,23 @@ try {
     return { engine, t1, t2 };
   });
 
+  await check('viewer_video_plays_http_flv', async () => {
+    const page = await openPage(context, `/rooms/${ROOM}?player=flv`, 'viewer-flv');
+    const t1 = await until('FLV video.currentTime > 0.5', async () => {
+      const t = await videoTime(page);
+      return t > 0.5 ? t : null;
+    }, 45000, 250);
+    const t2 = await until('FLV video.currentTime to advance', async () => {
+      const t = await videoTime(page);
+      return t > t1 + 1 ? t : null;
+    }, T, 250);
+    const engine = await page.evaluate(() => window.barrage.player.engine);
+    if (engine !== 'flv') throw new Error(`engine is ${engine}`);
+    const behind = await page.evaluate(() => window.barrage.player.latencyS());
+    await page.close();
+    return { engine, t1, t2, behind_s: behind };
+  });
+
   overlay = await openPage(context, `/overlay/${ROOM}?size=32&speed=8&lanes=10&gifts=1`, 'overlay');
   await check('pages_connect_websockets', async () => {
     await until('overlay socket', () => overlay.evaluate(() => window.barrage && window.barrage.source.isOpen));
