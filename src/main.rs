@@ -83,6 +83,10 @@ enum BenchCommand {
         /// chat.budget for the run (events per viewer per second; default config: 60).
         #[arg(long)]
         budget: Option<u32>,
+        /// chat.tick_ms for the run, both sides (default config: 100). goim's shape, one frame
+        /// a second of ~36 events per viewer: --tick-ms 1000 --budget 36.
+        #[arg(long)]
+        tick_ms: Option<u64>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -167,6 +171,7 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
             seconds,
             per_process,
             budget,
+            tick_ms,
             json,
             side,
             frame_events,
@@ -180,6 +185,7 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
                 seconds: seconds.max(1),
                 per_process: per_process.max(1),
                 budget,
+                tick_ms,
             };
             let side = match side.as_deref() {
                 None => return report(fanout::run(opts), json, fanout::table),

@@ -31,6 +31,9 @@ pub struct FanoutOptions {
     /// `chat.budget` for the run (events per viewer per second); None keeps the default (60).
     /// A larger budget means larger batches: more events per frame for the same frames.
     pub budget: Option<u32>,
+    /// `chat.tick_ms` for the run, on both sides (None: the default, 100 ms). goim's load shape
+    /// is one frame a second per viewer: `--tick-ms 1000 --budget 36`.
+    pub tick_ms: Option<u64>,
 }
 
 /// Which server a side process runs.
@@ -245,6 +248,9 @@ fn run_side_process(opts: &FanoutOptions, side: Side) -> Result<SideReport, Stri
     if let Some(budget) = opts.budget {
         cmd.args(["--budget", &budget.to_string()]);
     }
+    if let Some(tick_ms) = opts.tick_ms {
+        cmd.args(["--tick-ms", &tick_ms.to_string()]);
+    }
     match side {
         Side::Barrage => cmd.args(["--side", "barrage"]),
         Side::Baseline {
@@ -309,6 +315,9 @@ async fn run_barrage(opts: &FanoutOptions) -> Result<SideReport, String> {
     config.chat.user_burst = opts.uplink_per_s.max(1);
     if let Some(budget) = opts.budget {
         config.chat.budget = budget.max(1);
+    }
+    if let Some(tick_ms) = opts.tick_ms {
+        config.chat.tick_ms = tick_ms.clamp(10, 10_000);
     }
     // Each sender's connection carries uplink/S frames a second.
     config.chat.conn_rate_per_s =
@@ -406,9 +415,12 @@ async fn run_baseline(
     events: usize,
     frame_bytes: f64,
 ) -> Result<SideReport, String> {
-    // barrage's tick on its defaults, which is what the barrage side ran with.
+    // barrage's tick, which is what the barrage side ran with.
     let defaults = crate::config::Config::from_toml_str("").map_err(|e| e.to_string())?;
-    let tick = Duration::from_millis(defaults.chat.tick_ms);
+    let tick = Duration::from_millis(
+        opts.tick_ms
+            .map_or(defaults.chat.tick_ms, |t| t.clamp(10, 10_000)),
+    );
     let base = super::baseline::Baseline::start()
         .await
         .map_err(|e| e.to_string())?;
