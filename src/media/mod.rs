@@ -17,6 +17,7 @@ pub mod fragment_probe;
 pub mod message;
 pub mod mux_event;
 pub mod muxer;
+pub mod part_planner;
 pub mod segmenter;
 pub mod sps;
 pub mod timestamp;
