@@ -83,6 +83,13 @@ enum BenchCommand {
         /// chat.budget for the run (events per viewer per second; default config: 60).
         #[arg(long)]
         budget: Option<u32>,
+        /// chat.tick_ms for both sides (one frame per viewer per tick; default config: 100).
+        #[arg(long)]
+        tick_ms: Option<u64>,
+        /// goim's published load shape: one frame a second per viewer carrying ~36 events
+        /// (tick 1000 ms and budget 36 unless given; pair it with e.g. `--uplink 40`).
+        #[arg(long)]
+        goim: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -167,6 +174,8 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
             seconds,
             per_process,
             budget,
+            tick_ms,
+            goim,
             json,
             side,
             frame_events,
@@ -180,7 +189,9 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
                 seconds: seconds.max(1),
                 per_process: per_process.max(1),
                 budget,
+                tick_ms,
             };
+            let opts = if goim { fanout::goim_shape(opts) } else { opts };
             let side = match side.as_deref() {
                 None => return report(fanout::run(opts), json, fanout::table),
                 Some("barrage") => Side::Barrage,
