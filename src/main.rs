@@ -83,10 +83,13 @@ enum BenchCommand {
         /// chat.budget for the run (events per viewer per second; default config: 60).
         #[arg(long)]
         budget: Option<u32>,
-        /// chat.tick_ms for the run, both sides (default config: 100). goim's shape, one frame
-        /// a second of ~36 events per viewer: --tick-ms 1000 --budget 36.
+        /// chat.tick_ms for both sides (one frame per viewer per tick; default config: 100).
         #[arg(long)]
         tick_ms: Option<u64>,
+        /// goim's published load shape: one frame a second per viewer carrying ~36 events
+        /// (tick 1000 ms and budget 36 unless given; pair it with e.g. `--uplink 40`).
+        #[arg(long)]
+        goim: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -172,6 +175,7 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
             per_process,
             budget,
             tick_ms,
+            goim,
             json,
             side,
             frame_events,
@@ -187,6 +191,7 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
                 budget,
                 tick_ms,
             };
+            let opts = if goim { fanout::goim_shape(opts) } else { opts };
             let side = match side.as_deref() {
                 None => return report(fanout::run(opts), json, fanout::table),
                 Some("barrage") => Side::Barrage,

@@ -31,9 +31,19 @@ pub struct FanoutOptions {
     /// `chat.budget` for the run (events per viewer per second); None keeps the default (60).
     /// A larger budget means larger batches: more events per frame for the same frames.
     pub budget: Option<u32>,
-    /// `chat.tick_ms` for the run, on both sides (None: the default, 100 ms). goim's load shape
-    /// is one frame a second per viewer: `--tick-ms 1000 --budget 36`.
+    /// `chat.tick_ms` for both sides; None keeps the default (100 ms). goim's shape is one
+    /// frame a second per viewer: `--tick-ms 1000 --budget 36`.
     pub tick_ms: Option<u64>,
+}
+
+/// goim's published load shape (each viewer gets one frame a second carrying ~36 events):
+/// a 1 s tick and a budget of 36 events per viewer per second, unless the options set them.
+pub fn goim_shape(opts: FanoutOptions) -> FanoutOptions {
+    FanoutOptions {
+        tick_ms: opts.tick_ms.or(Some(1000)),
+        budget: opts.budget.or(Some(36)),
+        ..opts
+    }
 }
 
 /// Which server a side process runs.
@@ -72,6 +82,8 @@ pub struct SideReport {
 pub struct FanoutReport {
     pub viewers: usize,
     pub uplink_per_s: u32,
+    /// The chat tick both sides ran with (one frame per viewer per tick).
+    pub tick_ms: u64,
     pub seconds: u64,
     pub barrage: SideReport,
     pub baseline: SideReport,
@@ -317,7 +329,7 @@ async fn run_barrage(opts: &FanoutOptions) -> Result<SideReport, String> {
         config.chat.budget = budget.max(1);
     }
     if let Some(tick_ms) = opts.tick_ms {
-        config.chat.tick_ms = tick_ms.clamp(10, 10_000);
+        config.chat.tick_ms = tick_ms.clamp(1, 10_000);
     }
     // Each sender's connection carries uplink/S frames a second.
     config.chat.conn_rate_per_s =
@@ -415,11 +427,11 @@ async fn run_baseline(
     events: usize,
     frame_bytes: f64,
 ) -> Result<SideReport, String> {
-    // barrage's tick, which is what the barrage side ran with.
+    // The tick the barrage side ran with: the option's, or barrage's default.
     let defaults = crate::config::Config::from_toml_str("").map_err(|e| e.to_string())?;
     let tick = Duration::from_millis(
         opts.tick_ms
-            .map_or(defaults.chat.tick_ms, |t| t.clamp(10, 10_000)),
+            .map_or(defaults.chat.tick_ms, |t| t.clamp(1, 10_000)),
     );
     let base = super::baseline::Baseline::start()
         .await
@@ -466,6 +478,7 @@ fn compare(opts: &FanoutOptions, barrage: SideReport, baseline: SideReport) -> F
     FanoutReport {
         viewers: opts.viewers,
         uplink_per_s: opts.uplink_per_s,
+        tick_ms: opts.tick_ms.unwrap_or(100),
         seconds: opts.seconds,
         frames_ratio: if baseline.frames_per_s > 0.0 {
             barrage.frames_per_s / baseline.frames_per_s
@@ -485,8 +498,8 @@ fn compare(opts: &FanoutOptions, barrage: SideReport, baseline: SideReport) -> F
 /// The report as a Markdown table.
 pub fn table(r: &FanoutReport) -> String {
     let mut out = format!(
-        "fanout: {} viewers, {} danmaku/s uplink, {} s\n\n| | viewers | events/s | frames/s | B/frame | p50 ms | p99 ms | max ms | server CPU s | RSS MiB | RSS/idle viewer KiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
-        r.viewers, r.uplink_per_s, r.seconds
+        "fanout: {} viewers, {} danmaku/s uplink, tick {} ms, {} s\n\n| | viewers | events/s | frames/s | B/frame | p50 ms | p99 ms | max ms | server CPU s | RSS MiB | RSS/idle viewer KiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        r.viewers, r.uplink_per_s, r.tick_ms, r.seconds
     );
     for s in [&r.barrage, &r.baseline] {
         out.push_str(&format!(
@@ -515,10 +528,11 @@ pub fn table(r: &FanoutReport) -> String {
             0.0
         }
     };
+    let (b, raw) = (per_cpu(&r.barrage), per_cpu(&r.baseline));
     out.push_str(&format!(
-        "delivered events per server CPU-second: barrage {:.0}, baseline {:.0}\n",
-        per_cpu(&r.barrage),
-        per_cpu(&r.baseline)
+        "delivered events per server CPU-second: barrage {b:.0}, baseline {raw:.0} (ratio {:.2}); {:.1} events per frame\n",
+        if raw > 0.0 { b / raw } else { 0.0 },
+        r.barrage.events_per_frame
     ));
     out
 }
