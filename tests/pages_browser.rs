@@ -92,6 +92,7 @@ async fn pages_work_in_a_real_browser() {
         "viewer",
         "viewer-cdn",
         "viewer-stream",
+        "viewer-flv",
         "overlay",
         "host",
         "host-key",

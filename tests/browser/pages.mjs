@@ -203,6 +203,7 @@ try {
     const engine = await page.evaluate(() => window.barrage.player.engine);
     if (engine !== 'flv') throw new Error(`engine is ${engine}`);
     const behind = await page.evaluate(() => window.barrage.player.latencyS());
+    await shot(page, 'viewer-flv');
     await page.close();
     return { engine, t1, t2, behind_s: behind };
   });
