@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use super::gop::{GopCache, TagKind};
 use super::tag;
 use crate::media::{MediaMessage, StreamMetadata};
+use crate::sync::lock;
 
 /// Longest group of pictures kept for joiners (a 2 s GOP at 8 Mbit/s is 2 MB).
 const GOP_MAX_BYTES: usize = 8 << 20;
@@ -227,10 +228,6 @@ impl Drop for ViewerCount {
     fn drop(&mut self) {
         metrics::gauge!("barrage_flv_viewers").decrement(1.0);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
