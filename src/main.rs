@@ -62,7 +62,7 @@ enum Command {
     },
 }
 
-// Without the `bench` feature only `ingest` (a script) runs; the others' options go unread.
+// Without the `bench` feature only `ingest` and `latency` (scripts) run; the others' options go unread.
 #[derive(Subcommand)]
 #[cfg_attr(not(feature = "bench"), allow(dead_code))]
 enum BenchCommand {
@@ -137,6 +137,23 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Ingest-to-screen latency of plain HLS, LL-HLS and HTTP-FLV in headless Chromium (runs
+    /// scripts/bench_latency.mjs from the repository with this binary).
+    Latency {
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Paths to measure: hls, llhls, flv.
+        #[arg(long, default_value = "hls,llhls,flv")]
+        modes: String,
+        /// `hls.part_ms` of the LL-HLS run.
+        #[arg(long, default_value_t = 300)]
+        part_ms: u64,
+        /// Plain HTTP-FLV readers for the per-viewer CPU figure (0: skip it).
+        #[arg(long, default_value_t = 100)]
+        flv_viewers: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// (internal) a viewer process of the fan-out benchmark.
     #[command(hide = true)]
     Viewers {
@@ -149,6 +166,23 @@ enum BenchCommand {
         #[arg(long)]
         count: usize,
     },
+}
+
+/// Runs a benchmark that is a script in the repository, with this binary as `BARRAGE_BIN`.
+fn run_script(name: &str, program: &str, script: &str, args: &[String]) -> ExitCode {
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg(script).args(args);
+    if let Ok(me) = std::env::current_exe() {
+        cmd.env("BARRAGE_BIN", me);
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("barrage bench {name}: cannot run {program} {script} (run from the repository): {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_bench(bench: BenchCommand) -> ExitCode {
@@ -246,26 +280,38 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
             seconds,
             json,
         } => {
-            let mut cmd = std::process::Command::new("python3");
-            cmd.arg("scripts/bench_ingest.py").args([
-                "--streams",
-                &streams,
-                "--seconds",
-                &seconds.to_string(),
-            ]);
+            let mut args = vec![
+                "--streams".to_string(),
+                streams,
+                "--seconds".to_string(),
+                seconds.to_string(),
+            ];
             if json {
-                cmd.arg("--json");
+                args.push("--json".into());
             }
-            match cmd.status() {
-                Ok(s) if s.success() => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!(
-                        "barrage bench ingest: cannot run scripts/bench_ingest.py (run from the repository): {e}"
-                    );
-                    ExitCode::FAILURE
-                }
+            run_script("ingest", "python3", "scripts/bench_ingest.py", &args)
+        }
+        BenchCommand::Latency {
+            seconds,
+            modes,
+            part_ms,
+            flv_viewers,
+            json,
+        } => {
+            let mut args = vec![
+                "--seconds".to_string(),
+                seconds.to_string(),
+                "--modes".into(),
+                modes,
+                "--part-ms".into(),
+                part_ms.to_string(),
+                "--flv-viewers".into(),
+                flv_viewers.to_string(),
+            ];
+            if json {
+                args.push("--json".into());
             }
+            run_script("latency", "node", "scripts/bench_latency.mjs", &args)
         }
         #[cfg(not(feature = "bench"))]
         _ => {

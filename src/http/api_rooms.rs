@@ -102,6 +102,9 @@ pub struct RoomView {
     /// The room's latest still while it is live (`crate::thumbnails`; None until the first
     /// is stored, or when thumbnails are off).
     pub thumbnail_url: Option<String>,
+    /// This node's clock when it answered (unix ms): pages compare it with theirs to tell how
+    /// far behind live their picture is (`live.first_frame_ms` is on this clock).
+    pub server_ms: i64,
 }
 
 pub(super) fn view(room: RoomRecord, state: &RoomsApi, base: &str) -> RoomView {
@@ -125,6 +128,7 @@ pub(super) fn view(room: RoomRecord, state: &RoomsApi, base: &str) -> RoomView {
         closed: room.closed,
         created_ms: room.created_ms,
         host_gifts: room.host_gifts,
+        server_ms: crate::clock::now_ms(),
     }
 }
 

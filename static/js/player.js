@@ -53,15 +53,19 @@ export function holeJumpTarget(ranges, time) {
  */
 function tolerantBufferController(Hls) {
   const Base = Hls.DefaultConfig.bufferController;
-  return class extends Base {
-    updateMediaElementDuration() {
+  const Tolerant = class extends Base {};
+  // hls.js 1.5 names the step updateMediaElementDuration, 1.6+ updateMediaSource.
+  for (const name of ['updateMediaElementDuration', 'updateMediaSource']) {
+    if (typeof Base.prototype[name] !== 'function') continue;
+    Tolerant.prototype[name] = function tolerant(...args) {
       try {
-        super.updateMediaElementDuration();
+        return Base.prototype[name].apply(this, args);
       } catch {
-        // see above
+        return undefined; // see above
       }
-    }
-  };
+    };
+  }
+  return Tolerant;
 }
 
 /** The player last started: what playerPositionMs() reads when given none. */
@@ -194,15 +198,22 @@ export class Player {
       return;
     }
     this.engine = 'hls.js';
+    // No text tracks: comments come through FRAG_PARSING_METADATA and the pages draw them;
+    // hls.js's cue tracks would load `data:` URLs the pages' CSP (media-src 'self' blob:) refuses.
+    const quiet = { enableEmsgMetadataCues: false, enableID3MetadataCues: false, enableCEA708Captions: false };
     const hls = new Hls(this.live
       ? {
+        ...quiet,
+        // LL-HLS when the playlist has parts (hls.PART-HOLD-BACK behind live); plain HLS
+        // playlists play as before (three target durations behind).
+        lowLatencyMode: true,
         liveDurationInfinity: true,
         backBufferLength: 30,
         manifestLoadingMaxRetry: 2,
         levelLoadingMaxRetry: 4,
         bufferController: tolerantBufferController(Hls),
       }
-      : { backBufferLength: 60, bufferController: tolerantBufferController(Hls) });
+      : { ...quiet, backBufferLength: 60, bufferController: tolerantBufferController(Hls) });
     this.hls = hls;
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (!data.fatal || this.hls !== hls) return;
@@ -259,12 +270,25 @@ export class Player {
     this.start();
   }
 
-  /** Seconds behind the newest media received (HTTP-FLV and hls.js), or null. */
-  latencyS() {
+  /**
+   * Seconds between the moment barrage received the frame on screen and now, or null when it
+   * cannot be told. hls.js: its position is the frame's stream_ms, so the frame arrived at
+   * `firstFrameMs + position` on the server's clock (`clockOffsetMs` = server minus local).
+   * HTTP-FLV: barrage sends each tag as it arrives, so what is buffered ahead of the picture
+   * is how far behind it is. A browser's own HLS tells neither.
+   */
+  behindLiveS(firstFrameMs, clockOffsetMs = 0, nowMs = Date.now()) {
     const v = this.video;
-    if (!this.url || v.buffered.length === 0) return null;
-    if (this.hls && Number.isFinite(this.hls.latency)) return this.hls.latency;
-    return Math.max(0, v.buffered.end(v.buffered.length - 1) - v.currentTime);
+    if (!this.url || !this.live || v.readyState < 2) return null;
+    if (this.engine === 'hls.js') {
+      const pos = playerPositionMs(this);
+      if (pos === null || !Number.isFinite(firstFrameMs)) return null;
+      return Math.max(0, (nowMs + clockOffsetMs - firstFrameMs - pos) / 1000);
+    }
+    if (this.engine === 'flv' && v.buffered.length > 0) {
+      return Math.max(0, v.buffered.end(v.buffered.length - 1) - v.currentTime);
+    }
+    return null;
   }
 
   /** A fatal media error: recover in place once, then (if it comes back soon) start over. */

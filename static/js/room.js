@@ -52,9 +52,25 @@ let endedSession = null;
 let roomNote = '';
 let playerNote = '';
 
+/** The live broadcast's first frame (server clock, ms) and the server's clock minus ours. */
+let firstFrameMs = null;
+let clockOffsetMs = 0;
+let clockRttMs = Infinity;
+let latencyNote = '';
+
 function showStatus() {
-  setText('player-status', playerNote || roomNote);
+  setText('player-status', playerNote || roomNote || latencyNote);
 }
+
+/** Every second while playing live: "N.N s behind live" in the status line. */
+setInterval(() => {
+  const s = replaySession ? null : player.behindLiveS(firstFrameMs, clockOffsetMs);
+  const note = s === null ? '' : `${s.toFixed(1)} s behind live`;
+  if (note !== latencyNote) {
+    latencyNote = note;
+    showStatus();
+  }
+}, 1000);
 
 const player = new Player(video, {
   live: !replaySession,
@@ -308,7 +324,16 @@ function sameOriginPath(url) {
 
 async function loadRoom() {
   try {
+    const sent = Date.now();
     const info = await rooms.get(room);
+    const rtt = Date.now() - sent;
+    // The answer's server_ms was read about halfway through the round trip; the quickest
+    // round trip so far gives the best estimate of the two clocks' difference.
+    if (Number.isFinite(info.server_ms) && rtt <= clockRttMs) {
+      clockRttMs = rtt;
+      clockOffsetMs = info.server_ms - (sent + rtt / 2);
+    }
+    firstFrameMs = info.live && Number.isFinite(info.live.first_frame_ms) ? info.live.first_frame_ms : null;
     setText('room-title', info.title || info.id);
     document.title = `${info.title || info.id} · barrage`;
     if (!replaySession) {
