@@ -180,7 +180,7 @@ def main():
     for tool in ("ffmpeg", "nginx"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install -y ffmpeg nginx libnginx-mod-rtmp")
-    binary = os.environ.get("BARRAGE_BIN") or os.path.join(ROOT, "target/release/barrage")
+    binary = os.environ.get("BENCH_BARRAGE_BIN") or os.path.join(ROOT, "target/release/barrage")
     if not os.path.exists(binary):
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="barrage-bench-ingest-")

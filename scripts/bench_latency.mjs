@@ -7,14 +7,16 @@
 // carries the frame number as 16 black/white blocks. The page, on every frame it presents
 // (requestVideoFrameCallback), reads the number back from the picture. Frame N reached barrage
 // at `first_frame_ms + N * 1000 / 30` (the room's live status gives first_frame_ms, stream
-// time 0), so latency = now - that, on one machine's clock. The page's own "N.N s behind
-// live" status line is read beside it. Median and p95 over --seconds per path, after a
+// time 0), so latency = now - that, on one machine's clock (what PROGRAM-DATE-TIME says). The
+// encoder's delay is in that figure (video reaches barrage later than the audio that started
+// the clock); a plain HTTP-FLV reader measures it in the same window, and the table gives the
+// latency after receipt too. The page's own "N.N s behind live" status line is read beside it. Median and p95 over --seconds per path, after a
 // warm-up; barrage's CPU for the stream over the same window; then the CPU one more HTTP-FLV
 // viewer costs (--flv-viewers plain HTTP readers against none, same stream, same run).
 //
 // Usage: barrage bench latency [--seconds 30] [--modes hls,llhls,flv] [--part-ms 300]
-//        [--flv-viewers 100] [--json]
-//   (or: node scripts/bench_latency.mjs ..., with BARRAGE_BIN naming the binary)
+//        [--flv-viewers 100] [--bframes 3] [--json]
+//   (or: node scripts/bench_latency.mjs ..., with BENCH_BARRAGE_BIN naming the binary)
 // Needs: ffmpeg, chromium, `npm ci --prefix tests/browser` (scripts/test.sh does both).
 
 import { spawn } from 'node:child_process';
@@ -38,7 +40,7 @@ const ADMIN = 'bench-admin-key-123456';
 const TICK = 100; // /proc stat clock ticks per second on Linux
 
 function args() {
-  const a = { seconds: 30, modes: ['hls', 'llhls', 'flv'], partMs: 300, flvViewers: 100, json: false, warmup: 8 };
+  const a = { seconds: 30, modes: ['hls', 'llhls', 'flv'], partMs: 300, flvViewers: 100, json: false, warmup: 8, bframes: 3 };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i++) {
     const next = () => v[++i];
@@ -48,6 +50,7 @@ function args() {
       case '--part-ms': a.partMs = Number(next()); break;
       case '--flv-viewers': a.flvViewers = Number(next()); break;
       case '--warmup': a.warmup = Number(next()); break;
+      case '--bframes': a.bframes = Number(next()); break;
       case '--json': a.json = true; break;
       default: fail(`unknown argument ${v[i]}`);
     }
@@ -135,7 +138,7 @@ async function startBarrage(bin, work, partMs) {
   return { proc, base, rtmp: `rtmp://127.0.0.1:${rtmpPort}/live/${KEY}` };
 }
 
-function startPush(rtmpUrl) {
+function startPush(rtmpUrl, bframes) {
   const p = spawn('ffmpeg', [
     '-hide_banner', '-loglevel', 'error', '-re',
     '-f', 'lavfi', '-i', `testsrc2=size=640x360:rate=${FPS}`,
@@ -143,7 +146,7 @@ function startPush(rtmpUrl) {
     '-vf', barcodeFilter(),
     // OBS's x264 defaults: veryfast, B-frames on (x264's 3), keyframe every 2 s.
     '-c:v', 'libx264', '-preset', 'veryfast', '-b:v', '1500k', '-maxrate', '1500k', '-bufsize', '3000k',
-    '-g', String(2 * FPS), '-keyint_min', String(2 * FPS), '-sc_threshold', '0', '-pix_fmt', 'yuv420p',
+    '-bf', String(bframes), '-g', String(2 * FPS), '-keyint_min', String(2 * FPS), '-sc_threshold', '0', '-pix_fmt', 'yuv420p',
     '-c:a', 'aac', '-b:a', '128k', '-ac', '2',
     '-f', 'flv', rtmpUrl,
   ], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -191,6 +194,46 @@ function installSampler() {
   }, 1000);
 }
 
+/**
+ * When video reaches barrage relative to its place on the broadcast clock: a plain HTTP-FLV
+ * reader (barrage relays each tag as it arrives) notes, per video tag, arrival minus
+ * (first_frame_ms + timestamp). The encoder's own delay shows here: x264's lookahead and
+ * B-frames hold video back while audio (which started the clock) flows at once.
+ */
+function startArrivalProbe(base, firstFrameMs) {
+  const offsets = [];
+  let buf = Buffer.alloc(0);
+  let header = false;
+  const joined = Date.now();
+  const req = http.get(`${base}/live/${ROOM}.flv`, (res) => {
+    res.on('data', (d) => {
+      const now = Date.now();
+      buf = Buffer.concat([buf, d]);
+      if (!header) {
+        if (buf.length < 13) return;
+        buf = buf.subarray(13);
+        header = true;
+      }
+      while (buf.length >= 11) {
+        const size = buf.readUIntBE(1, 3);
+        if (buf.length < 15 + size) break;
+        const ts = buf.readUIntBE(4, 3) + buf[7] * 2 ** 24;
+        // The joiner's backlog (from the latest keyframe) comes at once: skip its first 3 s.
+        if (buf[0] === 9 && now - joined > 3000) offsets.push(now - firstFrameMs - ts);
+        buf = buf.subarray(15 + size);
+      }
+    });
+    res.on('error', () => {});
+  });
+  req.on('error', () => {});
+  return {
+    stop() {
+      req.destroy();
+      return quantile(offsets.slice().sort((a, b) => a - b), 0.5);
+    },
+  };
+}
+
 /** One path: open the page, wait for frames, measure for `seconds`. */
 async function measurePath(context, server, mode, opts) {
   const player = mode === 'flv' ? 'flv' : 'hlsjs';
@@ -204,11 +247,14 @@ async function measurePath(context, server, mode, opts) {
   log(`${mode}: playing; warm-up ${opts.warmup} s, then ${opts.seconds} s`);
   await sleep(opts.warmup * 1000);
   const live = await liveInfo(server.base);
+  const probe = startArrivalProbe(server.base, live.first_frame_ms);
+  await sleep(3000);
   await page.evaluate(() => { window.__latency.frames = []; window.__latency.notes = []; });
   const cpu0 = cpuSeconds(server.proc.pid);
   const t0 = Date.now();
   await sleep(opts.seconds * 1000);
   const cpu = cpuSeconds(server.proc.pid) - cpu0;
+  const arrivalMs = probe.stop();
   const wall = (Date.now() - t0) / 1000;
   const got = await page.evaluate(() => window.__latency);
   const engine = await page.evaluate(() => window.barrage.player.engine);
@@ -223,6 +269,9 @@ async function measurePath(context, server, mode, opts) {
   return {
     mode, engine, frames: got.frames.length, kept: lat.length,
     p50_s: quantile(lat, 0.5), p95_s: quantile(lat, 0.95),
+    encoder_delay_s: arrivalMs === null ? null : arrivalMs / 1000,
+    p50_after_receipt_s: arrivalMs === null ? null : quantile(lat, 0.5) - arrivalMs / 1000,
+    p95_after_receipt_s: arrivalMs === null ? null : quantile(lat, 0.95) - arrivalMs / 1000,
     page_note_p50_s: quantile(notes, 0.5),
     server_cpu_pct: (100 * cpu) / wall,
   };
@@ -261,8 +310,8 @@ async function flvViewerCost(server, n, seconds) {
 
 async function main() {
   const opts = args();
-  const bin = process.env.BARRAGE_BIN || path.join(ROOT, 'target/release/barrage');
-  if (!fs.existsSync(bin)) fail(`${bin} is missing (cargo build --release, or set BARRAGE_BIN)`);
+  const bin = process.env.BENCH_BARRAGE_BIN || path.join(ROOT, 'target/release/barrage');
+  if (!fs.existsSync(bin)) fail(`${bin} is missing (cargo build --release, or set BENCH_BARRAGE_BIN)`);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'barrage-bench-latency-'));
   const userDataDir = fs.mkdtempSync(path.join(work, 'chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
@@ -282,7 +331,7 @@ async function main() {
   try {
     for (const step of plan) {
       const server = await startBarrage(bin, work, step.partMs);
-      const push = startPush(server.rtmp);
+      const push = startPush(server.rtmp, opts.bframes);
       try {
         await until('the room to go live', () => liveInfo(server.base), 30000);
         for (const mode of step.modes) {
@@ -313,11 +362,13 @@ async function main() {
   }
   const f = (x, d = 2) => (x === null || x === undefined ? '-' : x.toFixed(d));
   console.log(`\nIngest-to-screen latency, ${opts.seconds} s per path (frames read off the picture in headless Chromium)\n`);
-  console.log('| path | player | p50 s | p95 s | page says (p50) | vs plain HLS | frames read | barrage CPU, % of a core |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('Behind the broadcast clock = now - (first_frame_ms + the frame\'s stream time), as PROGRAM-DATE-TIME says;');
+  console.log('behind receipt = the same minus the encoder\'s delay (when video reached barrage after its clock time).\n');
+  console.log('| path | player | behind the clock p50 / p95 s | behind receipt p50 / p95 s | encoder delay s | page says (p50) | vs plain HLS | frames read | barrage CPU, % of a core |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const name = r.mode === 'llhls' ? `LL-HLS (part ${r.part_ms} ms)` : r.mode === 'hls' ? 'plain HLS' : 'HTTP-FLV';
-    console.log(`| ${name} | ${r.engine} | ${f(r.p50_s)} | ${f(r.p95_s)} | ${f(r.page_note_p50_s, 1)} | ${f(r.vs_plain_hls)}x | ${r.kept}/${r.frames} | ${f(r.server_cpu_pct, 1)} |`);
+    console.log(`| ${name} | ${r.engine} | ${f(r.p50_s)} / ${f(r.p95_s)} | ${f(r.p50_after_receipt_s)} / ${f(r.p95_after_receipt_s)} | ${f(r.encoder_delay_s)} | ${f(r.page_note_p50_s, 1)} | ${f(r.vs_plain_hls)}x | ${r.kept}/${r.frames} | ${f(r.server_cpu_pct, 1)} |`);
   }
   if (flvCost) {
     console.log(`\nHTTP-FLV viewers: ${flvCost.viewers} readers add ${f(flvCost.loaded_cpu_pct - flvCost.idle_cpu_pct, 1)} % of a core ` +

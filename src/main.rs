@@ -168,12 +168,12 @@ enum BenchCommand {
     },
 }
 
-/// Runs a benchmark that is a script in the repository, with this binary as `BARRAGE_BIN`.
+/// Runs a benchmark that is a script in the repository, with this binary as `BENCH_BARRAGE_BIN`.
 fn run_script(name: &str, program: &str, script: &str, args: &[String]) -> ExitCode {
     let mut cmd = std::process::Command::new(program);
     cmd.arg(script).args(args);
     if let Ok(me) = std::env::current_exe() {
-        cmd.env("BARRAGE_BIN", me);
+        cmd.env("BENCH_BARRAGE_BIN", me);
     }
     match cmd.status() {
         Ok(s) if s.success() => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 //! drop, shutdown) ends it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -23,11 +24,16 @@ pub struct PublishRequest {
 /// Messages handed over together. A real-time publisher sends about 80 messages a second;
 /// waking the consumer for each cost more CPU than the muxing itself, so ingest hands them over
 /// in batches: at every urgent message ([`MediaMessage::is_urgent`]), at
-/// [`MEDIA_BATCH_MAX`] messages, and before the publish ends.
+/// [`MEDIA_BATCH_MAX`] messages, once the oldest message waited [`MEDIA_BATCH_MAX_AGE`], and
+/// before the publish ends.
 pub type MediaBatch = Vec<MediaMessage>;
 
 /// The most messages a batch holds (about half a second of a 30 fps stream with audio).
 pub const MEDIA_BATCH_MAX: usize = 32;
+
+/// How long a message may wait in a batch (checked after each socket read): HTTP-FLV viewers
+/// and LL-HLS parts get media this soon, at about ten writer wake-ups a second.
+pub const MEDIA_BATCH_MAX_AGE: Duration = Duration::from_millis(100);
 
 /// An accepted publish: where to send its media.
 #[derive(Debug)]

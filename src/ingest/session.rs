@@ -24,6 +24,7 @@ use super::message::{parse_message, IncomingMessage};
 use super::outbox::Outbox;
 use super::publish::{
     MediaBatch, Publication, PublishGate, PublishRefusal, PublishRequest, MEDIA_BATCH_MAX,
+    MEDIA_BATCH_MAX_AGE,
 };
 use super::reader::MessageReader;
 use super::replies::{Replies, ANNOUNCED_WINDOW};
@@ -81,6 +82,8 @@ pub struct Session<S = TcpStream> {
     publication: Option<Publication>,
     /// Media read but not yet handed to the publication (see `MediaBatch`).
     batch: MediaBatch,
+    /// When the oldest message in `batch` arrived (None while it is empty).
+    batch_since: Option<Instant>,
     /// `onMetaData` sent before the publish was accepted, delivered when it is.
     pending_metadata: Option<StreamMetadata>,
     /// Reads must finish by this instant until a publish starts (`handshake_timeout_s`).
@@ -121,6 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             app: None,
             publication: None,
             batch: Vec::new(),
+            batch_since: None,
             pending_metadata: None,
             setup_deadline: Some(Instant::now() + Duration::from_secs(config.handshake_timeout_s)),
             received: 0,
@@ -174,6 +178,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     if end != SessionEnd::ConsumerGone {
                         self.close_gracefully().await;
                     }
+                    return Ok(end);
+                }
+            }
+            if self
+                .batch_since
+                .is_some_and(|t| t.elapsed() >= MEDIA_BATCH_MAX_AGE)
+            {
+                if let Flow::Close(end) = self.hand_over().await {
                     return Ok(end);
                 }
             }
@@ -420,6 +432,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         }
         let urgent = message.is_urgent();
+        if self.batch.is_empty() {
+            self.batch_since = Some(Instant::now());
+        }
         self.batch.push(message);
         if urgent || self.batch.len() >= MEDIA_BATCH_MAX {
             return Ok(self.hand_over().await);
@@ -436,6 +451,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.batch.is_empty() {
             return Flow::Continue;
         }
+        self.batch_since = None;
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(MEDIA_BATCH_MAX));
         if publication.media.send(batch).await.is_err() {
             info!(room = %publication.room, "the consumer closed the publication");

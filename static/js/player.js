@@ -256,7 +256,18 @@ export class Player {
     this.engine = 'flv';
     const flv = mpegts.createPlayer(
       { type: 'flv', isLive: true, url: flvUrl },
-      { enableStashBuffer: false, liveBufferLatencyChasing: true, liveBufferLatencyMaxLatency: 1.5, liveBufferLatencyMinRemain: 0.3 },
+      // A joiner gets the GOP from the latest keyframe (up to 2 s behind): jump when more than
+      // 1.5 s is buffered, and play 10 % faster while more than 0.6 s is, down to 0.3 s.
+      {
+        enableStashBuffer: false,
+        liveBufferLatencyChasing: true,
+        liveBufferLatencyMaxLatency: 1.5,
+        liveBufferLatencyMinRemain: 0.3,
+        liveSync: true,
+        liveSyncMaxLatency: 0.6,
+        liveSyncTargetLatency: 0.3,
+        liveSyncPlaybackRate: 1.1,
+      },
     );
     this.flv = flv;
     flv.on(mpegts.Events.ERROR, () => {
