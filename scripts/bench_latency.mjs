@@ -363,8 +363,8 @@ async function main() {
   const f = (x, d = 2) => (x === null || x === undefined ? '-' : x.toFixed(d));
   console.log(`\nIngest-to-screen latency, ${opts.seconds} s per path (frames read off the picture in headless Chromium)\n`);
   console.log('Behind the broadcast clock = now - (first_frame_ms + the frame\'s stream time), as PROGRAM-DATE-TIME says;');
-  console.log('behind receipt = the same minus the encoder\'s delay (when video reached barrage after its clock time).\n');
-  console.log('| path | player | behind the clock p50 / p95 s | behind receipt p50 / p95 s | encoder delay s | page says (p50) | vs plain HLS | frames read | barrage CPU, % of a core |');
+  console.log("behind receipt = the same minus the video's arrival delay (encoder lookahead and B-frames, plus barrage's relay, read by a plain FLV reader).\n");
+  console.log('| path | player | behind the clock p50 / p95 s | behind receipt p50 / p95 s | video arrival s | page says (p50) | vs plain HLS | frames read | barrage CPU, % of a core |');
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const name = r.mode === 'llhls' ? `LL-HLS (part ${r.part_ms} ms)` : r.mode === 'hls' ? 'plain HLS' : 'HTTP-FLV';

@@ -114,6 +114,8 @@ pub struct HlsConfig {
     pub window_segments: usize,
     pub max_segment_bytes: usize,
     pub max_segment_wall_s: u64,
+    /// LL-HLS part target in ms (0: no parts; see `crate::hls::low_latency`).
+    pub part_ms: u64,
 }
 
 /// `[flv]`: the live broadcast as HTTP-FLV (`GET /live/{room}.flv`, see `crate::live_flv`).
@@ -363,6 +365,12 @@ impl Config {
         }
         if !(self.hls.target_segment_s >= 0.5 && self.hls.target_segment_s <= 60.0) {
             return bad("hls.target_segment_s", "must be between 0.5 and 60");
+        }
+        if self.hls.part_ms != 0 && !(100..=2000).contains(&self.hls.part_ms) {
+            return bad("hls.part_ms", "must be 0 (off) or between 100 and 2000");
+        }
+        if self.hls.part_ms as f64 >= self.hls.target_segment_s * 1000.0 {
+            return bad("hls.part_ms", "must be shorter than hls.target_segment_s");
         }
         if self.hls.window_segments < 2 {
             return bad("hls.window_segments", "must be at least 2");

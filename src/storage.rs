@@ -404,6 +404,18 @@ impl Storage {
         Ok(out)
     }
 
+    /// Deletes one object (already gone is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StorageError::Store {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Deletes every object under a prefix (a whole old session, say).
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
         let keys = self.list(prefix).await?;

@@ -46,6 +46,17 @@ impl SessionKeys {
         format!("{n:06}.m4s")
     }
 
+    /// The name of LL-HLS part `index` of segment `n` inside the session folder:
+    /// `000001.0.m4s` (not a segment name: recovery and the VOD never list parts).
+    pub fn part_file(n: u64, index: u32) -> String {
+        format!("{n:06}.{index}.m4s")
+    }
+
+    /// `hls/{room}/{session}/{file}`: an object of the session folder.
+    pub fn in_folder(&self, file: &str) -> String {
+        format!("hls/{}/{}/{file}", self.room, self.session)
+    }
+
     /// The segment number of a name made by [`SessionKeys::segment_file`] (None for others).
     pub fn parse_segment_file(name: &str) -> Option<u64> {
         let digits = name.strip_suffix(".m4s")?;

@@ -87,6 +87,8 @@ pub struct Broadcaster {
     spool: OnceLock<spool::SpoolSettings>,
     /// Hands each session's tags to HTTP-FLV viewers (set at start when `flv.enabled`).
     flv: OnceLock<Arc<crate::live_flv::FlvHub>>,
+    /// Each room's LL-HLS live playlist, kept by its writer (`hls.part_ms` > 0).
+    live_edges: Arc<crate::hls::live_edge::LiveEdges>,
 }
 
 impl std::fmt::Debug for Broadcaster {
@@ -124,7 +126,13 @@ impl Broadcaster {
             stills: OnceLock::new(),
             spool: OnceLock::new(),
             flv: OnceLock::new(),
+            live_edges: Arc::new(crate::hls::live_edge::LiveEdges::new()),
         })
+    }
+
+    /// The rooms' LL-HLS live playlists (what `/hls/{room}/live.m3u8` serves first).
+    pub fn live_edges(&self) -> Arc<crate::hls::live_edge::LiveEdges> {
+        self.live_edges.clone()
     }
 
     /// Makes every session offer its segments to `thumbnailer` for stills.
@@ -238,6 +246,7 @@ impl Broadcaster {
             session: info.session.clone(),
             target_segment_s: self.hls.target_segment_s,
             window_segments: self.hls.window_segments,
+            part_ms: self.hls.part_ms,
         };
         let mut writer = SessionWriter::new(settings, self.storage.clone(), self.live.clone())
             .with_reconnects(self.reconnects.clone(), self.reconnect_grace)
@@ -249,7 +258,8 @@ impl Broadcaster {
                 self.hls.max_segment_bytes,
                 std::time::Duration::from_secs(self.hls.max_segment_wall_s),
             ))
-            .with_spool(self.spool.get().cloned().unwrap_or_default());
+            .with_spool(self.spool.get().cloned().unwrap_or_default())
+            .with_low_latency(self.live_edges.clone());
         if let Some(stills) = self.stills.get() {
             writer = writer.with_stills(stills.clone());
         }

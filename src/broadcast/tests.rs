@@ -58,6 +58,7 @@ fn fixture_with_grace(grace: Duration) -> Fixture {
             window_segments: 6,
             max_segment_bytes: 64 << 20,
             max_segment_wall_s: 60,
+            part_ms: 0,
         },
         "live".into(),
         grace,
@@ -267,6 +268,7 @@ async fn a_writer_that_dies_still_frees_the_room() {
         session: info.session.clone(),
         target_segment_s: 2.0,
         window_segments: 6,
+        part_ms: 0,
     };
     let writer = SessionWriter::new(settings, f.storage.clone(), f.live.clone());
     let (media, receiver) = mpsc::channel(4);

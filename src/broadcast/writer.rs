@@ -38,6 +38,7 @@ use crate::rooms::live::LiveRegistry;
 use crate::storage::Storage;
 use crate::thumbnails::{SessionStills, Thumbnailer};
 
+mod low_latency;
 mod parts;
 mod spooled;
 
@@ -59,6 +60,9 @@ pub struct SessionSettings {
     pub session: String,
     pub target_segment_s: f64,
     pub window_segments: usize,
+    /// LL-HLS part target (`hls.part_ms`; 0: no parts). Parts are cut only when the writer
+    /// also has somewhere to list them ([`SessionWriter::with_low_latency`]).
+    pub part_ms: u64,
 }
 
 impl SessionSettings {
@@ -157,6 +161,8 @@ pub struct SessionWriter {
     /// The bound the current publisher broke: its media channel is closed, what it still
     /// queued is dropped.
     cut_off: Option<BoundBroken>,
+    /// LL-HLS parts and the room's in-memory live playlist (None: `hls.part_ms` is 0).
+    low_latency: Option<low_latency::LowLatency>,
 }
 
 /// The per-frame counters of a session.
@@ -219,7 +225,23 @@ impl SessionWriter {
                 Duration::from_secs(DEFAULT_MAX_SEGMENT_WALL_S),
             ),
             cut_off: None,
+            low_latency: None,
         }
+    }
+
+    /// A muxer for a publish starting at `start`, cutting LL-HLS parts when they are listed.
+    fn new_muxer(&self, start: crate::media::TimelineStart) -> StreamMuxer {
+        let part_ms = if self.low_latency.is_some() {
+            self.settings.part_ms
+        } else {
+            0
+        };
+        StreamMuxer::continuing(self.settings.target_ms(), start).with_parts(part_ms)
+    }
+
+    /// The number of the segment being built.
+    fn muxer_next_segment(&self) -> u64 {
+        self.muxer.next_segment()
     }
 
     /// Offers the session's segments to `thumbnailer` for stills.
@@ -467,6 +489,7 @@ impl SessionWriter {
                 self.spool.push(key, init.bytes, false, Listing::Init).await;
                 self.drain().await;
             }
+            MuxEvent::Part(part) => self.store_part(part).await,
             MuxEvent::Segment(segment) => self.store_segment(segment, received).await,
             MuxEvent::Dropped(reason) => {
                 self.counts.dropped_frames += 1;
@@ -494,8 +517,19 @@ impl SessionWriter {
     /// segment, then session playlist, then live playlist, so a playlist never names an object
     /// that is not there yet.
     async fn store_segment(&mut self, segment: Segment, received: Instant) {
-        // The one hook where a fragment is written: danmaku due by its end go in front.
-        let segment = self.danmaku.carry(segment);
+        // The one hook where a fragment is written: danmaku due by its end go in front, after
+        // those its LL-HLS parts carried (a player reads either the parts or the segment).
+        let carried = match &mut self.low_latency {
+            Some(ll) => ll.parts.take_carried(segment.sequence),
+            None => Bytes::new(),
+        };
+        let mut segment = self.danmaku.carry(segment);
+        if !carried.is_empty() {
+            let mut with = bytes::BytesMut::with_capacity(carried.len() + segment.bytes.len());
+            with.extend_from_slice(&carried);
+            with.extend_from_slice(&segment.bytes);
+            segment.bytes = with.freeze();
+        }
         self.parts
             .segment_cut(segment.sequence, segment.start_ms, segment.duration);
         let start = self.first_frame_wall.unwrap_or_else(Utc::now);
@@ -555,6 +589,7 @@ impl SessionWriter {
     async fn finish(&mut self, stop: &CancellationToken) -> Option<String> {
         let now = Instant::now();
         self.ending = true;
+        self.withdraw_edge();
         match self.muxer.finish() {
             Ok(events) => {
                 for event in events {

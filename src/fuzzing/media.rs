@@ -107,7 +107,7 @@ struct MuxCheck {
 impl MuxCheck {
     fn new() -> MuxCheck {
         MuxCheck {
-            muxer: StreamMuxer::new(FUZZ_SEGMENT_MS),
+            muxer: StreamMuxer::new(FUZZ_SEGMENT_MS).with_parts(FUZZ_SEGMENT_MS / 4),
             init_seen: false,
             next_sequence: 1,
             last_start_ms: None,
@@ -146,6 +146,20 @@ impl MuxCheck {
                     assert!(init.has_video || init.has_audio, "an init with no track");
                     check_boxes("init segment", &init.bytes);
                     self.init_seen = true;
+                }
+                MuxEvent::Part(part) => {
+                    assert!(self.init_seen, "a part before the init segment");
+                    assert_eq!(
+                        part.segment, self.next_sequence,
+                        "a part of another segment"
+                    );
+                    assert!(!part.bytes.is_empty(), "an empty part");
+                    check_boxes("part", &part.bytes);
+                    assert!(
+                        part.duration.is_finite() && part.duration >= 0.0,
+                        "part duration {}",
+                        part.duration
+                    );
                 }
                 MuxEvent::Segment(segment) => {
                     assert!(self.init_seen, "a segment before the init segment");

@@ -13,6 +13,7 @@ pub mod deadline_stream;
 pub mod guest_limits;
 pub mod limited_listener;
 pub mod live_flv;
+pub mod live_playlist;
 pub mod live_status;
 pub mod objects;
 pub mod pages;

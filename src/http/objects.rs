@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{FromRef, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,6 +30,8 @@ struct Objects {
     storage: Arc<Storage>,
     rooms: Arc<RoomDirectory>,
     live: LiveStatus,
+    /// Rooms' LL-HLS live playlists, served before the stored ones.
+    edges: Arc<crate::hls::live_edge::LiveEdges>,
 }
 
 impl FromRef<AppState> for Objects {
@@ -38,11 +40,25 @@ impl FromRef<AppState> for Objects {
             storage: state.storage.clone(),
             rooms: state.rooms.clone(),
             live: LiveStatus::from_ref(state),
+            edges: state.broadcaster.live_edges(),
         }
     }
 }
 
-async fn hls(state: State<Objects>, Path(path): Path<String>, h: HeaderMap) -> Response {
+async fn hls(
+    state: State<Objects>,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    if let Some(room) = path.strip_suffix("/live.m3u8").filter(|r| !r.contains('/')) {
+        let edges = state.edges.clone();
+        if let Some(answer) =
+            crate::http::live_playlist::answer(&edges, room, query.as_deref()).await
+        {
+            return answer;
+        }
+    }
     serve(state, format!("hls/{path}"), h).await
 }
 

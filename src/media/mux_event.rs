@@ -5,7 +5,7 @@
 use super::aac::AacConfigError;
 use super::flv::TagError;
 use super::fmp4::{Fmp4Error, InitSegment};
-use super::segmenter::Segment;
+use super::segmenter::{Part, Segment};
 use super::sps::SpsError;
 
 /// Why a tag was not used; the caller logs it once per kind.
@@ -91,6 +91,8 @@ pub enum MuxEvent {
     AudioConfig(AudioInfo),
     /// The tracks are decided: store `init.mp4` before any segment.
     Init(InitSegment),
+    /// An LL-HLS part of the segment being built (comes before that segment).
+    Part(Part),
     Segment(Segment),
     Dropped(DropReason),
 }

@@ -66,6 +66,8 @@ pub struct StreamMuxer {
     video_announced: bool,
     /// SPS/PPS of a mid-stream config change, sent in-band before the next keyframe.
     inband_parameters: Option<Bytes>,
+    /// LL-HLS part target (0: no parts).
+    part_ms: u64,
 }
 
 impl StreamMuxer {
@@ -87,7 +89,22 @@ impl StreamMuxer {
             probe_audio: VecDeque::new(),
             video_announced: false,
             inband_parameters: None,
+            part_ms: 0,
         }
+    }
+
+    /// Also cuts LL-HLS parts of about `part_ms` ([`MuxEvent::Part`], each before the
+    /// segment it belongs to closes); 0 for none.
+    pub fn with_parts(mut self, part_ms: u64) -> StreamMuxer {
+        self.part_ms = part_ms;
+        self
+    }
+
+    /// The number of the segment being built (the next one to come out).
+    pub fn next_segment(&self) -> u64 {
+        self.cutter
+            .as_ref()
+            .map_or(self.first_sequence, SegmentCutter::next_sequence)
     }
 
     /// Notes that the encoder's metadata announced a video track (so audio alone does not
@@ -210,9 +227,9 @@ impl StreamMuxer {
             }
         }
         if let Some(cutter) = &mut self.cutter {
-            if let Some(segment) = cutter.finish()? {
-                events.push(MuxEvent::Segment(segment));
-            }
+            let segment = cutter.finish()?;
+            events.extend(cutter.take_parts().into_iter().map(MuxEvent::Part));
+            events.extend(segment.map(MuxEvent::Segment));
         }
         Ok(events)
     }
@@ -275,6 +292,7 @@ impl StreamMuxer {
             self.decide_tracks(true, &mut events)?;
             if let Some(cutter) = &mut self.cutter {
                 cutter.push_video(frame)?;
+                events.extend(cutter.take_parts().into_iter().map(MuxEvent::Part));
             }
             let mut dropped_audio = false;
             while let Some(audio) = self.probe_audio.pop_front() {
@@ -295,9 +313,9 @@ impl StreamMuxer {
         if !cutter.has_video() {
             return Ok(vec![MuxEvent::Dropped(DropReason::TrackNotInInit)]);
         }
-        if let Some(segment) = cutter.push_video(frame)? {
-            events.push(MuxEvent::Segment(segment));
-        }
+        let segment = cutter.push_video(frame)?;
+        events.extend(cutter.take_parts().into_iter().map(MuxEvent::Part));
+        events.extend(segment.map(MuxEvent::Segment));
         Ok(events)
     }
 
@@ -371,7 +389,8 @@ impl StreamMuxer {
                 video.is_some(),
                 audio.map(|a| a.config.sample_rate),
             )
-            .with_first_sequence(self.first_sequence),
+            .with_first_sequence(self.first_sequence)
+            .with_parts(self.part_ms),
         );
         events.push(MuxEvent::Init(init));
         Ok(())

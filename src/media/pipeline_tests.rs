@@ -312,3 +312,115 @@ fn a_continued_session_follows_the_earlier_part_on_the_timeline() {
         .collect();
     assert_eq!(track_timing(&continued), moved);
 }
+
+/// One sample as a fragment has it: (track, decode time, duration, flags, composition
+/// offset, data).
+type SampleFacts = (u32, u64, u32, Option<u32>, Option<i64>, Vec<u8>);
+
+/// Every sample of a fragment (`moof` + `mdat`, after any leading boxes such as `emsg`).
+fn fragment_samples(bytes: &[u8]) -> Vec<SampleFacts> {
+    let mut at = 0;
+    // Skip to the moof (segments may start with emsg boxes).
+    while &bytes[at + 4..at + 8] != b"moof" {
+        at += u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    let moof_start = at;
+    let mut buf: &[u8] = &bytes[at..];
+    let moof = Moof::decode(&mut buf).unwrap();
+    let mut out = Vec::new();
+    for traf in &moof.traf {
+        let mut decode = traf.tfdt.as_ref().unwrap().base_media_decode_time;
+        let trun = &traf.trun[0];
+        let mut data_at = moof_start + trun.data_offset.unwrap() as usize;
+        for e in trun.samples.iter() {
+            let size = e.size.unwrap() as usize;
+            let duration = e.duration.unwrap();
+            out.push((
+                traf.tfhd.track_id,
+                decode,
+                duration,
+                e.flags,
+                e.cts,
+                bytes[data_at..data_at + size].to_vec(),
+            ));
+            data_at += size;
+            decode += u64::from(duration);
+        }
+    }
+    out.sort_by_key(|s| (s.0, s.1));
+    out
+}
+
+#[test]
+fn parts_hold_exactly_their_segments_samples() {
+    let events = mux_into(StreamMuxer::new(2000).with_parts(300), 0);
+    let mut parts: Vec<&super::segmenter::Part> = Vec::new();
+    let mut segments = 0;
+    // The stream's last segment is listed until its last picture is shown (see
+    // `SegmentCutter::shown_until`); an ended playlist lists no parts.
+    let last = events
+        .iter()
+        .filter_map(|e| match e {
+            MuxEvent::Segment(s) => Some(s.sequence),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    for e in &events {
+        match e {
+            MuxEvent::Part(p) => parts.push(p),
+            MuxEvent::Segment(s) => {
+                segments += 1;
+                let mine: Vec<_> = parts.iter().filter(|p| p.segment == s.sequence).collect();
+                assert!(
+                    mine.len() >= 2,
+                    "segment {} has {} parts",
+                    s.sequence,
+                    mine.len()
+                );
+                assert_eq!(
+                    parts.len(),
+                    mine.len(),
+                    "parts of earlier segments came after their segment"
+                );
+                for (i, p) in mine.iter().enumerate() {
+                    assert_eq!(p.index as usize, i, "part numbers run from 0");
+                    assert!(p.duration <= 0.5, "part {} lasts {}", i, p.duration);
+                }
+                assert!(
+                    mine[0].independent,
+                    "a segment's first part starts with its keyframe"
+                );
+                assert_eq!(mine[0].start_ms, s.start_ms);
+                let total: f64 = mine.iter().map(|p| p.duration).sum();
+                if s.sequence != last {
+                    assert!(
+                        (total - s.duration).abs() < 0.002,
+                        "{total} vs {}",
+                        s.duration
+                    );
+                }
+                let mut from_parts: Vec<_> = mine
+                    .iter()
+                    .flat_map(|p| fragment_samples(&p.bytes))
+                    .collect();
+                from_parts.sort_by_key(|s| (s.0, s.1));
+                assert_eq!(
+                    from_parts,
+                    fragment_samples(&s.bytes),
+                    "segment {}",
+                    s.sequence
+                );
+                parts.clear();
+            }
+            _ => {}
+        }
+    }
+    assert!(segments >= 2, "{segments} segments");
+}
+
+#[test]
+fn without_a_part_target_there_are_no_parts() {
+    let events = mux_into(StreamMuxer::new(2000), 0);
+    assert!(!events.iter().any(|e| matches!(e, MuxEvent::Part(_))));
+}

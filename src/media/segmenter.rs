@@ -13,6 +13,7 @@ use super::fmp4::{
     encode_fragment, Fmp4Error, FragmentSample, TrackFragment, AAC_FRAME_SAMPLES, AUDIO_TRACK_ID,
     VIDEO_TIMESCALE, VIDEO_TRACK_ID,
 };
+use super::part_planner::{PartCut, PartPlanner};
 
 /// A video access unit on the session timeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +49,23 @@ pub struct Segment {
     pub independent: bool,
     pub video_frames: usize,
     pub audio_frames: usize,
+}
+
+/// An LL-HLS partial segment: a run of the segment being built, encoded as its own fragment
+/// (`moof` + `mdat`) from the same samples, with the same decode times. The segment itself is
+/// still encoded whole when it closes; its parts, in order, hold exactly its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// The segment it belongs to ([`Segment::sequence`]).
+    pub segment: u64,
+    /// 0 for a segment's first part.
+    pub index: u32,
+    /// Start on the session timeline, ms.
+    pub start_ms: u64,
+    pub duration: f64,
+    /// Starts with a keyframe (`INDEPENDENT=YES`).
+    pub independent: bool,
+    pub bytes: Bytes,
 }
 
 /// What happened to an audio frame handed to the cutter.
@@ -88,6 +106,9 @@ struct OpenSegment {
     audio: Vec<BufferedAudio>,
     /// Sample bytes buffered (what a publisher's frozen timestamps would grow without bound).
     bytes: usize,
+    /// Where the open LL-HLS part starts in `video` and `audio`.
+    part_video_from: usize,
+    part_audio_from: usize,
 }
 
 /// Cuts frames into segments; pure (no I/O, no clock).
@@ -106,6 +127,12 @@ pub struct SegmentCutter {
     last_video_duration: u32,
     /// Decode time (samples) the next AAC frame gets when it arrives on time.
     next_audio_decode: Option<u64>,
+    /// LL-HLS parts (None: off, or an audio-only stream).
+    planner: Option<PartPlanner>,
+    /// Parts closed and not yet taken ([`SegmentCutter::take_parts`]).
+    ready_parts: Vec<Part>,
+    /// `mfhd` sequence number of the next part.
+    next_part_fragment: u32,
 }
 
 impl SegmentCutter {
@@ -122,7 +149,23 @@ impl SegmentCutter {
             last_video_dts: None,
             last_video_duration: VIDEO_TIMESCALE / 30,
             next_audio_decode: None,
+            planner: None,
+            ready_parts: Vec::new(),
+            next_part_fragment: 1,
         }
+    }
+
+    /// Also cuts LL-HLS parts of about `part_ms` (0: none). Parts follow video frames, so an
+    /// audio-only stream gets none.
+    pub fn with_parts(mut self, part_ms: u64) -> SegmentCutter {
+        self.planner = (part_ms > 0 && self.has_video).then(|| PartPlanner::new(part_ms));
+        self
+    }
+
+    /// The parts closed since the last call, in order (a segment's last part comes out with
+    /// the segment, before it is returned).
+    pub fn take_parts(&mut self) -> Vec<Part> {
+        std::mem::take(&mut self.ready_parts)
     }
 
     /// Numbers the first segment `n` instead of 1: a reconnected publisher's segments continue
@@ -130,6 +173,11 @@ impl SegmentCutter {
     pub fn with_first_sequence(mut self, n: u64) -> SegmentCutter {
         self.next_sequence = n.max(1);
         self
+    }
+
+    /// The number the next segment out will have (the one being filled).
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
     }
 
     /// Longest a segment may grow while waiting for a keyframe.
@@ -180,6 +228,13 @@ impl SegmentCutter {
                     self.open = Some(OpenSegment::new(dts_ms, frame.keyframe));
                 }
             }
+        }
+        if let Some(cut) = self
+            .planner
+            .as_mut()
+            .and_then(|p| p.frame(dts_ms, frame.keyframe))
+        {
+            self.close_part(cut, dts)?;
         }
         if let Some(last) = self.last_video_dts {
             self.last_video_duration = u32::try_from(dts - last).unwrap_or(u32::MAX);
@@ -249,6 +304,21 @@ impl SegmentCutter {
 
     /// Encodes the open segment, whose end is given by what closes it.
     fn close(&mut self, at: CloseAt) -> Result<Option<Segment>, Fmp4Error> {
+        if let Some(planner) = &mut self.planner {
+            let end_dts = match at {
+                CloseAt::VideoFrame(dts) => Some(dts),
+                _ => self.open.as_ref().and_then(|o| {
+                    o.video
+                        .last()
+                        .map(|v| v.dts + u64::from(self.last_video_duration))
+                }),
+            };
+            if let Some(end_dts) = end_dts {
+                if let Some(cut) = planner.segment_ended(end_dts / 90) {
+                    self.close_part(cut, end_dts)?;
+                }
+            }
+        }
         let Some(open) = self.open.take() else {
             return Ok(None);
         };
@@ -322,6 +392,58 @@ impl SegmentCutter {
 }
 
 impl SegmentCutter {
+    /// Encodes the open segment's samples since the last part as part `cut`: video up to
+    /// `video_end` (90 kHz; the decode time of the frame that starts the next part), and the
+    /// audio queued so far (each AAC frame lasts 1024 samples).
+    fn close_part(&mut self, cut: PartCut, video_end: u64) -> Result<(), Fmp4Error> {
+        let Some(open) = &mut self.open else {
+            return Ok(());
+        };
+        let video = &open.video[open.part_video_from.min(open.video.len())..];
+        let audio = &open.audio[open.part_audio_from.min(open.audio.len())..];
+        if video.is_empty() && audio.is_empty() {
+            return Ok(());
+        }
+        let mut tracks = Vec::with_capacity(2);
+        if let Some(first) = video.first() {
+            tracks.push(TrackFragment {
+                track_id: VIDEO_TRACK_ID,
+                base_decode_time: first.dts,
+                samples: timed_samples(
+                    video,
+                    |v| v.dts,
+                    video_end,
+                    |v| (v.cts, v.sync, v.data.clone()),
+                ),
+            });
+        }
+        if let (Some(first), Some(last)) = (audio.first(), audio.last()) {
+            tracks.push(TrackFragment {
+                track_id: AUDIO_TRACK_ID,
+                base_decode_time: first.decode,
+                samples: timed_samples(
+                    audio,
+                    |a| a.decode,
+                    last.decode + u64::from(AAC_FRAME_SAMPLES),
+                    |a| (0, true, a.data.clone()),
+                ),
+            });
+        }
+        open.part_video_from = open.video.len();
+        open.part_audio_from = open.audio.len();
+        let bytes = encode_fragment(self.next_part_fragment, &tracks)?;
+        self.next_part_fragment = self.next_part_fragment.wrapping_add(1);
+        self.ready_parts.push(Part {
+            segment: self.next_sequence,
+            index: cut.index,
+            start_ms: cut.start_ms,
+            duration: cut.duration_s(),
+            independent: cut.independent,
+            bytes,
+        });
+        Ok(())
+    }
+
     /// When the last of `frames` has been shown (90 kHz): with B-frames a picture is shown
     /// after it is decoded, so the stream's presentation ends a composition offset after its
     /// decoding. The last segment of a publish is listed until then, or a player placing the
@@ -355,6 +477,8 @@ impl OpenSegment {
             video: Vec::new(),
             audio: Vec::new(),
             bytes: 0,
+            part_video_from: 0,
+            part_audio_from: 0,
         }
     }
 }

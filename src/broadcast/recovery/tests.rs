@@ -48,6 +48,7 @@ async fn on_a_shared_database_only_this_nodes_sessions_are_finished() {
         window_segments: 6,
         max_segment_bytes: 64 << 20,
         max_segment_wall_s: 60,
+        part_ms: 0,
     };
     db.session_started("r1", "mine", 1_000, "node-a")
         .await
@@ -172,6 +173,7 @@ async fn a_segment_stored_but_never_listed_joins_the_vod() {
             window_segments: 6,
             max_segment_bytes: 64 << 20,
             max_segment_wall_s: 60,
+            part_ms: 0,
         },
     )
     .await

@@ -14,7 +14,6 @@ use crate::broadcast::continuation::SessionParts;
 use crate::broadcast::keys::SessionKeys;
 use crate::broadcast::reconnect::{Reconnects, WaitOutcome};
 use crate::ingest::MediaBatch;
-use crate::media::StreamMuxer;
 
 impl SessionWriter {
     /// Lets a publisher that drops come back within `grace` and continue the session (a
@@ -37,6 +36,7 @@ impl SessionWriter {
             return None;
         }
         self.end_part().await;
+        self.withdraw_edge();
         let left = Instant::now();
         self.parts.publisher_left(left);
         self.left_ms = Some(crate::clock::now_ms());
@@ -131,7 +131,10 @@ impl SessionWriter {
             None => self.parts.resume_before_any_media(),
         };
         self.left_ms = None;
-        self.muxer = StreamMuxer::continuing(self.settings.target_ms(), start);
+        self.muxer = self.new_muxer(start);
+        if let Some(ll) = &mut self.low_latency {
+            ll.parts.new_publish();
+        }
         self.spool_mark(super::Listing::BeginPart(SessionKeys::init_file(
             self.parts.part(),
         )));

@@ -130,6 +130,9 @@ impl SessionWriter {
         }
         self.spool_gauge();
         if self.playlists_due {
+            self.publish_edge();
+        }
+        if self.playlists_due {
             let state = if self.ending && self.spool.is_empty() {
                 SessionState::Ended
             } else {
@@ -238,9 +241,14 @@ impl SessionWriter {
                     self.counts.lost_segments += 1;
                     self.playlists
                         .push_gap(listed.duration, listed.program_date_time);
+                    if let Some(ll) = &mut self.low_latency {
+                        ll.parts.failed(sequence);
+                    }
+                    self.parts_listed(sequence);
                     return;
                 }
                 self.playlists.push(listed);
+                self.parts_listed(sequence);
                 self.counts.segments += 1;
                 metrics::counter!("barrage_hls_segments_total").increment(1);
                 let delay = received.elapsed().as_secs_f64();
