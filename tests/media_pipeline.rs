@@ -102,6 +102,7 @@ async fn a_recorded_push_becomes_playable_hls() {
         window_segments: 6,
         max_segment_bytes: 64 << 20,
         max_segment_wall_s: 60,
+        part_ms: 300,
     };
     let broadcaster = Broadcaster::new(
         rooms,
