@@ -426,6 +426,37 @@ async fn a_silent_socket_is_closed_after_the_idle_timeout() {
     s.stop().await;
 }
 
+/// The server writes its frames itself (not through tungstenite), so the replies tungstenite
+/// makes while reading must still go out on their own: a pong with no batch to carry it, and
+/// the reply to a client's close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_gets_its_pong_and_a_client_close_its_reply() {
+    use futures::{SinkExt, StreamExt};
+    let s = start(|_| {}).await;
+    let (mut c, _) = Client::join(&s, "demo", None, Format::Json).await;
+    c.send_raw(Message::Ping("keepalive".into())).await;
+    let wait = Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(wait, c.ws.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) => {
+                assert_eq!(&p[..], b"keepalive");
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    }
+    c.ws.send(Message::Close(None)).await.expect("send close");
+    loop {
+        match tokio::time::timeout(wait, c.ws.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected the close reply, got {other:?}"),
+        }
+    }
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderation_refusals_each_get_their_ack() {
     let s = start(|c| {

@@ -10,7 +10,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
@@ -19,6 +18,7 @@ use super::history::{History, Resume};
 use super::protocol::{Event, ServerFrame};
 use super::stats::RoomAccounting;
 use super::BatchSink;
+use crate::http::ws_stream::{server_frame, OpCode};
 use crate::sync::lock;
 
 /// One tick's delivered events, encoded once per format and shared by every consumer.
@@ -35,8 +35,9 @@ pub struct DeliveredBatch {
     pub json: Bytes,
     /// The protobuf `ServerFrame{batch}`.
     pub proto: Bytes,
-    /// The same bytes as `json`, typed as text for WebSocket frames without re-validating.
-    json_text: Utf8Bytes,
+    /// The whole WebSocket frames (header + payload) per format (json, proto), built on first
+    /// use and then written as they are to every socket of that format.
+    frames: [OnceLock<Bytes>; 2],
 }
 
 /// Why bytes from another node are not a batch.
@@ -59,16 +60,15 @@ impl DeliveredBatch {
     /// Encodes `events` (non-empty, seq-contiguous) once per format.
     pub fn new(room: Arc<str>, events: Vec<Event>, tick_ms: i64) -> DeliveredBatch {
         let encoded = encode_batch(&events);
-        let json_text = Utf8Bytes::from(encoded.json);
         DeliveredBatch {
             room,
             first_seq: events.first().map_or(0, |e| e.seq),
             last_seq: events.last().map_or(0, |e| e.seq),
             events,
             tick_ms,
-            json: Bytes::from(json_text.clone()),
+            json: Bytes::from(encoded.json),
             proto: encoded.proto,
-            json_text,
+            frames: Default::default(),
         }
     }
 
@@ -107,27 +107,30 @@ impl DeliveredBatch {
                 })
             }
         };
-        let json_text = Utf8Bytes::try_from(json).map_err(|_| RemoteBatchError::Json {
-            room: room.to_string(),
-        })?;
+        if std::str::from_utf8(&json).is_err() {
+            return Err(RemoteBatchError::Json {
+                room: room.to_string(),
+            });
+        }
         Ok(DeliveredBatch {
             room,
             events,
             first_seq,
             last_seq,
             tick_ms,
-            json: Bytes::from(json_text.clone()),
+            json,
             proto,
-            json_text,
+            frames: Default::default(),
         })
     }
 
-    /// The WebSocket frame for a socket of `format`: a refcount clone, no copy.
-    pub fn message(&self, format: Format) -> Message {
-        match format {
-            Format::Json => Message::Text(self.json_text.clone()),
-            Format::Proto => Message::Binary(self.proto.clone()),
-        }
+    /// The whole WebSocket frame for a socket of `format` (a text frame for JSON, binary
+    /// for protobuf), encoded once per batch: every socket writes these same bytes.
+    pub fn frame(&self, format: Format) -> &Bytes {
+        self.frames[format_index(format)].get_or_init(|| match format {
+            Format::Json => server_frame(OpCode::Text, &self.json),
+            Format::Proto => server_frame(OpCode::Binary, &self.proto),
+        })
     }
 
     /// Encoded size in `format`.
@@ -360,6 +363,19 @@ mod tests {
         // The same allocation, not a copy: sockets get the owner's bytes.
         assert_eq!(rebuilt.proto.as_ptr(), original.proto.as_ptr());
         assert_eq!(rebuilt.json, original.json);
+    }
+
+    #[test]
+    fn a_batch_frame_is_built_once_and_carries_the_format_bytes() {
+        let batch = DeliveredBatch::new(Arc::from("r"), vec![event(1)], 5);
+        let json = batch.frame(Format::Json).clone();
+        assert_eq!(json[0], 0x81, "FIN + text");
+        assert!(json.ends_with(&batch.json));
+        let proto = batch.frame(Format::Proto);
+        assert_eq!(proto[0], 0x82, "FIN + binary");
+        assert!(proto.ends_with(&batch.proto));
+        // The same bytes on every call: one encode per batch, shared by every socket.
+        assert_eq!(batch.frame(Format::Json).as_ptr(), json.as_ptr());
     }
 
     #[test]

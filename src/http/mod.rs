@@ -20,6 +20,7 @@ pub mod pages;
 pub mod room_acts;
 pub mod ws;
 pub mod ws_access;
+pub mod ws_stream;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Method};

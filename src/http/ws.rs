@@ -15,17 +15,20 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRef, Path, Query, State};
-use axum::http::HeaderMap;
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRef, FromRequestParts, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures::SinkExt;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::Instrument;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::Message;
 
 use crate::auth::TokenSigner;
 use crate::chat::codec::{
@@ -42,6 +45,7 @@ use crate::config::{CdnBase, Config, SlowPolicy};
 use crate::http::api_error::ApiError;
 use crate::http::room_acts::{Act, RoomActs};
 use crate::http::ws_access::{self, SocketAccess};
+use crate::http::ws_stream::{close_frame, server_frame, OpCode, SplitSocket};
 use crate::http::{client_cdn_bases, live_playlist_url, public_base};
 use crate::state::AppState;
 
@@ -115,13 +119,35 @@ struct Refused {
     close: u16,
 }
 
+/// The handshake. axum's `WebSocketUpgrade` checks the request (and answers a bad one as it
+/// always has), but the upgrade is completed here, on a clone of hyper's upgrade hook, so
+/// that the connection can be split: see [`super::ws_stream`].
 async fn upgrade(
     State(state): State<Viewers>,
     Path(room): Path<String>,
     Query(params): Query<WsParams>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let on_upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+    if let Err(rejection) = WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        return rejection.into_response();
+    }
+    let headers = parts.headers;
+    let (Some(on_upgrade), Some(key)) = (on_upgrade, headers.get(header::SEC_WEBSOCKET_KEY)) else {
+        // axum accepted it, so this is a request hyper cannot upgrade (HTTP/2).
+        return ApiError::bad_request(
+            "not_upgradable",
+            "this connection cannot be upgraded to a WebSocket",
+        )
+        .into_response();
+    };
+    // Base64 of a SHA-1: always a valid header value.
+    let Ok(accept) =
+        header::HeaderValue::from_str(&tungstenite::handshake::derive_accept_key(key.as_bytes()))
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     let format = match params.format.as_deref().map(str::parse::<Format>) {
         None => Format::Json,
         Some(Ok(f)) => f,
@@ -130,16 +156,37 @@ async fn upgrade(
     let admission = admit(&state, &room, params.token.as_deref());
     let base = public_base(&state.config, &headers);
     let max = state.config.chat.max_frame_bytes;
-    ws.read_buffer_size(READ_BUFFER_BYTES)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            // A task of its own, sized by the session alone: axum's upgrade task also holds
-            // the handshake's state, which an idle socket would keep for its whole life.
-            tokio::spawn(session(state, room, format, admission, base, socket));
-            std::future::ready(())
-        })
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let socket = SplitSocket::new(TokioIo::new(upgraded), config).await;
+        // A task of its own, sized by the session alone: this task also holds the
+        // handshake's state, which an idle socket would keep for its whole life.
+        tokio::spawn(session(state, room, format, admission, base, socket));
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
+    h.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
 }
 
 /// Decides whether the socket may join, and as whom.
@@ -187,7 +234,7 @@ fn session(
     format: Format,
     admission: Result<(Arc<Room>, Option<Box<Identity>>), Refused>,
     base: String,
-    socket: WebSocket,
+    socket: SplitSocket,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let tracked = state.chat.track_socket();
     let user = match &admission {
@@ -234,8 +281,8 @@ fn session(
             let end = viewer.run().await;
             if matches!(end, End::PeerClosed) {
                 // Send the close reply tungstenite queued, so the client sees a clean close.
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), viewer.out.socket.close()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), viewer.out.socket.shutdown())
+                    .await;
             }
             tracing::debug!(%end, "socket ended");
             open.decrement(1.0);
@@ -276,13 +323,13 @@ enum End {
 /// The viewer's socket, written frame by frame: encodes frames for the socket's format and
 /// sends without waiting forever (the loop reads from its `socket` too).
 struct SocketWriter {
-    socket: WebSocket,
+    socket: SplitSocket,
     format: Format,
     send_timeout: Duration,
 }
 
 impl SocketWriter {
-    fn new(socket: WebSocket, format: Format, config: &Config) -> SocketWriter {
+    fn new(socket: SplitSocket, format: Format, config: &Config) -> SocketWriter {
         SocketWriter {
             socket,
             format,
@@ -290,13 +337,14 @@ impl SocketWriter {
         }
     }
 
-    /// Sends one message. The usual case completes on the first poll (no timer); a socket
-    /// whose peer stopped reading gets `send_timeout` before it is given up.
+    /// Sends one whole WebSocket frame (after any pong or close reply that waits; an empty
+    /// `frame` sends just those). The usual case completes on the first poll (no timer); a
+    /// socket whose peer stopped reading gets `send_timeout` before it is given up.
     /// The slow path (timer and all) is boxed, so it takes no room in every socket's future.
-    async fn send(&mut self, msg: Message) -> Result<(), End> {
+    async fn send(&mut self, frame: &[u8]) -> Result<(), End> {
         let timeout = self.send_timeout;
-        let mut fut = futures::SinkExt::send(&mut self.socket, msg);
-        let result = match futures::poll!(&mut fut) {
+        let mut fut = std::pin::pin!(self.socket.write_frame(frame));
+        let result = match futures::poll!(fut.as_mut()) {
             Poll::Ready(r) => r,
             Poll::Pending => match Box::pin(tokio::time::timeout(timeout, fut)).await {
                 Ok(r) => r,
@@ -307,11 +355,11 @@ impl SocketWriter {
     }
 
     async fn frame(&mut self, frame: &ServerFrame) -> Result<(), End> {
-        let msg = match encode_server(frame, self.format) {
-            Encoded::Text(t) => Message::Text(t.into()),
-            Encoded::Binary(b) => Message::Binary(b),
+        let bytes = match encode_server(frame, self.format) {
+            Encoded::Text(t) => server_frame(OpCode::Text, t.as_bytes()),
+            Encoded::Binary(b) => server_frame(OpCode::Binary, &b),
         };
-        self.send(msg).await
+        self.send(&bytes).await
     }
 
     async fn error(&mut self, code: &str, message: &str) -> Result<(), End> {
@@ -325,13 +373,9 @@ impl SocketWriter {
     /// An error frame, then a close frame with `close`, then the close handshake (bounded).
     async fn close_with(&mut self, code: &str, message: &str, close: u16) {
         if self.error(code, message).await.is_ok() {
-            let frame = CloseFrame {
-                code: close,
-                reason: code.into(),
-            };
-            let _ = self.send(Message::Close(Some(frame))).await;
+            let _ = self.send(&close_frame(close, code)).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.shutdown()).await;
     }
 }
 
@@ -342,12 +386,11 @@ enum ReadError {
     Other(String),
 }
 
-fn classify(e: axum::Error) -> ReadError {
-    let inner = e.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(c)) => ReadError::TooBig(c.to_string()),
-        Some(tungstenite::Error::Utf8(m)) => ReadError::NotUtf8(m.clone()),
-        _ => ReadError::Other(inner.to_string()),
+fn classify(e: tungstenite::Error) -> ReadError {
+    match e {
+        tungstenite::Error::Capacity(c) => ReadError::TooBig(c.to_string()),
+        tungstenite::Error::Utf8(m) => ReadError::NotUtf8(m),
+        other => ReadError::Other(other.to_string()),
     }
 }
 
@@ -394,9 +437,20 @@ impl Viewer {
         let deadline = tokio::time::sleep_until(self.wake_at(idle_at));
         tokio::pin!(deadline);
         let room = self.room.clone();
+        // Made once: a fresh one on every wake-up was a `Notify` registration and drop each.
+        let closed = room.closed();
+        tokio::pin!(closed);
         loop {
+            // In this order: a wake-up for a batch (the usual one) polls nothing else. A client
+            // that floods frames cannot starve batches (at most one per tick is ready).
             let step = tokio::select! {
-                _ = room.closed() => return Box::pin(self.room_gone()).await,
+                biased;
+                batch = membership.batches.recv() => match batch {
+                    Ok(batch) => self.deliver_pending(&batch, &mut membership).await,
+                    Err(RecvError::Lagged(missed)) => Box::pin(self.lagged(&mut membership, missed)).await,
+                    Err(RecvError::Closed) => Err(End::PeerClosed),
+                },
+                _ = &mut closed => return Box::pin(self.room_gone()).await,
                 _ = &mut deadline => {
                     if Instant::now() < idle_at {
                         let told = Box::pin(self.tell_expired()).await;
@@ -417,11 +471,6 @@ impl Viewer {
                     deadline.as_mut().reset(self.wake_at(idle_at));
                     step
                 }
-                batch = membership.batches.recv() => match batch {
-                    Ok(batch) => self.deliver(&batch).await,
-                    Err(RecvError::Lagged(missed)) => Box::pin(self.lagged(&mut membership, missed)).await,
-                    Err(RecvError::Closed) => Err(End::PeerClosed),
-                },
             };
             if let Err(end) = step {
                 return end;
@@ -544,7 +593,12 @@ impl Viewer {
             Message::Text(t) => decode_client_text(t.as_str()),
             Message::Binary(b) => decode_client_binary(b),
             Message::Close(_) => return Err(End::PeerClosed),
-            Message::Ping(_) | Message::Pong(_) => return Ok(None),
+            Message::Ping(_) => {
+                // tungstenite made the pong; send it now, not with the next frame.
+                self.out.send(&[]).await?;
+                return Ok(None);
+            }
+            Message::Pong(_) | Message::Frame(_) => return Ok(None),
         };
         let limited = self.conn_limit.check();
         match (decoded, limited) {
@@ -644,9 +698,27 @@ impl Viewer {
                 })
                 .await?;
         }
-        self.out.send(batch.message(self.out.format)).await?;
+        self.out.send(batch.frame(self.out.format)).await?;
         self.last_seq = batch.last_seq;
         Ok(())
+    }
+
+    /// Sends `batch`, then any others already waiting in the ring, in one wake-up.
+    async fn deliver_pending(
+        &mut self,
+        batch: &DeliveredBatch,
+        membership: &mut Membership,
+    ) -> Result<(), End> {
+        self.deliver(batch).await?;
+        loop {
+            match membership.batches.try_recv() {
+                Ok(next) => self.deliver(&next).await?,
+                Err(TryRecvError::Lagged(missed)) => {
+                    return Box::pin(self.lagged(membership, missed)).await
+                }
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return Ok(()),
+            }
+        }
     }
 
     /// The socket fell more than the backlog behind: skip to the newest batch (the gap is
@@ -681,7 +753,7 @@ impl Viewer {
         }
     }
 
-    async fn read_failed(&mut self, e: axum::Error) -> End {
+    async fn read_failed(&mut self, e: tungstenite::Error) -> End {
         match classify(e) {
             ReadError::TooBig(m) => {
                 let limit = self.config.chat.max_frame_bytes;
