@@ -14,7 +14,7 @@
 // warm-up; barrage's CPU for the stream over the same window; then the CPU one more HTTP-FLV
 // viewer costs (--flv-viewers plain HTTP readers against none, same stream, same run).
 //
-// Usage: barrage bench latency [--seconds 30] [--modes hls,llhls,flv] [--part-ms 300]
+// Usage: barrage bench latency [--seconds 30] [--modes hls,llhls,flv] [--part-ms 200]
 //        [--flv-viewers 100] [--bframes 3] [--json]
 //   (or: node scripts/bench_latency.mjs ..., with BENCH_BARRAGE_BIN naming the binary)
 // Needs: ffmpeg, chromium, `npm ci --prefix tests/browser` (scripts/test.sh does both).
@@ -40,7 +40,7 @@ const ADMIN = 'bench-admin-key-123456';
 const TICK = 100; // /proc stat clock ticks per second on Linux
 
 function args() {
-  const a = { seconds: 30, modes: ['hls', 'llhls', 'flv'], partMs: 300, flvViewers: 100, json: false, warmup: 8, bframes: 3 };
+  const a = { seconds: 30, modes: ['hls', 'llhls', 'flv'], partMs: 200, flvViewers: 100, json: false, warmup: 8, bframes: 3 };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i++) {
     const next = () => v[++i];
@@ -120,7 +120,7 @@ async function startBarrage(bin, work, partMs) {
     '[auth]', `admin_key = "${ADMIN}"`, 'token_secret = "bench-secret-123456789"',
     '[thumbnails]', 'enabled = false',
   ];
-  if (partMs > 0) lines.push('[hls]', `part_ms = ${partMs}`);
+  lines.push('[hls]', `part_ms = ${partMs}`);
   lines.push('[[rooms]]', `id = "${ROOM}"`, 'title = "latency"', `stream_key = "${KEY}"`);
   fs.writeFileSync(cfg, lines.join('\n') + '\n');
   const proc = spawn(bin, ['serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -146,7 +146,7 @@ enum BenchCommand {
         #[arg(long, default_value = "hls,llhls,flv")]
         modes: String,
         /// `hls.part_ms` of the LL-HLS run.
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 200)]
         part_ms: u64,
         /// Plain HTTP-FLV readers for the per-viewer CPU figure (0: skip it).
         #[arg(long, default_value_t = 100)]

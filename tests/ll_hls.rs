@@ -64,7 +64,7 @@ async fn a_live_room_serves_ll_hls_parts_and_answers_blocking_reloads() {
     require_tool("ffmpeg");
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
-    assert_eq!(config.hls.part_ms, 300, "LL-HLS is on by default");
+    assert_eq!(config.hls.part_ms, 200, "LL-HLS is on by default");
     let server = barrage::app::start(config).await.unwrap();
     let base = format!("http://{}", server.http_addr);
     let http = reqwest::Client::new();
@@ -93,7 +93,7 @@ async fn a_live_room_serves_ll_hls_parts_and_answers_blocking_reloads() {
         .expect("EXT-X-PART-INF")
         .parse()
         .unwrap();
-    assert!((part_target - 0.3).abs() < 1e-9, "{part_target}");
+    assert!((part_target - 0.2).abs() < 1e-9, "{part_target}");
     let hold_back: f64 = attr(control, "PART-HOLD-BACK").unwrap().parse().unwrap();
     assert!(hold_back >= 3.0 * part_target, "{control}");
     let independent = playlist

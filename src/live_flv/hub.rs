@@ -130,11 +130,15 @@ impl FlvRoomFeed {
         };
         let mut guard = lock(&self.flv.cache);
         guard.0.push(kind, &framed);
-        // No viewers is not an error.
-        let _ = guard.1.send(FlvTag {
-            kind,
-            bytes: framed,
-        });
+        // Without viewers the ring would only keep the last `queue_tags` tags alive (seconds
+        // of media per room, for nobody): joiners start from the GOP cache anyway, and they
+        // take it and subscribe under this same lock, so nothing falls between the two.
+        if guard.1.receiver_count() > 0 {
+            let _ = guard.1.send(FlvTag {
+                kind,
+                bytes: framed,
+            });
+        }
     }
 }
 
