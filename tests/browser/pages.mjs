@@ -335,6 +335,13 @@ try {
   await check('live_comment_waits_for_the_picture', async () => {
     // Another viewer stamps a comment between this viewer's picture and live: it shows in the
     // chat list on arrival, and on the stage only once this viewer's player reaches it.
+    // LL-HLS plays about a second behind live: pause the picture a little so there is room
+    // for a comment between it and live (the player does not jump back to live by itself).
+    await viewer.evaluate(() => document.getElementById('video').pause());
+    const pausedAt = await viewer.evaluate(() => window.barrage.position());
+    await until('live 2.5 s past the paused picture', async () => (await liveStreamMs()) - pausedAt > 2500, T, 200);
+    await viewer.evaluate(() => document.getElementById('video').play());
+    await until('the picture moving again', async () => (await viewer.evaluate(() => window.barrage.position())) > pausedAt + 100, T, 100);
     const position = await viewer.evaluate(() => window.barrage.position());
     const live = await liveStreamMs();
     if (!(live - position > 1500)) throw new Error(`the viewer is ${live - position} ms behind live: nothing to hold`);
