@@ -4,7 +4,7 @@ the same run, into nginx with libnginx-mod-rtmp producing HLS (the baseline). Re
 CPU-seconds and peak RSS of each, their ratio, and barrage's delay from a segment's closing
 keyframe to the playlist that lists it (its own histogram, barrage_hls_playlist_delay_seconds).
 
-Usage: scripts/bench_ingest.py [--streams 1,8] [--seconds 40] [--json]
+Usage: scripts/bench_ingest.py [--streams 1,8] [--seconds 40] [--part-ms 0] [--json]
 Needs: ffmpeg, nginx + libnginx-mod-rtmp (apt-get install -y ffmpeg nginx libnginx-mod-rtmp),
 and a release build (cargo build --release; the script builds it if missing).
 Everything listens on 127.0.0.1 only; the run stops by itself.
@@ -108,6 +108,9 @@ def measure(pids_fn, procs, seconds, label):
     return cpu_seconds(pids_fn()) - cpu0, peak, failures
 
 
+PART_MS = 0
+
+
 def run_barrage(binary, src, n, seconds, work):
     http, rtmp = free_port(), free_port()
     cfg = os.path.join(work, f"barrage-{n}.toml")
@@ -115,6 +118,8 @@ def run_barrage(binary, src, n, seconds, work):
         f.write(f'data_dir = "{work}/barrage-data-{n}"\nlog = "warn"\n')
         f.write(f'[http]\nlisten = "127.0.0.1:{http}"\n[rtmp]\nlisten = "127.0.0.1:{rtmp}"\n')
         f.write('[auth]\nadmin_key = "bench-admin-key-123456"\ntoken_secret = "bench-secret-123456"\n')
+        # nginx-rtmp writes no LL-HLS parts: compare like with like unless asked (--part-ms).
+        f.write(f'[hls]\npart_ms = {PART_MS}\n')
         for i in range(n):
             f.write(f'[[rooms]]\nid = "bench{i}"\ntitle = "bench {i}"\nstream_key = "key{i}"\n')
     server = subprocess.Popen([binary, "serve", "--config", cfg], stdin=subprocess.DEVNULL)
@@ -176,7 +181,11 @@ def main():
     ap.add_argument("--streams", default="1,8")
     ap.add_argument("--seconds", type=int, default=40)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--part-ms", type=int, default=0,
+                    help="barrage's hls.part_ms (0: no LL-HLS parts, like nginx-rtmp)")
     args = ap.parse_args()
+    global PART_MS
+    PART_MS = args.part_ms
     for tool in ("ffmpeg", "nginx"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install -y ffmpeg nginx libnginx-mod-rtmp")

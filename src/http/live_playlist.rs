@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::hls::live_edge::{LiveEdge, LiveEdges};
 use crate::hls::low_latency::BlockingRequest;
+use crate::http::objects::error;
 
 /// A blocking reload waits at most this many target durations, then gets 503 (the spec asks
 /// for at least three).
@@ -29,15 +30,6 @@ fn blocking_params(query: Option<&str>) -> (Option<&str>, Option<&str>) {
         }
     }
     (msn, part)
-}
-
-fn text(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{message}\n"),
-    )
-        .into_response()
 }
 
 fn playlist(edge: &LiveEdge, blocking: bool) -> Response {
@@ -65,7 +57,7 @@ pub async fn answer(edges: &LiveEdges, room: &str, query: Option<&str>) -> Optio
     let (msn, part) = blocking_params(query);
     let request = match BlockingRequest::parse(msn, part) {
         Ok(r) => r,
-        Err(e) => return Some(text(StatusCode::BAD_REQUEST, &e.to_string())),
+        Err(e) => return Some(error(StatusCode::BAD_REQUEST, &e.to_string())),
     };
     let mut watch = edges.watch(room)?;
     let edge: Arc<LiveEdge> = watch.borrow_and_update().clone()?;
@@ -73,7 +65,7 @@ pub async fn answer(edges: &LiveEdges, room: &str, query: Option<&str>) -> Optio
         return Some(playlist(&edge, false));
     };
     if let Err(e) = request.check_reachable(&edge.position) {
-        return Some(text(StatusCode::BAD_REQUEST, &e.to_string()));
+        return Some(error(StatusCode::BAD_REQUEST, &e.to_string()));
     }
     if request.satisfied_by(&edge.position) {
         return Some(playlist(&edge, true));
@@ -83,7 +75,7 @@ pub async fn answer(edges: &LiveEdges, room: &str, query: Option<&str>) -> Optio
     loop {
         match tokio::time::timeout_at(deadline, watch.changed()).await {
             Err(_) => {
-                return Some(text(
+                return Some(error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the requested segment or part did not appear in time",
                 ))

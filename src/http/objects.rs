@@ -100,7 +100,8 @@ fn parse_range(headers: &HeaderMap) -> Result<Option<GetRange>, ()> {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+/// A plain-text error answer (what players and curl users read).
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
