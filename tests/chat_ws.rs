@@ -1,5 +1,7 @@
 //! The chat socket end to end: real WebSocket clients against an in-process server.
 
+mod common;
+
 mod chat_common;
 
 use std::time::Duration;
@@ -745,15 +747,7 @@ async fn the_batch_feed_hands_every_delivered_event_with_its_encoded_bytes() {
     }
     assert_eq!(seen, vec![1, 2, 3]);
 
-    let metrics = s
-        .api
-        .get(format!("{}/metrics", s.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&s.api, &s.http).await;
     for name in [
         "barrage_chat_online",
         "barrage_chat_batch_events_total",

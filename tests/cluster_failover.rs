@@ -202,15 +202,7 @@ async fn nodes_serve_their_viewers_through_a_redis_outage_and_rejoin() {
         got_b.len(),
         rejoined.as_secs_f64()
     );
-    let metrics = nodes[0]
-        .api
-        .get(format!("{}/metrics", nodes[0].http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&nodes[0].api, &nodes[0].http).await;
     assert!(
         metrics.contains("barrage_cluster_local_mode_total"),
         "the outage is counted"

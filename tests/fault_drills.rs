@@ -284,15 +284,7 @@ async fn push_done(pusher: std::process::Child) {
 
 /// A metric's value summed over its label sets (0 when absent).
 async fn metric(s: &TestServer, name: &str) -> f64 {
-    let text = s
-        .api
-        .get(format!("{}/metrics", s.http))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = common::metrics_text(&s.api, &s.http).await;
     text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter(|l| l[name.len()..].starts_with([' ', '{']))

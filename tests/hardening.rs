@@ -250,15 +250,7 @@ async fn a_publisher_with_frozen_timestamps_is_cut_off() {
         || async { s.server.state.live.get("demo").is_none().then_some(()) },
     )
     .await;
-    let metrics = s
-        .api
-        .get(format!("{}/metrics", s.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&s.api, &s.http).await;
     assert!(
         metrics.contains("barrage_publishers_cut_off_total{reason=\"segment_bytes\"}"),
         "the cut-off is counted"

@@ -1,6 +1,8 @@
 //! Objects are served at their key's path with the headers players and CDNs need, from the
 //! local store and from a real S3-protocol server alike.
 
+mod common;
+
 use barrage::testutil::{test_config, S3Server};
 use bytes::Bytes;
 
@@ -91,14 +93,7 @@ async fn check_serving(config: barrage::config::Config) {
     assert_eq!(r.status(), 404);
     let r = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&http, &base).await;
     assert!(
         metrics.contains("barrage_storage_put_bytes_total"),
         "{metrics}"

@@ -213,12 +213,11 @@ async fn wrong_key_and_second_publisher_are_refused() {
             .await
             .unwrap();
     assert!(ok, "the first publisher is unaffected: {stderr}");
-    let metrics = reqwest::get(format!("http://{}/metrics", server.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(
+        &reqwest::Client::new(),
+        &format!("http://{}", server.http_addr),
+    )
+    .await;
     assert!(
         metrics.contains("barrage_ingest_publish_refusals_total"),
         "refusals are counted"

@@ -105,6 +105,18 @@ pub fn ffprobe(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("ffprobe json")
 }
 
+/// The text of `{base}/metrics` (panics when the node does not answer: every test that reads
+/// it expects a running node).
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 /// GETs a URL; Some(body) on 200.
 pub async fn get_ok(http: &reqwest::Client, url: &str) -> Option<bytes::Bytes> {
     let r = http.get(url).send().await.ok()?;
