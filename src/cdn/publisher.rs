@@ -21,6 +21,9 @@ use crate::rooms::live::{LiveChange, LiveRegistry};
 use crate::storage::Storage;
 use crate::sync::lock;
 
+/// Files without events between two records of a live session's file count.
+const PROGRESS_EVERY_FILES: u64 = 10;
+
 /// A room's chat session without a stream ends after this long without events.
 const CHAT_IDLE: Duration = Duration::from_secs(30);
 
@@ -378,6 +381,7 @@ impl RoomTask {
             db: self.db.clone(),
             settings: self.settings.clone(),
             files: files.clone(),
+            unrecorded: None,
         };
         (files, tokio::spawn(uploader.run()))
     }
@@ -417,10 +421,12 @@ struct Uploader {
     db: Database,
     settings: PublisherSettings,
     files: Arc<SessionFiles>,
+    /// The session and number of the last file whose count was not recorded (a silent one).
+    unrecorded: Option<(String, u64)>,
 }
 
 impl Uploader {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
         let mut failing_since: Option<Instant> = None;
         loop {
@@ -430,6 +436,7 @@ impl Uploader {
             };
             let Some(file) = front else {
                 if closed {
+                    self.record_last_count().await;
                     return;
                 }
                 self.files.cut.notified().await;
@@ -456,8 +463,21 @@ impl Uploader {
         }
     }
 
+    /// The session's file count, if its last silent files were not recorded yet.
+    async fn record_last_count(&mut self) {
+        if let Some((session, n)) = self.unrecorded.take() {
+            if let Err(e) = self
+                .db
+                .session_danmaku(&self.room, &session, None, n as i64)
+                .await
+            {
+                tracing::warn!(room = %self.room, error = %e, "could not record danmaku progress");
+            }
+        }
+    }
+
     /// Writes the batch file, then the index that points at it, then the session record.
-    async fn write(&self, file: &PendingFile) -> Result<(), crate::storage::StorageError> {
+    async fn write(&mut self, file: &PendingFile) -> Result<(), crate::storage::StorageError> {
         let started = Instant::now();
         let body = Bytes::from(serde_json::to_vec(file).unwrap_or_default());
         let len = body.len();
@@ -499,9 +519,11 @@ impl Uploader {
         self.storage
             .put(&IndexFile::key(&file.room), index_body)
             .await?;
-        if self.files.live {
-            let range =
-                (!file.events.is_empty()).then_some((file.from_seq as i64, file.to_seq as i64));
+        // A silent second changes only the file count: recorded every few files and with the
+        // session's last, so a quiet live room does not commit to the database every second.
+        let silent = file.events.is_empty();
+        if self.files.live && (!silent || !active || file.n.is_multiple_of(PROGRESS_EVERY_FILES)) {
+            let range = (!silent).then_some((file.from_seq as i64, file.to_seq as i64));
             let result = self
                 .db
                 .session_danmaku(&file.room, &file.session, range, file.n as i64)
@@ -509,6 +531,9 @@ impl Uploader {
             if let Err(e) = result {
                 tracing::warn!(room = %file.room, error = %e, "could not record danmaku progress");
             }
+            self.unrecorded = None;
+        } else if self.files.live {
+            self.unrecorded = Some((file.session.clone(), file.n));
         }
         Ok(())
     }

@@ -1,11 +1,12 @@
-//! Chunk framing checked before the crate's `ChunkUnpacketizer` sees a byte.
+//! Chunk framing: every chunk header parsed and bounded before its message is assembled.
 //!
-//! The unpacketizer keeps one partial payload for all chunk streams, trusts message lengths
-//! and chunk sizes from the wire, and loses bytes when a multi-byte basic header is split
-//! across reads. So this guard parses every chunk header itself (the same rules the crate
-//! uses: which header fields a format inherits, when an extended timestamp follows), refuses
-//! what we do not accept (see [`ProtocolError`]) as soon as the header is in, and hands the
-//! unpacketizer one whole chunk at a time. Refused: a message longer than `max_message_bytes`,
+//! The rtmp crate's `ChunkUnpacketizer` keeps one partial payload for all chunk streams,
+//! trusts message lengths and chunk sizes from the wire, loses bytes when a multi-byte basic
+//! header is split across reads, and copies each payload three times. So this guard parses
+//! every chunk header itself (the crate's rules: which header fields a format inherits, when
+//! an extended timestamp follows), refuses what we do not accept (see [`ProtocolError`]) as
+//! soon as the header is in, and hands [`super::reader::MessageReader`] one whole chunk at a
+//! time with its header fields. Refused: a message longer than `max_message_bytes`,
 //! more than `max_chunk_streams` chunk stream ids, a first chunk on a stream that is not
 //! format 0, and a chunk of another stream (or a new header) in the middle of a message —
 //! interleaving, which the crate cannot reassemble (it would subtract past zero). OBS
@@ -50,7 +51,7 @@ struct OpenMessage {
     remaining: u32,
 }
 
-/// One whole chunk (header and payload), safe to give to the unpacketizer.
+/// One whole chunk (header and payload) that passed the guard.
 #[derive(Debug)]
 pub struct GuardedChunk {
     /// The chunk as it came from the wire: basic header, message header, payload.
@@ -62,6 +63,24 @@ pub struct GuardedChunk {
     pub message_length: u32,
     /// This chunk carries the message's last payload byte.
     pub completes_message: bool,
+    /// The header format (0-3).
+    pub format: u8,
+    /// The 24-bit timestamp field of a format 0, 1 or 2 header (absolute for format 0, a
+    /// delta for 1 and 2); 0 for format 3.
+    pub timestamp_field: u32,
+    /// The 4-byte extended timestamp, when the chunk carries one.
+    pub extended_timestamp: Option<u32>,
+    /// The message stream id of a format 0 header.
+    pub message_stream_id: Option<u32>,
+    /// Where the payload starts in `bytes`.
+    pub payload_start: usize,
+}
+
+impl GuardedChunk {
+    /// The chunk's share of its message's payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[self.payload_start..]
+    }
 }
 
 /// Parses and bounds chunk headers for one connection (sans-I/O).
@@ -190,6 +209,7 @@ impl ChunkGuard {
                 header.message_length
             }
         };
+        let extended_at = pos;
         if header.extended_timestamp {
             pos += 4;
         }
@@ -205,12 +225,28 @@ impl ChunkGuard {
             csid,
             remaining: left,
         });
+        let extended_timestamp = header.extended_timestamp.then(|| {
+            u32::from_be_bytes([
+                buf[extended_at],
+                buf[extended_at + 1],
+                buf[extended_at + 2],
+                buf[extended_at + 3],
+            ])
+        });
+        let timestamp_field = if format < 3 { u24(&fields[0..3]) } else { 0 };
+        let message_stream_id = (format == 0)
+            .then(|| u32::from_le_bytes([fields[7], fields[8], fields[9], fields[10]]));
         Ok(Some(GuardedChunk {
             bytes: input.split_to(total),
             csid,
             message_type: header.message_type,
             message_length: header.message_length,
             completes_message: left == 0,
+            format,
+            timestamp_field,
+            extended_timestamp,
+            message_stream_id,
+            payload_start: total - payload_len as usize,
         }))
     }
 }

@@ -7,12 +7,13 @@
 //! the consumer learns the publish ended, whatever the reason.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout, Instant, Sleep};
 use tracing::{debug, info, trace, warn, Span};
 
 use super::chunk_guard::ChunkLimits;
@@ -88,6 +89,10 @@ pub struct Session<S = TcpStream> {
     pending_metadata: Option<StreamMetadata>,
     /// Reads must finish by this instant until a publish starts (`handshake_timeout_s`).
     setup_deadline: Option<Instant>,
+    /// When the last read returned (the idle timeout runs from here).
+    last_read: Instant,
+    /// Fires at the read deadline (made at the first read, see `read_more`).
+    read_timer: Option<Pin<Box<Sleep>>>,
     /// Bytes read so far, and at the last Acknowledgement we sent.
     received: u64,
     acknowledged: u64,
@@ -127,6 +132,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             batch_since: None,
             pending_metadata: None,
             setup_deadline: Some(Instant::now() + Duration::from_secs(config.handshake_timeout_s)),
+            last_read: Instant::now(),
+            read_timer: None,
             received: 0,
             acknowledged: 0,
             ack_window: ANNOUNCED_WINDOW,
@@ -462,31 +469,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Reads more bytes into the reader's input; 0 means the peer closed.
+    ///
+    /// The deadline is one timer kept for the whole connection and moved only when it fires
+    /// (to the last read plus the idle timeout): a timer armed and cleared around every read
+    /// was a measurable share of ingest CPU.
     async fn read_more(&mut self) -> Result<usize, IngestError> {
-        let idle = Duration::from_secs(self.config.idle_timeout_s);
-        let (limit, on_timeout) = match self.setup_deadline {
-            Some(deadline) if deadline.saturating_duration_since(Instant::now()) <= idle => (
-                deadline.saturating_duration_since(Instant::now()),
-                IngestError::HandshakeTimeout(Duration::from_secs(self.config.handshake_timeout_s)),
-            ),
-            _ => (idle, IngestError::IdleTimeout(idle)),
-        };
         let input = self.reader.input_mut();
         input.reserve(READ_BUFFER_BYTES);
-        match timeout(limit, self.stream.read_buf(input)).await {
-            Err(_) => Err(on_timeout),
-            Ok(Err(source)) => Err(IngestError::Io {
-                action: "reading from the peer",
-                source,
-            }),
-            Ok(Ok(n)) => {
-                self.received += n as u64;
-                self.bytes_received.increment(n as u64);
-                if let Some(low_water) = &mut self.low_water {
-                    low_water.on_read(self.received);
+        loop {
+            let deadline = self.read_deadline();
+            let timer = self
+                .read_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            tokio::select! {
+                biased;
+                read = self.stream.read_buf(self.reader.input_mut()) => {
+                    let n = read.map_err(|source| IngestError::Io {
+                        action: "reading from the peer",
+                        source,
+                    })?;
+                    self.last_read = Instant::now();
+                    self.received += n as u64;
+                    self.bytes_received.increment(n as u64);
+                    if let Some(low_water) = &mut self.low_water {
+                        low_water.on_read(self.received);
+                    }
+                    return Ok(n);
                 }
-                Ok(n)
+                () = timer.as_mut() => {
+                    if Instant::now() >= deadline {
+                        return Err(self.timed_out());
+                    }
+                    timer.as_mut().reset(deadline);
+                }
             }
+        }
+    }
+
+    /// When the current read must have finished: the idle timeout after the last read, or
+    /// the setup deadline while no publish has started, whichever comes first.
+    fn read_deadline(&self) -> Instant {
+        let idle = self.last_read + Duration::from_secs(self.config.idle_timeout_s);
+        self.setup_deadline.map_or(idle, |setup| setup.min(idle))
+    }
+
+    fn timed_out(&self) -> IngestError {
+        match self.setup_deadline {
+            Some(setup) if Instant::now() >= setup => {
+                IngestError::HandshakeTimeout(Duration::from_secs(self.config.handshake_timeout_s))
+            }
+            _ => IngestError::IdleTimeout(Duration::from_secs(self.config.idle_timeout_s)),
         }
     }
 

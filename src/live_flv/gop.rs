@@ -3,6 +3,7 @@
 //! decodes at once. Bounded: a group of pictures longer than the budget is dropped and joiners
 //! wait for the next keyframe instead.
 
+use super::tag::Unframed;
 use bytes::Bytes;
 
 /// What a framed tag is, as far as joining and skipping care.
@@ -30,11 +31,12 @@ impl TagKind {
 /// The room's join state.
 #[derive(Debug)]
 pub struct GopCache {
-    metadata: Option<Bytes>,
-    video_config: Option<Bytes>,
-    audio_config: Option<Bytes>,
-    /// Framed tags from the latest keyframe on (empty: waiting for one).
-    gop: Vec<Bytes>,
+    metadata: Option<Unframed>,
+    video_config: Option<Unframed>,
+    audio_config: Option<Unframed>,
+    /// Tags from the latest keyframe on (empty: waiting for one); they share the bodies ingest
+    /// read, and are framed only for a joiner.
+    gop: Vec<Unframed>,
     gop_bytes: usize,
     max_bytes: usize,
 }
@@ -51,8 +53,8 @@ impl GopCache {
         }
     }
 
-    /// Takes one framed tag in arrival order.
-    pub fn push(&mut self, kind: TagKind, framed: &Bytes) {
+    /// Takes one tag in arrival order.
+    pub fn push(&mut self, kind: TagKind, framed: &Unframed) {
         match kind {
             TagKind::Metadata => self.metadata = Some(framed.clone()),
             TagKind::VideoConfig => self.video_config = Some(framed.clone()),
@@ -70,14 +72,14 @@ impl GopCache {
         }
     }
 
-    fn keep(&mut self, framed: &Bytes) {
-        if self.gop_bytes + framed.len() > self.max_bytes {
+    fn keep(&mut self, framed: &Unframed) {
+        if self.gop_bytes + framed.framed_len() > self.max_bytes {
             // Too long a group to replay: joiners wait for the next keyframe.
             self.gop.clear();
             self.gop_bytes = 0;
             return;
         }
-        self.gop_bytes += framed.len();
+        self.gop_bytes += framed.framed_len();
         self.gop.push(framed.clone());
     }
 
@@ -94,14 +96,14 @@ impl GopCache {
         self.audio_config.is_some()
     }
 
-    /// The tags a joiner gets first, in order (the FLV header is the caller's).
+    /// The tags a joiner gets first, framed, in order (the FLV header is the caller's).
     pub fn joining_tags(&self) -> Vec<Bytes> {
         let setup = [&self.metadata, &self.video_config, &self.audio_config];
         setup
             .into_iter()
             .flatten()
             .chain(self.gop.iter())
-            .cloned()
+            .map(Unframed::framed)
             .collect()
     }
 
@@ -115,8 +117,16 @@ impl GopCache {
 mod tests {
     use super::*;
 
-    fn b(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
+    fn b(s: &str) -> Unframed {
+        Unframed {
+            kind: super::super::tag::VIDEO,
+            timestamp: 0,
+            body: Bytes::copy_from_slice(s.as_bytes()),
+        }
+    }
+
+    fn framed(names: &[&str]) -> Vec<Bytes> {
+        names.iter().map(|s| b(s).framed()).collect()
     }
 
     #[test]
@@ -131,16 +141,14 @@ mod tests {
         c.push(TagKind::Video, &b("p1"));
         c.push(TagKind::Keyframe, &b("k2"));
         c.push(TagKind::Audio, &b("a2"));
-        assert_eq!(
-            c.joining_tags(),
-            vec![b("m"), b("vc"), b("ac"), b("k2"), b("a2")]
-        );
+        assert_eq!(c.joining_tags(), framed(&["m", "vc", "ac", "k2", "a2"]));
         assert!(c.starts_with_keyframe() && c.has_audio() && c.has_video());
     }
 
     #[test]
     fn a_group_over_the_budget_is_dropped_until_the_next_keyframe() {
-        let mut c = GopCache::new(10);
+        // Framed, "kkkk" and "pppp" take 19 bytes each: two fit, three do not.
+        let mut c = GopCache::new(40);
         c.push(TagKind::Keyframe, &b("kkkk"));
         c.push(TagKind::Video, &b("pppp"));
         c.push(TagKind::Video, &b("pppp"));
@@ -149,6 +157,6 @@ mod tests {
         c.push(TagKind::Video, &b("p"));
         assert_eq!(c.held_bytes(), 0);
         c.push(TagKind::Keyframe, &b("k"));
-        assert_eq!(c.joining_tags(), vec![b("k")]);
+        assert_eq!(c.joining_tags(), framed(&["k"]));
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use super::gop::{GopCache, TagKind};
-use super::tag;
+use super::tag::{self, Unframed};
 use crate::media::{MediaMessage, StreamMetadata};
 use crate::sync::lock;
 
@@ -101,12 +101,17 @@ pub struct FlvRoomFeed {
 }
 
 impl FlvRoomFeed {
-    /// Frames one media message and hands it to the room's viewers.
+    /// Hands one media message to the room: kept for joiners as it is, framed only when the
+    /// room has viewers (framing copies the body).
     pub fn publish(&self, message: &MediaMessage) {
-        let (kind, framed) = match message {
+        let (kind, unframed) = match message {
             MediaMessage::Metadata(meta) => (
                 TagKind::Metadata,
-                tag::tag(tag::SCRIPT, 0, &tag::metadata_body(&metadata_fields(meta))),
+                Unframed {
+                    kind: tag::SCRIPT,
+                    timestamp: 0,
+                    body: tag::metadata_body(&metadata_fields(meta)),
+                },
             ),
             MediaMessage::Video { timestamp, body } => {
                 let kind = if tag::is_video_config(body) {
@@ -116,7 +121,7 @@ impl FlvRoomFeed {
                 } else {
                     TagKind::Video
                 };
-                (kind, tag::tag(tag::VIDEO, *timestamp, body))
+                (kind, Unframed::new(tag::VIDEO, *timestamp, body))
             }
             MediaMessage::Audio { timestamp, body } => {
                 let kind = if tag::is_audio_config(body) {
@@ -124,19 +129,19 @@ impl FlvRoomFeed {
                 } else {
                     TagKind::Audio
                 };
-                (kind, tag::tag(tag::AUDIO, *timestamp, body))
+                (kind, Unframed::new(tag::AUDIO, *timestamp, body))
             }
             MediaMessage::Refused(_) => return,
         };
         let mut guard = lock(&self.flv.cache);
-        guard.0.push(kind, &framed);
+        guard.0.push(kind, &unframed);
         // Without viewers the ring would only keep the last `queue_tags` tags alive (seconds
         // of media per room, for nobody): joiners start from the GOP cache anyway, and they
         // take it and subscribe under this same lock, so nothing falls between the two.
         if guard.1.receiver_count() > 0 {
             let _ = guard.1.send(FlvTag {
                 kind,
-                bytes: framed,
+                bytes: unframed.framed(),
             });
         }
     }

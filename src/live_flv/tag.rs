@@ -16,6 +16,35 @@ pub fn header(has_audio: bool, has_video: bool) -> Bytes {
     Bytes::from(vec![b'F', b'L', b'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0])
 }
 
+/// A tag not framed yet: what the room keeps for joiners. Framing copies the body, so a room
+/// with no FLV viewer frames nothing; a joiner frames the cached group of pictures once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unframed {
+    pub kind: u8,
+    pub timestamp: u32,
+    pub body: Bytes,
+}
+
+impl Unframed {
+    pub fn new(kind: u8, timestamp: u32, body: &Bytes) -> Unframed {
+        Unframed {
+            kind,
+            timestamp,
+            body: body.clone(),
+        }
+    }
+
+    /// The framed tag ([`tag`]).
+    pub fn framed(&self) -> Bytes {
+        tag(self.kind, self.timestamp, &self.body)
+    }
+
+    /// Bytes the framed tag takes.
+    pub fn framed_len(&self) -> usize {
+        11 + self.body.len().min(0xFF_FFFF) + 4
+    }
+}
+
 /// One tag: 11-byte tag header, the body, and the 4-byte PreviousTagSize after it. A body
 /// longer than 24 bits can hold is cut (ingest refuses such messages long before).
 pub fn tag(kind: u8, timestamp: u32, body: &[u8]) -> Bytes {
