@@ -110,11 +110,32 @@ async fn a_live_room_serves_ll_hls_parts_and_answers_blocking_reloads() {
         .and_then(|l| attr(l, "URI"))
         .expect("EXT-X-PRELOAD-HINT")
         .to_string();
-    // Every listed part is there to fetch (they are objects, like segments).
+    // Every listed part is there to fetch, from the writer's memory: none is in the store.
+    let edges = server.state.broadcaster.live_edges();
     for uri in part_uris(&playlist) {
         let part = get_ok(&http, &format!("{base}/hls/demo/{uri}")).await;
         assert!(part.is_some_and(|b| b.len() > 8), "part {uri} missing");
+        let stored = server
+            .state
+            .storage
+            .get_bytes(&format!("hls/demo/{uri}"))
+            .await
+            .unwrap();
+        assert!(stored.is_none(), "part {uri} was written to the store");
     }
+    // A byte range of a part, as of any object (the newest part: listed for seconds more).
+    let uris = part_uris(&playlist);
+    let first = uris.last().unwrap();
+    let whole = get_ok(&http, &format!("{base}/hls/demo/{first}")).await;
+    let ranged = http
+        .get(format!("{base}/hls/demo/{first}"))
+        .header("Range", "bytes=2-9")
+        .send()
+        .await
+        .unwrap();
+    let whole = whole.expect("the newest part");
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.bytes().await.unwrap(), whole.slice(2..10));
     // The stored playlist (what a CDN pulling the bucket sees) stays plain HLS.
     let stored = server
         .state
@@ -229,6 +250,12 @@ async fn a_live_room_serves_ll_hls_parts_and_answers_blocking_reloads() {
     )
     .unwrap();
     assert!(!vod.contains(".0.m4s"), "the VOD lists parts:\n{vod}");
+    // The ended session's parts are no longer held.
+    poll(Duration::from_secs(20), "the parts dropped", || {
+        let edges = edges.clone();
+        async move { (edges.part_bytes() == 0).then_some(()) }
+    })
+    .await;
     server.stop().await;
 }
 

@@ -489,7 +489,7 @@ impl SessionWriter {
                 self.spool.push(key, init.bytes, false, Listing::Init).await;
                 self.drain().await;
             }
-            MuxEvent::Part(part) => self.store_part(part).await,
+            MuxEvent::Part(part) => self.store_part(part),
             MuxEvent::Segment(segment) => self.store_segment(segment, received).await,
             MuxEvent::Dropped(reason) => {
                 self.counts.dropped_frames += 1;

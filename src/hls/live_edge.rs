@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::low_latency::PlaylistPosition;
@@ -29,10 +30,17 @@ pub struct LiveEdge {
 
 type EdgeSender = watch::Sender<Option<Arc<LiveEdge>>>;
 
-/// Every room's current edge (None while the room has no LL-HLS playlist to offer).
+/// Every room's current edge (None while the room has no LL-HLS playlist to offer), and the
+/// parts its playlist lists.
 #[derive(Debug, Default)]
 pub struct LiveEdges {
     rooms: Mutex<HashMap<String, EdgeSender>>,
+    /// LL-HLS parts by object key (`hls/{room}/{session}/{n}.{i}.m4s`). Only the node that
+    /// cuts them lists them (its in-memory playlist), so they are served from here instead of
+    /// being written to the store: five file creations and deletions a second per room were
+    /// most of what parts cost. The writer drops a segment's parts when they leave the playlist
+    /// and all of its session's when it ends.
+    parts: Mutex<HashMap<String, Bytes>>,
 }
 
 impl LiveEdges {
@@ -58,6 +66,34 @@ impl LiveEdges {
     /// Follows `room`'s edge; None when the room never had one on this node.
     pub fn watch(&self, room: &str) -> Option<watch::Receiver<Option<Arc<LiveEdge>>>> {
         lock(&self.rooms).get(room).map(watch::Sender::subscribe)
+    }
+
+    /// Keeps a part for players (see `parts`).
+    pub fn put_part(&self, key: String, body: Bytes) {
+        lock(&self.parts).insert(key, body);
+    }
+
+    /// A part kept here, by object key.
+    pub fn part(&self, key: &str) -> Option<Bytes> {
+        lock(&self.parts).get(key).cloned()
+    }
+
+    /// Drops parts no playlist lists any more.
+    pub fn drop_parts(&self, keys: impl IntoIterator<Item = String>) {
+        let mut parts = lock(&self.parts);
+        for key in keys {
+            parts.remove(&key);
+        }
+    }
+
+    /// Drops every part whose key starts with `prefix` (a session's folder, when it ends).
+    pub fn drop_parts_under(&self, prefix: &str) {
+        lock(&self.parts).retain(|key, _| !key.starts_with(prefix));
+    }
+
+    /// Bytes of parts held (metrics, tests).
+    pub fn part_bytes(&self) -> usize {
+        lock(&self.parts).values().map(Bytes::len).sum()
     }
 
     /// `room`'s edge now, if it has one.

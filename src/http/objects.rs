@@ -59,7 +59,51 @@ async fn hls(
             return answer;
         }
     }
-    serve(state, format!("hls/{path}"), h).await
+    let key = format!("hls/{path}");
+    if key.ends_with(".m4s") {
+        if let Some(part) = state.edges.part(&key) {
+            return memory_part(&key, part, &h);
+        }
+    }
+    serve(state, key, h).await
+}
+
+/// An LL-HLS part from the writer's memory (see `LiveEdges`), with the headers a stored one
+/// gets; a Range is honoured, If-None-Match is not needed (parts never change).
+fn memory_part(key: &str, part: bytes::Bytes, headers: &HeaderMap) -> Response {
+    let size = part.len() as u64;
+    let range = match parse_range(headers) {
+        Ok(None) => None,
+        Ok(Some(GetRange::Bounded(r))) if r.start < size => Some(r.start..r.end.min(size)),
+        Ok(Some(GetRange::Offset(start))) if start < size => Some(start..size),
+        Ok(Some(GetRange::Suffix(n))) if size > 0 => Some(size.saturating_sub(n)..size),
+        _ => return error(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable"),
+    };
+    let body = match &range {
+        Some(r) => part.slice(r.start as usize..r.end as usize),
+        None => part,
+    };
+    let length = body.len();
+    let mut response = Response::new(Body::from(body));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(key)),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(ObjectClass::of(key).cache_control()),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(r) = range {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let v = format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1));
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    response
 }
 
 async fn danmaku(state: State<Objects>, Path(path): Path<String>, h: HeaderMap) -> Response {

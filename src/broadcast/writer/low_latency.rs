@@ -1,12 +1,14 @@
-//! The writer's side of LL-HLS: each part the muxer cuts is stored as its own object (with the
-//! danmaku due by its end, which its segment then carries too) and listed in the room's
-//! in-memory live playlist ([`LiveEdges`]) once stored.
+//! The writer's side of LL-HLS: each part the muxer cuts (with the danmaku due by its end,
+//! which its segment then carries too) is kept in memory in [`LiveEdges`], served from there,
+//! and listed in the room's in-memory live playlist.
 //!
-//! Parts are a low-latency copy; the segments stay the record. So a part is stored straight
-//! away, not through the spool: while the store is behind (the spool holds segments) or a part
-//! fails, no more parts of that segment are listed (a playlist's parts must follow each other)
-//! and players fall back to whole segments, which the spool still delivers in order. Parts of
-//! segments more than [`SEGMENTS_WITH_PARTS`] back are deleted: the VOD lists segments only.
+//! Parts are a low-latency copy; the segments stay the record. Only this node's playlist lists
+//! them, so they never go to the store (that was five file creations and deletions a second per
+//! room). While the store is behind (the spool holds segments), no more parts of that segment
+//! are listed (a playlist's parts must follow each other) and players fall back to whole
+//! segments, which the spool still delivers in order. Parts of segments more than
+//! [`SEGMENTS_WITH_PARTS`] back are dropped, and all of a session's when its writer ends: the
+//! VOD lists segments only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -145,14 +147,23 @@ impl ListedParts {
 pub(super) struct LowLatency {
     pub(super) parts: ListedParts,
     edges: Arc<LiveEdges>,
+    /// The session's folder (`hls/{room}/{session}/`): its parts go when the writer does.
+    folder: String,
 }
 
 impl LowLatency {
-    pub(super) fn new(part_ms: u64, edges: Arc<LiveEdges>) -> LowLatency {
+    pub(super) fn new(part_ms: u64, edges: Arc<LiveEdges>, folder: String) -> LowLatency {
         LowLatency {
             parts: ListedParts::new(part_ms),
             edges,
+            folder,
         }
+    }
+}
+
+impl Drop for LowLatency {
+    fn drop(&mut self) {
+        self.edges.drop_parts_under(&self.folder);
     }
 }
 
@@ -160,14 +171,15 @@ impl SessionWriter {
     /// Serves LL-HLS from `edges` (parts of `settings.part_ms`; 0 leaves it off).
     pub fn with_low_latency(mut self, edges: Arc<LiveEdges>) -> SessionWriter {
         if self.settings.part_ms > 0 {
-            self.low_latency = Some(LowLatency::new(self.settings.part_ms, edges));
+            let folder = self.keys.in_folder("");
+            self.low_latency = Some(LowLatency::new(self.settings.part_ms, edges, folder));
             self.muxer = self.new_muxer(crate::media::TimelineStart::default());
         }
         self
     }
 
     /// Stores one part and lists it (see the module doc).
-    pub(super) async fn store_part(&mut self, part: Part) {
+    pub(super) fn store_part(&mut self, part: Part) {
         let Some(ll) = &mut self.low_latency else {
             return;
         };
@@ -183,55 +195,31 @@ impl SessionWriter {
             return;
         }
         let file = SessionKeys::part_file(part.segment, part.index);
-        let key = self.keys.in_folder(&file);
-        match self.storage.put(&key, body).await {
-            Ok(()) => {
-                let listed = ListedPart {
-                    uri: format!("{}/{file}", self.settings.session),
-                    duration: part.duration,
-                    independent: part.independent,
-                };
-                if let Some(ll) = &mut self.low_latency {
-                    ll.parts.stored(part.segment, listed);
-                }
-                metrics::counter!("barrage_hls_parts_total").increment(1);
-                self.publish_edge();
-            }
-            Err(e) => {
-                if let Some(ll) = &mut self.low_latency {
-                    ll.parts.failed(part.segment);
-                }
-                self.warn_once("part_not_stored", || {
-                    tracing::warn!(error = %e, "LL-HLS part not stored; players use whole segments until the next one (logged once)")
-                });
-            }
-        }
+        ll.edges.put_part(self.keys.in_folder(&file), body);
+        ll.parts.stored(
+            part.segment,
+            ListedPart {
+                uri: format!("{}/{file}", self.settings.session),
+                duration: part.duration,
+                independent: part.independent,
+            },
+        );
+        metrics::counter!("barrage_hls_parts_total").increment(1);
+        self.publish_edge();
     }
 
-    /// A segment was listed: its parts move under its msn; parts that fell out go.
     pub(super) fn parts_listed(&mut self, segment: u64) {
         let msn = self.playlists.len() as u64;
         let Some(ll) = &mut self.low_latency else {
             return;
         };
         for (old, count) in ll.parts.segment_listed(segment, msn) {
-            let storage = self.storage.clone();
-            let keys: Vec<String> = (0..count as u32)
-                .map(|i| self.keys.in_folder(&SessionKeys::part_file(old, i)))
-                .collect();
-            tokio::spawn(async move {
-                for key in keys {
-                    if let Err(e) = storage.delete(&key).await {
-                        tracing::debug!(error = %e, %key, "old part not deleted");
-                    }
-                }
-            });
+            let keys =
+                (0..count as u32).map(|i| self.keys.in_folder(&SessionKeys::part_file(old, i)));
+            ll.edges.drop_parts(keys);
         }
     }
 
-    /// Renders the room's LL-HLS playlist into [`LiveEdges`], or withdraws it (then the
-    /// stored plain playlist is served) while there is none to give: before the first
-    /// segment, while the store is behind, while the publisher is away, once ending.
     pub(super) fn publish_edge(&mut self) {
         let Some(ll) = &self.low_latency else {
             return;
