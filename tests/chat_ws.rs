@@ -147,6 +147,56 @@ async fn a_system_message_overtakes_queued_danmaku() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_room_ticks_at_most_once_per_tick() {
+    // The first comment after a quiet spell goes out at once; the ones right after it wait for
+    // the next tick instead of each waking the room (the budget is per tick). Six comments sent
+    // one after the other, well within one 4 s tick, arrive in at most two batches.
+    const SENT: u64 = 6;
+    let s = start(|c| {
+        c.chat.tick_ms = 4000;
+        c.chat.user_rate_per_s = 1000.0;
+        c.chat.user_burst = 1000;
+        c.chat.conn_burst = 1000;
+    })
+    .await;
+    let token = s.token("u1", "demo");
+    let (mut c, _) = Client::join(&s, "demo", Some(&token), Format::Json).await;
+    let mut batches = 0;
+    let mut delivered = 0;
+    for i in 0..SENT {
+        c.say(i, &format!("q{i}")).await;
+        // Wait for this comment's ack before the next: each comment finds the room idle.
+        loop {
+            match c.next().await {
+                Incoming::Frame(ServerFrame::Ack(a)) => {
+                    assert_eq!(a.status, AckStatus::Accepted);
+                    break;
+                }
+                Incoming::Frame(ServerFrame::Batch { events }) => {
+                    batches += 1;
+                    delivered += events.iter().filter(|e| danmaku_text(e).is_some()).count() as u64;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    while delivered < SENT {
+        match c.next().await {
+            Incoming::Frame(ServerFrame::Batch { events }) => {
+                batches += 1;
+                delivered += events.iter().filter(|e| danmaku_text(e).is_some()).count() as u64;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        batches <= 2,
+        "{SENT} comments in one tick came in {batches} batches"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_users_flood_is_limited_while_others_get_through() {
     let s = start(|c| {
         c.chat.tick_ms = 20;

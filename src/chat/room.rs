@@ -320,14 +320,15 @@ const MAX_FINAL_TICKS: usize = 10_000;
 
 /// The room task: one tick every `tick_ms` until the room closes or the engine stops; once a
 /// second it checks the room is still open and refreshes rates. While nothing is queued it
-/// sleeps until something is (then ticks at once) or the next upkeep: an idle room costs one
-/// wake-up a second instead of ten, and a quiet room's first comment goes out without waiting
-/// for the tick.
+/// sleeps until something is or the next upkeep: an idle room costs one wake-up a second
+/// instead of ten. What comes after a quiet tick goes out at once; what comes sooner waits for
+/// the tick, so a room never ticks more than once per `tick_ms` (the budget is per tick).
 pub(crate) async fn run(room: Arc<Room>, still_open: impl Fn(&str) -> bool) {
     let tick = Duration::from_millis(room.config.tick_ms.max(1));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_upkeep = Instant::now();
+    let mut last_tick = tokio::time::Instant::now();
     loop {
         if room.idle() {
             let upkeep = tokio::time::Instant::from_std(last_upkeep + Duration::from_secs(1));
@@ -336,7 +337,7 @@ pub(crate) async fn run(room: Arc<Room>, still_open: impl Fn(&str) -> bool) {
                     room.final_ticks();
                     break;
                 }
-                _ = room.queued.notified() => interval.reset_immediately(),
+                _ = room.queued.notified() => interval.reset_at(last_tick + tick),
                 _ = tokio::time::sleep_until(upkeep) => {}
             }
         }
@@ -347,6 +348,7 @@ pub(crate) async fn run(room: Arc<Room>, still_open: impl Fn(&str) -> bool) {
             }
             _ = interval.tick() => {}
         }
+        last_tick = tokio::time::Instant::now();
         room.tick();
         if last_upkeep.elapsed() >= Duration::from_secs(1) {
             last_upkeep = Instant::now();
