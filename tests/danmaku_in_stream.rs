@@ -9,9 +9,10 @@ mod chat_common;
 mod common;
 
 use barrage::chat::codec::Format;
+use barrage::chat::protocol::ServerFrame;
 use barrage::chat::protocol::{AckStatus, ClientFrame, SendDanmaku, WHITE};
 use barrage::media::emsg::{read_id3_txxx, ID3_SCHEME, TXXX_DESCRIPTION};
-use chat_common::{Client, WAIT};
+use chat_common::{Client, Incoming, WAIT};
 use common::*;
 use hls_m3u8::MediaPlaylist;
 use mp4_atom::{Decode, Emsg, EmsgTimestamp};
@@ -36,7 +37,7 @@ struct Carried {
     event: serde_json::Value,
 }
 
-async fn send_at(client: &mut Client, id: u64, text: &str, stream_ms: u64) -> AckStatus {
+async fn send_at(client: &mut Client, id: u64, text: &str, stream_ms: u64) {
     client
         .send_frame(&ClientFrame::Send(SendDanmaku {
             client_id: id,
@@ -46,7 +47,35 @@ async fn send_at(client: &mut Client, id: u64, text: &str, stream_ms: u64) -> Ac
             stream_ms: Some(stream_ms),
         }))
         .await;
-    client.ack(id).await.status
+}
+
+/// Reads frames until every id in `ids` is acked and `last` is delivered; returns the acks'
+/// statuses (in `ids` order) and every delivered event, whichever order they came in.
+async fn acks_and_events(
+    client: &mut Client,
+    ids: &[u64],
+    last: &str,
+) -> (Vec<AckStatus>, Vec<barrage::chat::protocol::Event>) {
+    let mut acks = vec![None; ids.len()];
+    let mut events = Vec::new();
+    let delivered = |events: &Vec<barrage::chat::protocol::Event>| {
+        events
+            .iter()
+            .any(|e| matches!(&e.body, barrage::chat::protocol::Body::Danmaku(d) if d.text == last))
+    };
+    while acks.iter().any(Option::is_none) || !delivered(&events) {
+        match client.next().await {
+            Incoming::Frame(ServerFrame::Ack(a)) => {
+                if let Some(i) = ids.iter().position(|id| *id == a.client_id) {
+                    acks[i] = Some(a.status);
+                }
+            }
+            Incoming::Frame(ServerFrame::Batch { events: batch }) => events.extend(batch),
+            Incoming::Frame(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    (acks.into_iter().flatten().collect(), events)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,19 +101,11 @@ async fn segments_carry_the_delivered_danmaku_at_their_stream_time() {
     // A player a second behind live, and one claiming a moment that has not happened yet.
     let now = live.stream_ms();
     let behind = now.saturating_sub(1_000);
-    assert_eq!(
-        send_at(&mut sender, 1, "seen a second ago", behind).await,
-        AckStatus::Accepted
-    );
-    assert_eq!(
-        send_at(&mut sender, 2, "from the future", now + 100_000).await,
-        AckStatus::Accepted
-    );
-    let events = sender
-        .events_until(|e| {
-            matches!(&e.body, barrage::chat::protocol::Body::Danmaku(d) if d.text == "from the future")
-        })
-        .await;
+    send_at(&mut sender, 1, "seen a second ago", behind).await;
+    send_at(&mut sender, 2, "from the future", now + 100_000).await;
+    // Batches may come before the acks: both are read together, nothing is skipped.
+    let (acks, events) = acks_and_events(&mut sender, &[1, 2], "from the future").await;
+    assert_eq!(acks, vec![AckStatus::Accepted, AckStatus::Accepted]);
     let stamped = |text: &str| {
         events
             .iter()
