@@ -27,18 +27,25 @@ enum Extended {
     Delta,
 }
 
-/// One chunk stream's time.
+/// What one chunk stream's headers set: its time, and its message stream id (format 0 sets
+/// it, the other formats inherit it).
 #[derive(Debug, Clone, Copy, Default)]
-struct StreamClock {
+struct StreamState {
     timestamp: u32,
     delta: u32,
     extended: Extended,
+    stream_id: u32,
 }
 
-impl StreamClock {
+impl StreamState {
     /// Applies a chunk's header; `starts_message`: no earlier chunk of its message came.
     fn apply(&mut self, chunk: &GuardedChunk, starts_message: bool) {
-        let long = chunk.timestamp_field >= 0xFF_FFFF;
+        // For formats 0-2 the guard reads an extended timestamp exactly when the 24-bit field
+        // holds the mark.
+        let long = chunk.extended_timestamp.is_some();
+        if let Some(id) = chunk.message_stream_id {
+            self.stream_id = id;
+        }
         match chunk.format {
             0 => {
                 self.delta = 0;
@@ -85,9 +92,7 @@ pub struct MessageReader {
     /// Bytes read from the socket and not yet framed; bounded by one chunk plus one read.
     input: BytesMut,
     guard: ChunkGuard,
-    clocks: HashMap<u32, StreamClock>,
-    /// Each chunk stream's message stream id (format 0 sets it, the others inherit it).
-    stream_ids: HashMap<u32, u32>,
+    streams: HashMap<u32, StreamState>,
     /// The message being joined (the guard refuses interleaving, so there is at most one).
     partial: Option<Partial>,
 }
@@ -98,8 +103,7 @@ impl MessageReader {
         MessageReader {
             input: BytesMut::new(),
             guard: ChunkGuard::new(limits),
-            clocks: HashMap::new(),
-            stream_ids: HashMap::new(),
+            streams: HashMap::new(),
             partial: None,
         }
     }
@@ -128,15 +132,12 @@ impl MessageReader {
     /// Adds a chunk to its message; the message once it is whole.
     fn join(&mut self, chunk: GuardedChunk) -> Option<ChunkInfo> {
         let starts_message = self.partial.is_none();
-        let clock = self.clocks.entry(chunk.csid).or_default();
-        clock.apply(&chunk, starts_message);
-        let timestamp = clock.timestamp;
-        if let Some(id) = chunk.message_stream_id {
-            self.stream_ids.insert(chunk.csid, id);
-        }
+        let stream = self.streams.entry(chunk.csid).or_default();
+        stream.apply(&chunk, starts_message);
+        let (timestamp, stream_id) = (stream.timestamp, stream.stream_id);
         let mut partial = self.partial.take().unwrap_or_else(|| Partial {
             timestamp,
-            stream_id: self.stream_ids.get(&chunk.csid).copied().unwrap_or(0),
+            stream_id,
             payload: BytesMut::with_capacity(chunk.message_length as usize),
         });
         partial.payload.extend_from_slice(chunk.payload());
@@ -182,8 +183,8 @@ mod tests {
         v
     }
 
-    /// (type, timestamp, length) of every message, splitting the input at `cuts`.
-    fn read_all(bytes: &[u8], cuts: &[usize]) -> Vec<(u8, u32, usize)> {
+    /// Every message read, splitting the input at `cuts` (a SetChunkSize is applied).
+    fn read_split(bytes: &[u8], cuts: &[usize]) -> Vec<ChunkInfo> {
         let mut reader = MessageReader::new(LIMITS);
         let mut out = Vec::new();
         let mut start = 0;
@@ -196,14 +197,24 @@ mod tests {
                 .extend_from_slice(&bytes[start..end.max(start)]);
             start = end.max(start);
             while let Some(m) = reader.next_message().unwrap() {
-                let h = &m.message_header;
-                if h.msg_type_id == 1 {
+                if m.message_header.msg_type_id == 1 {
                     reader.set_chunk_size(4096).unwrap();
                 }
-                out.push((h.msg_type_id, h.timestamp, m.payload.len()));
+                out.push(m);
             }
         }
         out
+    }
+
+    /// (type, timestamp, length) of every message, splitting the input at `cuts`.
+    fn read_all(bytes: &[u8], cuts: &[usize]) -> Vec<(u8, u32, usize)> {
+        read_split(bytes, cuts)
+            .iter()
+            .map(|m| {
+                let h = &m.message_header;
+                (h.msg_type_id, h.timestamp, m.payload.len())
+            })
+            .collect()
     }
 
     #[test]
@@ -245,41 +256,21 @@ mod tests {
         while let Some(chunk) = guard.next_chunk(&mut input).unwrap() {
             unpacketizer.extend_data(&chunk.bytes);
             if let Ok(UnpackResult::Chunks(messages)) = unpacketizer.read_chunks() {
-                for m in messages {
-                    let h = &m.message_header;
-                    out.push((
-                        h.msg_type_id,
-                        h.timestamp,
-                        h.msg_streamd_id,
-                        m.payload.to_vec(),
-                    ));
-                }
+                out.extend(messages.iter().map(summary));
             }
         }
         out
     }
 
-    fn read_ours(bytes: &[u8], cuts: &[usize]) -> Vec<(u8, u32, u32, Vec<u8>)> {
-        let mut reader = MessageReader::new(LIMITS);
-        let mut out = Vec::new();
-        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-        ends.push(bytes.len());
-        ends.sort_unstable();
-        let mut start = 0;
-        for end in ends {
-            reader.input_mut().extend_from_slice(&bytes[start..end]);
-            start = end;
-            while let Some(m) = reader.next_message().unwrap() {
-                let h = &m.message_header;
-                out.push((
-                    h.msg_type_id,
-                    h.timestamp,
-                    h.msg_streamd_id,
-                    m.payload.to_vec(),
-                ));
-            }
-        }
-        out
+    /// What the two readers must agree on: type, timestamp, stream id and payload.
+    fn summary(m: &ChunkInfo) -> (u8, u32, u32, Vec<u8>) {
+        let h = &m.message_header;
+        (
+            h.msg_type_id,
+            h.timestamp,
+            h.msg_streamd_id,
+            m.payload.to_vec(),
+        )
     }
 
     /// One message to encode: chunk stream, the format of its first chunk (when the stream's
@@ -360,7 +351,7 @@ mod tests {
             cuts in prop::collection::vec(any::<usize>(), 0..8),
         ) {
             let bytes = encode(&specs);
-            let ours = read_ours(&bytes, &cuts);
+            let ours: Vec<_> = read_split(&bytes, &cuts).iter().map(summary).collect();
             prop_assert_eq!(ours.len(), specs.len());
             prop_assert_eq!(ours, read_with_crate(&bytes));
         }
