@@ -83,8 +83,20 @@ fn memory_part(key: &str, part: bytes::Bytes, headers: &HeaderMap) -> Response {
         Some(r) => part.slice(r.start as usize..r.end as usize),
         None => part,
     };
-    let length = body.len();
-    let mut response = Response::new(Body::from(body));
+    let length = body.len() as u64;
+    let content_range = range.map(|r| (r, size));
+    object_response(Body::from(body), key, length, content_range)
+}
+
+/// An object's answer with the headers every object gets: its type, cache policy, length,
+/// and for a byte range 206 with `Content-Range` (`range` of `size`).
+fn object_response(
+    body: Body,
+    key: &str,
+    length: u64,
+    content_range: Option<(std::ops::Range<u64>, u64)>,
+) -> Response {
+    let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -96,9 +108,13 @@ fn memory_part(key: &str, part: bytes::Bytes, headers: &HeaderMap) -> Response {
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    if let Some(r) = range {
+    if let Some((range, size)) = content_range {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let v = format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1));
+        let v = format!(
+            "bytes {}-{}/{size}",
+            range.start,
+            range.end.saturating_sub(1)
+        );
         if let Ok(v) = HeaderValue::from_str(&v) {
             response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
@@ -194,18 +210,9 @@ async fn serve(State(state): State<Objects>, key: String, headers: HeaderMap) ->
     };
     // Streamed: a response holds a chunk of the object at a time, never all of it.
     let length = object.range.end.saturating_sub(object.range.start);
-    let mut response = Response::new(Body::from_stream(object.body));
+    let content_range = range.is_some().then(|| (object.range.clone(), object.size));
+    let mut response = object_response(Body::from_stream(object.body), &key, length, content_range);
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(&key)),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(class.cache_control()),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some(tag) = object.e_tag.as_deref() {
         let quoted = if tag.starts_with('"') || tag.starts_with("W/") {
             tag.to_string()
@@ -218,14 +225,6 @@ async fn serve(State(state): State<Objects>, key: String, headers: HeaderMap) ->
     }
     if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(object.last_modified.into())) {
         h.insert(header::LAST_MODIFIED, v);
-    }
-    if range.is_some() {
-        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let end = object.range.end.saturating_sub(1);
-        let v = format!("bytes {}-{}/{}", object.range.start, end, object.size);
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            response.headers_mut().insert(header::CONTENT_RANGE, v);
-        }
     }
     response
 }
