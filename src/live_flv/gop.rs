@@ -54,33 +54,33 @@ impl GopCache {
     }
 
     /// Takes one tag in arrival order.
-    pub fn push(&mut self, kind: TagKind, framed: &Unframed) {
+    pub fn push(&mut self, kind: TagKind, tag: &Unframed) {
         match kind {
-            TagKind::Metadata => self.metadata = Some(framed.clone()),
-            TagKind::VideoConfig => self.video_config = Some(framed.clone()),
-            TagKind::AudioConfig => self.audio_config = Some(framed.clone()),
+            TagKind::Metadata => self.metadata = Some(tag.clone()),
+            TagKind::VideoConfig => self.video_config = Some(tag.clone()),
+            TagKind::AudioConfig => self.audio_config = Some(tag.clone()),
             TagKind::Keyframe => {
                 self.gop.clear();
                 self.gop_bytes = 0;
-                self.keep(framed);
+                self.keep(tag);
             }
             TagKind::Video | TagKind::Audio => {
                 if !self.gop.is_empty() {
-                    self.keep(framed);
+                    self.keep(tag);
                 }
             }
         }
     }
 
-    fn keep(&mut self, framed: &Unframed) {
-        if self.gop_bytes + framed.framed_len() > self.max_bytes {
+    fn keep(&mut self, tag: &Unframed) {
+        if self.gop_bytes + tag.framed_len() > self.max_bytes {
             // Too long a group to replay: joiners wait for the next keyframe.
             self.gop.clear();
             self.gop_bytes = 0;
             return;
         }
-        self.gop_bytes += framed.framed_len();
-        self.gop.push(framed.clone());
+        self.gop_bytes += tag.framed_len();
+        self.gop.push(tag.clone());
     }
 
     /// Whether a joiner gets a keyframe from the cache (else it must wait for the next one).

@@ -178,7 +178,7 @@ impl SessionWriter {
         self
     }
 
-    /// Stores one part and lists it (see the module doc).
+    /// Keeps one part in memory and lists it (see the module doc).
     pub(super) fn store_part(&mut self, part: Part) {
         let Some(ll) = &mut self.low_latency else {
             return;
@@ -208,6 +208,7 @@ impl SessionWriter {
         self.publish_edge();
     }
 
+    /// A segment was listed: its parts move under its msn; parts that fell out are dropped.
     pub(super) fn parts_listed(&mut self, segment: u64) {
         let msn = self.playlists.len() as u64;
         let Some(ll) = &mut self.low_latency else {
@@ -220,6 +221,9 @@ impl SessionWriter {
         }
     }
 
+    /// Renders the room's LL-HLS playlist into [`LiveEdges`], or withdraws it (then the
+    /// stored plain playlist is served) while there is none to give: before the first
+    /// segment, while the store is behind, while the publisher is away, once ending.
     pub(super) fn publish_edge(&mut self) {
         let Some(ll) = &self.low_latency else {
             return;
