@@ -149,11 +149,13 @@ async fn a_system_message_overtakes_queued_danmaku() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_room_ticks_at_most_once_per_tick() {
     // The first comment after a quiet spell goes out at once; the ones right after it wait for
-    // the next tick instead of each waking the room (the budget is per tick). Six comments sent
-    // one after the other, well within one 4 s tick, arrive in at most two batches.
+    // the next tick instead of each waking the room (the budget is per tick). So six comments
+    // sent one after the other arrive in at most one batch per 4 s tick that could have passed
+    // meanwhile, plus one: two on any machine that sends them within 4 s.
     const SENT: u64 = 6;
+    const TICK_MS: u128 = 4000;
     let s = start(|c| {
-        c.chat.tick_ms = 4000;
+        c.chat.tick_ms = TICK_MS as u64;
         c.chat.user_rate_per_s = 1000.0;
         c.chat.user_burst = 1000;
         c.chat.conn_burst = 1000;
@@ -163,6 +165,7 @@ async fn a_quiet_room_ticks_at_most_once_per_tick() {
     let (mut c, _) = Client::join(&s, "demo", Some(&token), Format::Json).await;
     let mut batches = 0;
     let mut delivered = 0;
+    let started = std::time::Instant::now();
     for i in 0..SENT {
         c.say(i, &format!("q{i}")).await;
         // Wait for this comment's ack before the next: each comment finds the room idle.
@@ -189,9 +192,10 @@ async fn a_quiet_room_ticks_at_most_once_per_tick() {
             other => panic!("{other:?}"),
         }
     }
+    let ticks_possible = 1 + started.elapsed().as_millis() / TICK_MS;
     assert!(
-        batches <= 2,
-        "{SENT} comments in one tick came in {batches} batches"
+        batches <= ticks_possible,
+        "{SENT} comments came in {batches} batches, more than the {ticks_possible} ticks that fit"
     );
     s.stop().await;
 }
