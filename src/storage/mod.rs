@@ -22,6 +22,10 @@ use object_store::{
 
 use crate::config::Config;
 
+mod in_place;
+
+use in_place::InPlaceWriter;
+
 /// A storage failure, with the key it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -74,6 +78,15 @@ impl ObjectClass {
         } else {
             ObjectClass::Other
         }
+    }
+
+    /// Whether objects of this class are rewritten under the same key while a room is live
+    /// (so the local store rewrites them in place, see [`in_place`]).
+    fn is_rewritten(self) -> bool {
+        matches!(
+            self,
+            ObjectClass::Playlist | ObjectClass::DanmakuIndex | ObjectClass::Other
+        )
     }
 
     /// The Cache-Control header for this class.
@@ -154,6 +167,16 @@ pub struct Storage {
     attributes: bool,
     /// Human-readable location for logs.
     location: String,
+    /// The local folder store, whose often-rewritten objects are rewritten in place
+    /// ([`in_place`]); None for S3.
+    local: Option<LocalObjects>,
+}
+
+/// The local store's own handle, for rewrites in place.
+#[derive(Clone, Debug)]
+struct LocalObjects {
+    store: Arc<LocalFileSystem>,
+    writer: Arc<InPlaceWriter>,
 }
 
 impl Storage {
@@ -212,6 +235,7 @@ impl Storage {
                 prefix: prefix.trim_matches('/').to_string(),
                 attributes: true,
                 location: url.to_string(),
+                local: None,
             });
         }
         Err(StorageError::BadUrl {
@@ -228,12 +252,17 @@ impl Storage {
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         let abs = std::fs::canonicalize(dir).map_err(|e| open_err(Box::new(e)))?;
-        let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| open_err(Box::new(e)))?;
+        let store =
+            Arc::new(LocalFileSystem::new_with_prefix(&abs).map_err(|e| open_err(Box::new(e)))?);
         Ok(Storage {
-            store: Arc::new(store),
+            store: store.clone(),
             prefix: String::new(),
             attributes: false,
             location: format!("file://{}", abs.display()),
+            local: Some(LocalObjects {
+                store,
+                writer: Arc::new(InPlaceWriter::default()),
+            }),
         })
     }
 
@@ -276,10 +305,16 @@ impl Storage {
             opts.attributes = attrs;
         }
         let started = std::time::Instant::now();
-        let result = self
-            .store
-            .put_opts(&path, PutPayload::from_bytes(body.clone()), opts)
-            .await;
+        let result = match &self.local {
+            Some(local) if ObjectClass::of(key).is_rewritten() => {
+                local.rewrite(&path, body.clone()).await
+            }
+            _ => self
+                .store
+                .put_opts(&path, PutPayload::from_bytes(body.clone()), opts)
+                .await
+                .map(|_| ()),
+        };
         metrics::histogram!("barrage_storage_put_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(_) => {
@@ -404,34 +439,61 @@ impl Storage {
         Ok(out)
     }
 
-    /// Deletes one object (already gone is fine).
+    /// Deletes one object (already gone is fine), and its spares on the local store.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path(key)?;
+        let failed = |source| StorageError::Store {
+            key: key.to_string(),
+            source,
+        };
         match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(StorageError::Store {
-                key: key.to_string(),
-                source,
-            }),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => return Err(failed(source)),
         }
+        if let Some(local) = &self.local {
+            local.remove_spares(&path).await.map_err(failed)?;
+        }
+        Ok(())
     }
 
     /// Deletes every object under a prefix (a whole old session, say).
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
         let keys = self.list(prefix).await?;
         for key in &keys {
-            let path = self.path(key)?;
-            match self.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => {
-                    return Err(StorageError::Store {
-                        key: key.clone(),
-                        source,
-                    })
-                }
-            }
+            self.delete(key).await?;
         }
         Ok(keys.len())
+    }
+}
+
+impl LocalObjects {
+    /// Rewrites the object at `path` in place, on the blocking pool like object_store's own
+    /// writes.
+    async fn rewrite(&self, path: &ObjectPath, body: Bytes) -> object_store::Result<()> {
+        let file = self.store.path_to_filesystem(path)?;
+        let writer = self.writer.clone();
+        let written = tokio::task::spawn_blocking(move || writer.write(&file, &body))
+            .await
+            .map_err(|e| io_error(path, std::io::Error::other(e)))?;
+        written.map_err(|e| io_error(path, e))
+    }
+
+    /// Removes the spares of the object at `path` (none is fine).
+    async fn remove_spares(&self, path: &ObjectPath) -> object_store::Result<()> {
+        let file = self.store.path_to_filesystem(path)?;
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || writer.remove_spares(&file))
+            .await
+            .map_err(|e| io_error(path, std::io::Error::other(e)))?
+            .map_err(|e| io_error(path, e))
+    }
+}
+
+/// An I/O failure on a local object, as object_store reports its own.
+fn io_error(path: &ObjectPath, source: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: format!("{path}: {source}").into(),
     }
 }
 

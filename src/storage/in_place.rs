@@ -1,0 +1,177 @@
+//! Rewrites of the local store's objects that change all the time (playlists, a room's danmaku
+//! index, stills) without making a new file each time.
+//!
+//! object_store's local `put` writes a new staging file and renames it over the object, so every
+//! rewrite allocates an inode and frees the old one. On ext4 without a journal the inode
+//! allocator skips every inode freed in the last minute or more (`recently_deleted`), reading
+//! each one's table block, so with a few live rooms each new file scanned thousands of freed
+//! inodes: a seventh of ingest CPU (docs/BENCHMARKS.md). Here a rewrite goes into one of two
+//! spare files beside the object (`name#0`, `name#1`, names object_store's listing ignores),
+//! which is then swapped with the object in one `renameat2(RENAME_EXCHANGE)`: readers see the
+//! old or the new object whole, as with a rename, and no inode is allocated or freed. The old
+//! content becomes the spare written two rewrites later, so a reader that opened the object
+//! still has two periods to read it.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::sync::lock;
+
+/// How many spares each object rotates through.
+const SPARES: u8 = 2;
+
+/// The spare file `n` of the object at `path` (`name#n`).
+pub fn spare_path(path: &Path, n: u8) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!("#{n}"));
+    PathBuf::from(name)
+}
+
+/// Writes objects in place; remembers which spare each object's next rewrite uses.
+#[derive(Debug, Default)]
+pub struct InPlaceWriter {
+    next_spare: Mutex<HashMap<PathBuf, u8>>,
+}
+
+impl InPlaceWriter {
+    /// Replaces the file at `path` with `body` (blocking: call it off the runtime's workers).
+    pub fn write(&self, path: &Path, body: &[u8]) -> io::Result<()> {
+        let n = self.take_spare(path);
+        let spare = spare_path(path, n);
+        write_file(&spare, body)?;
+        match exchange(&spare, path) {
+            Ok(()) => Ok(()),
+            // No object yet (its first write), or a file system without the exchange: a plain
+            // rename is as atomic for readers; it only frees the old inode, if any.
+            Err(e) if e.kind() == io::ErrorKind::NotFound || is_unsupported(&e) => {
+                std::fs::rename(&spare, path)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the spares of the object at `path`, and forgets it.
+    pub fn remove_spares(&self, path: &Path) -> io::Result<()> {
+        lock(&self.next_spare).remove(path);
+        for n in 0..SPARES {
+            match std::fs::remove_file(spare_path(path, n)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn take_spare(&self, path: &Path) -> u8 {
+        let mut next = lock(&self.next_spare);
+        let slot = next.entry(path.to_path_buf()).or_insert(0);
+        let n = *slot;
+        *slot = (n + 1) % SPARES;
+        n
+    }
+}
+
+/// Writes `body` into the file at `path`, reusing it if it exists, creating its folders if
+/// they are missing.
+fn write_file(path: &Path, body: &[u8]) -> io::Result<()> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+    };
+    let mut file = match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            open()?
+        }
+        other => other?,
+    };
+    file.write_all(body)
+}
+
+/// Swaps the files at `a` and `b` atomically.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+fn is_unsupported(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn rewrites_reuse_the_same_three_inodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hls/room/live.m3u8");
+        let writer = InPlaceWriter::default();
+        let mut inodes = std::collections::HashSet::new();
+        for i in 0..10 {
+            let body = format!("playlist {i}\n").repeat(i + 1);
+            writer.write(&path, body.as_bytes()).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), body);
+            inodes.insert(std::fs::metadata(&path).unwrap().ino());
+        }
+        // The object and its two spares: no new file after the first rewrites.
+        assert_eq!(inodes.len(), 3, "{inodes:?}");
+        assert!(spare_path(&path, 0).exists() && spare_path(&path, 1).exists());
+        writer.remove_spares(&path).unwrap();
+        assert!(!spare_path(&path, 0).exists() && !spare_path(&path, 1).exists());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "playlist 9\n".repeat(10)
+        );
+    }
+
+    #[test]
+    fn an_open_reader_keeps_the_old_content_for_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        let writer = InPlaceWriter::default();
+        writer.write(&path, b"first").unwrap();
+        let mut reader = std::fs::File::open(&path).unwrap();
+        writer.write(&path, b"second").unwrap();
+        let mut seen = String::new();
+        io::Read::read_to_string(&mut reader, &mut seen).unwrap();
+        assert_eq!(seen, "first");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+    }
+}
