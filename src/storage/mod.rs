@@ -275,8 +275,10 @@ impl Storage {
         let bad = || StorageError::BadKey {
             key: key.to_string(),
         };
+        // '#' never appears in our keys; the local store's spares are named with it.
         if key.is_empty()
             || key.starts_with('/')
+            || key.contains('#')
             || key
                 .split('/')
                 .any(|p| p.is_empty() || p == "." || p == "..")
@@ -536,6 +538,43 @@ mod tests {
         assert!(ObjectClass::Media.cache_control().contains("immutable"));
         assert!(ObjectClass::Playlist.cache_control().contains("max-age=1"));
         assert_eq!(content_type("a/b.m3u8"), "application/vnd.apple.mpegurl");
+    }
+
+    #[tokio::test]
+    async fn rewritten_objects_hide_their_spares_and_delete_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::local(dir.path()).unwrap();
+        for i in 0..4 {
+            s.put("hls/r/s1/index.m3u8", Bytes::from(format!("v{i}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            s.get_bytes("hls/r/s1/index.m3u8").await.unwrap().unwrap(),
+            "v3"
+        );
+        // The spares are on disk, but no key names them.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("hls/r/s1"))
+                .unwrap()
+                .count(),
+            3
+        );
+        assert_eq!(
+            s.list("hls/r/s1").await.unwrap(),
+            vec!["hls/r/s1/index.m3u8"]
+        );
+        assert!(matches!(
+            s.get_bytes("hls/r/s1/index.m3u8#0").await,
+            Err(StorageError::BadKey { .. })
+        ));
+        assert_eq!(s.delete_prefix("hls/r/s1").await.unwrap(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("hls/r/s1"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[tokio::test]
