@@ -571,14 +571,13 @@ impl SessionWriter {
                 return true;
             }
         };
-        for (key, body) in [
-            (self.keys.session_playlist(), session),
-            (self.keys.live_playlist(), live),
-        ] {
-            if let Err(e) = self.storage.put(&key, Bytes::from(body)).await {
-                tracing::warn!(error = %e, "playlist not stored; retrying");
-                return false;
-            }
+        let both = vec![
+            (self.keys.session_playlist(), Bytes::from(session)),
+            (self.keys.live_playlist(), Bytes::from(live)),
+        ];
+        if let Err(e) = self.storage.put_in_order(both).await {
+            tracing::warn!(error = %e, "playlist not stored; retrying");
+            return false;
         }
         true
     }

@@ -476,26 +476,12 @@ impl Uploader {
         }
     }
 
-    /// Writes the batch file, then the index that points at it, then the session record.
+    /// Writes the batch file, then the index that points at it (in one store call), then the
+    /// session record.
     async fn write(&mut self, file: &PendingFile) -> Result<(), crate::storage::StorageError> {
         let started = Instant::now();
         let body = Bytes::from(serde_json::to_vec(file).unwrap_or_default());
         let len = body.len();
-        self.storage.put(&file.object_key(), body).await?;
-        metrics::histogram!("barrage_cdn_write_seconds").record(started.elapsed().as_secs_f64());
-        let delay = Duration::from_millis(now_ms().saturating_sub(file.end_ms).max(0) as u64);
-        metrics::histogram!("barrage_cdn_publish_delay_seconds").record(delay.as_secs_f64());
-        if let Some(tx) = &self.settings.written {
-            let _ = tx.send(WrittenFile {
-                room: file.room.clone(),
-                session: file.session.clone(),
-                n: file.n,
-                bytes: len,
-                delay,
-            });
-        }
-        metrics::counter!("barrage_cdn_files_total").increment(1);
-        metrics::counter!("barrage_cdn_bytes_total").increment(len as u64);
         // The session still cuts files, or this is not its last pending one.
         let active = {
             let c = lock(&self.files.collector);
@@ -517,8 +503,25 @@ impl Uploader {
         };
         let index_body = Bytes::from(serde_json::to_vec(&index).unwrap_or_default());
         self.storage
-            .put(&IndexFile::key(&file.room), index_body)
+            .put_in_order(vec![
+                (file.object_key(), body),
+                (IndexFile::key(&file.room), index_body),
+            ])
             .await?;
+        metrics::histogram!("barrage_cdn_write_seconds").record(started.elapsed().as_secs_f64());
+        let delay = Duration::from_millis(now_ms().saturating_sub(file.end_ms).max(0) as u64);
+        metrics::histogram!("barrage_cdn_publish_delay_seconds").record(delay.as_secs_f64());
+        if let Some(tx) = &self.settings.written {
+            let _ = tx.send(WrittenFile {
+                room: file.room.clone(),
+                session: file.session.clone(),
+                n: file.n,
+                bytes: len,
+                delay,
+            });
+        }
+        metrics::counter!("barrage_cdn_files_total").increment(1);
+        metrics::counter!("barrage_cdn_bytes_total").increment(len as u64);
         // A silent second changes only the file count: recorded every few files and with the
         // session's last, so a quiet live room does not commit to the database every second.
         let silent = file.events.is_empty();

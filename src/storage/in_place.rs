@@ -52,6 +52,43 @@ impl InPlaceWriter {
         }
     }
 
+    /// Writes a new object at `path` (a segment, a danmaku file): into a staging file of its
+    /// own, renamed onto the object once whole, as object_store does (readers never see a
+    /// partial object). Its staging names (`name#2`, `name#3`, ...) are not the spares'.
+    pub fn create(&self, path: &Path, body: &[u8]) -> io::Result<()> {
+        let mut n = SPARES;
+        let (mut file, staging) = loop {
+            let staging = spare_path(path, n);
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&staging)
+            };
+            match open().or_else(|e| {
+                if e.kind() != io::ErrorKind::NotFound {
+                    return Err(e);
+                }
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                open()
+            }) {
+                Ok(file) => break (file, staging),
+                // Another write of the same key is under way: take the next name.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < u8::MAX => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        let written = file
+            .write_all(body)
+            .and_then(|()| std::fs::rename(&staging, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&staging);
+        }
+        written
+    }
+
     /// Removes the spares of the object at `path`, and forgets it.
     pub fn remove_spares(&self, path: &Path) -> io::Result<()> {
         lock(&self.next_spare).remove(path);
@@ -75,13 +112,14 @@ impl InPlaceWriter {
 }
 
 /// Writes `body` into the file at `path`, reusing it if it exists, creating its folders if
-/// they are missing.
+/// they are missing. The old bytes are overwritten, then cut to the new length: truncating to
+/// zero first would make ext4 write the file out when it is closed (`auto_da_alloc`).
 fn write_file(path: &Path, body: &[u8]) -> io::Result<()> {
     let open = || {
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .open(path)
     };
     let mut file = match open() {
@@ -93,7 +131,8 @@ fn write_file(path: &Path, body: &[u8]) -> io::Result<()> {
         }
         other => other?,
     };
-    file.write_all(body)
+    file.write_all(body)?;
+    file.set_len(body.len() as u64)
 }
 
 /// Swaps the files at `a` and `b` atomically.

@@ -163,16 +163,14 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     /// Key prefix inside the bucket (`s3://bucket/prefix`); empty for local folders.
     prefix: String,
-    /// Whether to send Content-Type/Cache-Control attributes (S3 keeps them, local cannot).
-    attributes: bool,
     /// Human-readable location for logs.
     location: String,
-    /// The local folder store, whose often-rewritten objects are rewritten in place
-    /// ([`in_place`]); None for S3.
+    /// The local folder store, which writes objects itself ([`in_place`]: rewritten ones in
+    /// place, new ones staged then renamed); None for S3.
     local: Option<LocalObjects>,
 }
 
-/// The local store's own handle, for rewrites in place.
+/// The local store's own handle, for its writes.
 #[derive(Clone, Debug)]
 struct LocalObjects {
     store: Arc<LocalFileSystem>,
@@ -233,7 +231,6 @@ impl Storage {
             return Ok(Storage {
                 store: Arc::new(store),
                 prefix: prefix.trim_matches('/').to_string(),
-                attributes: true,
                 location: url.to_string(),
                 local: None,
             });
@@ -257,7 +254,6 @@ impl Storage {
         Ok(Storage {
             store: store.clone(),
             prefix: String::new(),
-            attributes: false,
             location: format!("file://{}", abs.display()),
             local: Some(LocalObjects {
                 store,
@@ -295,42 +291,87 @@ impl Storage {
 
     /// Writes an object whole (atomic on both backends), with headers where the store keeps them.
     pub async fn put(&self, key: &str, body: Bytes) -> Result<(), StorageError> {
-        let path = self.path(key)?;
-        let mut opts = PutOptions::default();
-        if self.attributes {
-            let mut attrs = Attributes::new();
-            attrs.insert(Attribute::ContentType, content_type(key).into());
-            attrs.insert(
-                Attribute::CacheControl,
-                ObjectClass::of(key).cache_control().into(),
-            );
-            opts.attributes = attrs;
-        }
-        let started = std::time::Instant::now();
-        let result = match &self.local {
-            Some(local) if ObjectClass::of(key).is_rewritten() => {
-                local.rewrite(&path, body.clone()).await
+        self.put_in_order(vec![(key.to_string(), body)]).await
+    }
+
+    /// Writes objects one after the other (each as [`Storage::put`]), stopping at the first
+    /// that fails. On the local store they are written in one trip to the blocking pool: the
+    /// hand-off to a pool thread and back cost more than writing a playlist or a danmaku file.
+    pub async fn put_in_order(&self, objects: Vec<(String, Bytes)>) -> Result<(), StorageError> {
+        let Some(local) = &self.local else {
+            for (key, body) in objects {
+                self.put_remote(&key, body).await?;
             }
-            _ => self
-                .store
-                .put_opts(&path, PutPayload::from_bytes(body.clone()), opts)
-                .await
-                .map(|_| ()),
+            return Ok(());
         };
-        metrics::histogram!("barrage_storage_put_seconds").record(started.elapsed().as_secs_f64());
-        match result {
-            Ok(_) => {
-                metrics::counter!("barrage_storage_put_bytes_total").increment(body.len() as u64);
-                Ok(())
-            }
-            Err(source) => {
-                metrics::counter!("barrage_storage_put_failures_total").increment(1);
-                Err(StorageError::Store {
-                    key: key.to_string(),
-                    source,
-                })
-            }
+        let mut files = Vec::with_capacity(objects.len());
+        for (key, body) in objects {
+            let path = self.path(&key)?;
+            let file =
+                local
+                    .store
+                    .path_to_filesystem(&path)
+                    .map_err(|source| StorageError::Store {
+                        key: key.clone(),
+                        source,
+                    })?;
+            let rewritten = ObjectClass::of(&key).is_rewritten();
+            files.push((key, file, body, rewritten));
         }
+        let writer = local.writer.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            for (key, file, body, rewritten) in files {
+                let started = std::time::Instant::now();
+                let result = if rewritten {
+                    writer.write(&file, &body)
+                } else {
+                    writer.create(&file, &body)
+                };
+                record_put(started, body.len(), result.is_ok());
+                if let Err(e) = result {
+                    return Err((key, e));
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((key, e))) => Err(StorageError::Store {
+                source: io_error(&key, e),
+                key,
+            }),
+            Err(e) => Err(StorageError::Store {
+                key: String::new(),
+                source: io_error("(write task)", std::io::Error::other(e)),
+            }),
+        }
+    }
+
+    /// One object to S3, with its headers.
+    async fn put_remote(&self, key: &str, body: Bytes) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        let mut attrs = Attributes::new();
+        attrs.insert(Attribute::ContentType, content_type(key).into());
+        attrs.insert(
+            Attribute::CacheControl,
+            ObjectClass::of(key).cache_control().into(),
+        );
+        let opts = PutOptions {
+            attributes: attrs,
+            ..PutOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let len = body.len();
+        let result = self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(body), opts)
+            .await;
+        record_put(started, len, result.is_ok());
+        result.map(|_| ()).map_err(|source| StorageError::Store {
+            key: key.to_string(),
+            source,
+        })
     }
 
     /// Reads an object whole (or a byte range of it), honouring If-None-Match.
@@ -468,31 +509,30 @@ impl Storage {
     }
 }
 
-impl LocalObjects {
-    /// Rewrites the object at `path` in place, on the blocking pool like object_store's own
-    /// writes.
-    async fn rewrite(&self, path: &ObjectPath, body: Bytes) -> object_store::Result<()> {
-        let file = self.store.path_to_filesystem(path)?;
-        let writer = self.writer.clone();
-        let written = tokio::task::spawn_blocking(move || writer.write(&file, &body))
-            .await
-            .map_err(|e| io_error(path, std::io::Error::other(e)))?;
-        written.map_err(|e| io_error(path, e))
+/// Put metrics, the same for both stores.
+fn record_put(started: std::time::Instant, bytes: usize, ok: bool) {
+    metrics::histogram!("barrage_storage_put_seconds").record(started.elapsed().as_secs_f64());
+    if ok {
+        metrics::counter!("barrage_storage_put_bytes_total").increment(bytes as u64);
+    } else {
+        metrics::counter!("barrage_storage_put_failures_total").increment(1);
     }
+}
 
+impl LocalObjects {
     /// Removes the spares of the object at `path` (none is fine).
     async fn remove_spares(&self, path: &ObjectPath) -> object_store::Result<()> {
         let file = self.store.path_to_filesystem(path)?;
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || writer.remove_spares(&file))
             .await
-            .map_err(|e| io_error(path, std::io::Error::other(e)))?
-            .map_err(|e| io_error(path, e))
+            .map_err(|e| io_error(path.as_ref(), std::io::Error::other(e)))?
+            .map_err(|e| io_error(path.as_ref(), e))
     }
 }
 
 /// An I/O failure on a local object, as object_store reports its own.
-fn io_error(path: &ObjectPath, source: std::io::Error) -> object_store::Error {
+fn io_error(path: &str, source: std::io::Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "LocalFileSystem",
         source: format!("{path}: {source}").into(),
