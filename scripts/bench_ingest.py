@@ -4,12 +4,18 @@ the same run, into nginx with libnginx-mod-rtmp producing HLS (the baseline). Re
 CPU-seconds and peak RSS of each, their ratio, and barrage's delay from a segment's closing
 keyframe to the playlist that lists it (its own histogram, barrage_hls_playlist_delay_seconds).
 
-Usage: scripts/bench_ingest.py [--streams 1,8] [--seconds 40] [--part-ms 0] [--json]
+Usage: scripts/bench_ingest.py [--streams 1,8] [--seconds 40] [--part-ms 0] [--rounds 1]
+                               [--fresh-fs [--mkfs-options "-O ^has_journal"]] [--json]
 Needs: ffmpeg, nginx + libnginx-mod-rtmp (apt-get install -y ffmpeg nginx libnginx-mod-rtmp),
 and a release build (cargo build --release; the script builds it if missing).
 Everything listens on 127.0.0.1 only; the run stops by itself.
+
+--fresh-fs (root only: mkfs.ext4 and a loop mount) gives each server run its own new ext4 file
+system. Without it both write under /tmp, and the file system's history weighs on whoever runs
+after it: on ext4 without a journal every file creation skips the inodes freed in the last
+minutes (`recently_deleted`), so a build or an `rm -rf` just before can double a run's CPU.
 """
-import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, contextlib, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -109,9 +115,35 @@ def measure(pids_fn, procs, seconds, label):
 
 
 PART_MS = 0
+FRESH_FS = None  # mkfs.ext4 options when each run gets a new file system, else None
+
+
+@contextlib.contextmanager
+def run_dir(work, name):
+    """A folder for one server run: under `work`, or a new ext4 file system mounted there."""
+    path = os.path.join(work, name)
+    os.makedirs(path, exist_ok=True)
+    if FRESH_FS is None:
+        yield path
+        return
+    image = path + ".img"
+    with open(image, "wb") as f:
+        f.truncate(4 << 30)
+    subprocess.run(["mkfs.ext4", "-q", "-F", *FRESH_FS.split(), image], check=True)
+    subprocess.run(["mount", "-o", "loop", image, path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", path], check=False)
+        os.remove(image)
 
 
 def run_barrage(binary, src, n, seconds, work):
+    with run_dir(work, f"barrage-{n}") as data:
+        return run_barrage_in(binary, src, n, seconds, data)
+
+
+def run_barrage_in(binary, src, n, seconds, work):
     http, rtmp = free_port(), free_port()
     cfg = os.path.join(work, f"barrage-{n}.toml")
     with open(cfg, "w") as f:
@@ -147,8 +179,12 @@ def run_barrage(binary, src, n, seconds, work):
 
 
 def run_nginx(src, n, seconds, work):
+    with run_dir(work, f"nginx-{n}") as prefix:
+        return run_nginx_in(src, n, seconds, prefix)
+
+
+def run_nginx_in(src, n, seconds, prefix):
     rtmp = free_port()
-    prefix = os.path.join(work, f"nginx-{n}")
     os.makedirs(os.path.join(prefix, "hls"), exist_ok=True)
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     conf = os.path.join(prefix, "nginx.conf")
@@ -183,9 +219,19 @@ def main():
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--part-ms", type=int, default=0,
                     help="barrage's hls.part_ms (0: no LL-HLS parts, like nginx-rtmp)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run each pair (barrage, then nginx-rtmp) this many times")
+    ap.add_argument("--fresh-fs", action="store_true",
+                    help="a new ext4 file system for each server run (root only, see above)")
+    ap.add_argument("--mkfs-options", default="",
+                    help='mkfs.ext4 options for --fresh-fs (e.g. "-O ^has_journal")')
     args = ap.parse_args()
-    global PART_MS
+    global PART_MS, FRESH_FS
     PART_MS = args.part_ms
+    if args.fresh_fs:
+        if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
+            sys.exit("--fresh-fs needs root and mkfs.ext4 (it mounts a loop file system)")
+        FRESH_FS = args.mkfs_options
     for tool in ("ffmpeg", "nginx"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install -y ffmpeg nginx libnginx-mod-rtmp")
@@ -196,7 +242,7 @@ def main():
     src = os.path.join(tempfile.gettempdir(), f"barrage-bench-720p30-{args.seconds + 5}s.flv")
     make_source(src, args.seconds + 5)
     rows = []
-    for n in [int(x) for x in args.streams.split(",")]:
+    for n in [int(x) for x in args.streams.split(",") for _ in range(args.rounds)]:
         b = run_barrage(binary, src, n, args.seconds, work)
         x = run_nginx(src, n, args.seconds, work)
         rows.append({"streams": n, "seconds": args.seconds, "barrage": b, "nginx_rtmp": x,

@@ -134,6 +134,15 @@ enum BenchCommand {
         streams: String,
         #[arg(long, default_value_t = 40)]
         seconds: u64,
+        /// barrage's hls.part_ms for the run (0: no LL-HLS parts, like nginx-rtmp).
+        #[arg(long, default_value_t = 0)]
+        part_ms: u64,
+        /// Runs of each pair (barrage, then nginx-rtmp).
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
+        /// A new ext4 file system for each server run (root only; see the script).
+        #[arg(long)]
+        fresh_fs: bool,
         #[arg(long)]
         json: bool,
     },
@@ -278,6 +287,9 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
         BenchCommand::Ingest {
             streams,
             seconds,
+            part_ms,
+            rounds,
+            fresh_fs,
             json,
         } => {
             let mut args = vec![
@@ -285,7 +297,14 @@ fn run_bench(bench: BenchCommand) -> ExitCode {
                 streams,
                 "--seconds".to_string(),
                 seconds.to_string(),
+                "--part-ms".to_string(),
+                part_ms.to_string(),
+                "--rounds".to_string(),
+                rounds.to_string(),
             ];
+            if fresh_fs {
+                args.push("--fresh-fs".into());
+            }
             if json {
                 args.push("--json".into());
             }

@@ -531,11 +531,16 @@ impl LocalObjects {
     }
 }
 
-/// An I/O failure on a local object, as object_store reports its own.
+/// An I/O failure on a local object, as object_store reports its own: the `io::Error` stays
+/// in the source chain, with its kind (the writer tells a folder in the way from a full disk
+/// by it), and names the file.
 fn io_error(path: &str, source: std::io::Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "LocalFileSystem",
-        source: format!("{path}: {source}").into(),
+        source: Box::new(std::io::Error::new(
+            source.kind(),
+            format!("{path}: {source}"),
+        )),
     }
 }
 
