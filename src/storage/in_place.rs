@@ -57,23 +57,11 @@ impl InPlaceWriter {
     /// partial object). Its staging names (`name#2`, `name#3`, ...) are not the spares'.
     pub fn create(&self, path: &Path, body: &[u8]) -> io::Result<()> {
         let mut n = SPARES;
+        let mut new_file = std::fs::OpenOptions::new();
+        new_file.write(true).create_new(true);
         let (mut file, staging) = loop {
             let staging = spare_path(path, n);
-            let open = || {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&staging)
-            };
-            match open().or_else(|e| {
-                if e.kind() != io::ErrorKind::NotFound {
-                    return Err(e);
-                }
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                open()
-            }) {
+            match open_in_folders(&staging, &new_file) {
                 Ok(file) => break (file, staging),
                 // Another write of the same key is under way: take the next name.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < u8::MAX => n += 1,
@@ -115,24 +103,25 @@ impl InPlaceWriter {
 /// they are missing. The old bytes are overwritten, then cut to the new length: truncating to
 /// zero first would make ext4 write the file out when it is closed (`auto_da_alloc`).
 fn write_file(path: &Path, body: &[u8]) -> io::Result<()> {
-    let open = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-    };
-    let mut file = match open() {
+    let mut reused = std::fs::OpenOptions::new();
+    reused.write(true).create(true).truncate(false);
+    let mut file = open_in_folders(path, &reused)?;
+    file.write_all(body)?;
+    file.set_len(body.len() as u64)
+}
+
+/// Opens `path` with `options`, creating its folders first if they are missing (the first
+/// object of a room or session).
+fn open_in_folders(path: &Path, options: &std::fs::OpenOptions) -> io::Result<std::fs::File> {
+    match options.open(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            open()?
+            options.open(path)
         }
-        other => other?,
-    };
-    file.write_all(body)?;
-    file.set_len(body.len() as u64)
+        other => other,
+    }
 }
 
 /// Swaps the files at `a` and `b` atomically.
