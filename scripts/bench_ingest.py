@@ -14,8 +14,14 @@ Everything listens on 127.0.0.1 only; the run stops by itself.
 system. Without it both write under /tmp, and the file system's history weighs on whoever runs
 after it: on ext4 without a journal every file creation skips the inodes freed in the last
 minutes (`recently_deleted`), so a build or an `rm -rf` just before can double a run's CPU.
+
+Both servers must really write HLS: each run counts the segments on disk afterwards and stops
+with an error when a server wrote none. (Run as root, nginx's worker is `nobody` by default and
+could not create its fragments in our root-owned folder: it only logged "Permission denied", and
+before this check the baseline silently did no muxing and no writing at all. The config names
+the current user for the worker.)
 """
-import argparse, contextlib, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, contextlib, json, os, pwd, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -114,6 +120,18 @@ def measure(pids_fn, procs, seconds, label):
     return cpu_seconds(pids_fn()) - cpu0, peak, failures
 
 
+def count_files(folder, suffix):
+    """How many files under `folder` end in `suffix` (the segments a server wrote)."""
+    return sum(1 for _, _, names in os.walk(folder) for name in names if name.endswith(suffix))
+
+
+def require_output(server, segments, streams, log):
+    """A server that wrote no segments did not do the work being compared: stop, say why."""
+    if segments < streams:
+        sys.exit(f"{server} wrote {segments} HLS segments for {streams} streams: the comparison "
+                 f"would be void (see {log})")
+
+
 PART_MS = 0
 FRESH_FS = None  # mkfs.ext4 options when each run gets a new file system, else None
 
@@ -167,9 +185,10 @@ def run_barrage_in(binary, src, n, seconds, work):
             m = re.search(r'barrage_hls_playlist_delay_seconds\{quantile="%s"\} ([0-9.e+-]+)' % re.escape(q), metrics)
             if m:
                 delay[q] = float(m.group(1)) * 1000
-        segs = re.search(r"^barrage_hls_segments_total (\d+)", metrics, re.M)
+        written = count_files(os.path.join(work, f"barrage-data-{n}"), ".m4s")
+        require_output("barrage", written, n, "its log above")
         return {"cpu_s": cpu, "rss_kib": rss, "push_failures": failures,
-                "delay_ms": delay, "segments": int(segs.group(1)) if segs else None}
+                "delay_ms": delay, "segments": written}
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -189,9 +208,12 @@ def run_nginx_in(src, n, seconds, prefix):
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     conf = os.path.join(prefix, "nginx.conf")
     module = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+    # The worker must be able to write into our folder: as root it would otherwise run as nobody.
+    worker_user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
     with open(conf, "w") as f:
         f.write(f"""load_module {module};
 daemon off; master_process on; worker_processes 1; pid {prefix}/nginx.pid;
+{worker_user}
 error_log {prefix}/logs/error.log warn;
 events {{ worker_connections 1024; }}
 rtmp {{ server {{ listen 127.0.0.1:{rtmp}; chunk_size 4096;
@@ -203,7 +225,9 @@ rtmp {{ server {{ listen 127.0.0.1:{rtmp}; chunk_size 4096;
         wait_port(rtmp)
         procs = push_all(src, [f"rtmp://127.0.0.1:{rtmp}/live/key{i}" for i in range(n)], seconds)
         cpu, rss, failures = measure(lambda: proc_tree(server.pid), procs, seconds, f"nginx-rtmp x{n}")
-        return {"cpu_s": cpu, "rss_kib": rss, "push_failures": failures}
+        written = count_files(os.path.join(prefix, "hls"), ".ts")
+        require_output("nginx-rtmp", written, n, os.path.join(prefix, "logs", "error.log"))
+        return {"cpu_s": cpu, "rss_kib": rss, "push_failures": failures, "segments": written}
     finally:
         server.send_signal(signal.SIGQUIT)
         try:
@@ -251,13 +275,13 @@ def main():
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print("\n| streams | barrage CPU s | nginx-rtmp CPU s | CPU ratio | barrage RSS MiB | nginx RSS MiB | playlist delay p50 / p99 / max ms | failed pushes |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| streams | barrage CPU s | nginx-rtmp CPU s | CPU ratio | barrage RSS MiB | nginx RSS MiB | playlist delay p50 / p99 / max ms | segments written | failed pushes |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         b, x, d = r["barrage"], r["nginx_rtmp"], r["barrage"]["delay_ms"]
         delay = " / ".join(f"{d[q]:.1f}" if q in d else "-" for q in ("0.5", "0.99", "1"))
         ratio = f"{r['cpu_ratio']:.2f}" if r["cpu_ratio"] is not None else "-"
-        print(f"| {r['streams']} | {b['cpu_s']:.2f} | {x['cpu_s']:.2f} | {ratio} | {b['rss_kib']/1024:.1f} | {x['rss_kib']/1024:.1f} | {delay} | {b['push_failures']}+{x['push_failures']} |")
+        print(f"| {r['streams']} | {b['cpu_s']:.2f} | {x['cpu_s']:.2f} | {ratio} | {b['rss_kib']/1024:.1f} | {x['rss_kib']/1024:.1f} | {delay} | {b['segments']} / {x['segments']} | {b['push_failures']}+{x['push_failures']} |")
 
 
 if __name__ == "__main__":
