@@ -2,7 +2,7 @@
 """Edge-cache simulation for docs/SCALE.md: many CDN edges, each serving viewers of one room that
 pull what the viewer page pulls (CDN danmaku: batch file n until it exists, index on misses;
 HLS: live playlist every target duration, each new segment once listed), through a cache with
-the Cache-Control of src/storage.rs and the 404 caching / request collapsing of deploy/nginx.conf.
+the Cache-Control of src/storage/mod.rs and the 404 caching / request collapsing of deploy/nginx.conf.
 Reports origin requests per edge per second with and without collapsing (proxy_cache_lock), and
 the ratio of viewer requests to origin requests. A model, not a load test: origin latency and
 viewer behaviour are inputs (see --help); nothing here touches a server.
