@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::sync::lock;
 
@@ -29,13 +30,57 @@ pub fn spare_path(path: &Path, n: u8) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How many objects the writer remembers before it forgets those not rewritten lately (a few
+/// per broadcast: its playlist, its poster; each about 100 bytes).
+const REMEMBERED: usize = 4096;
+
+/// An object not rewritten for this long may be forgotten. Its next rewrite then starts again at
+/// spare 0, which may hold its version before last: no reader is still reading that after this
+/// long (readers get a whole object in well under a period).
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+
 /// Writes objects in place; remembers which spare each object's next rewrite uses.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InPlaceWriter {
-    next_spare: Mutex<HashMap<PathBuf, u8>>,
+    memory: Mutex<SpareMemory>,
+}
+
+impl Default for InPlaceWriter {
+    fn default() -> Self {
+        Self::remembering(REMEMBERED, FORGET_AFTER)
+    }
+}
+
+/// Which spare each object's next rewrite uses, bounded: ended broadcasts' objects are never
+/// deleted by key, so without forgetting the map would grow for as long as the node runs.
+#[derive(Debug)]
+struct SpareMemory {
+    next: HashMap<PathBuf, NextSpare>,
+    /// When the map reaches this size, objects idle for `forget_after` are forgotten.
+    prune_at: usize,
+    remembered: usize,
+    forget_after: Duration,
+}
+
+#[derive(Debug)]
+struct NextSpare {
+    spare: u8,
+    written: Instant,
 }
 
 impl InPlaceWriter {
+    /// A writer that starts forgetting idle objects once it remembers `remembered` of them.
+    fn remembering(remembered: usize, forget_after: Duration) -> Self {
+        Self {
+            memory: Mutex::new(SpareMemory {
+                next: HashMap::new(),
+                prune_at: remembered,
+                remembered,
+                forget_after,
+            }),
+        }
+    }
+
     /// Replaces the file at `path` with `body` (blocking: call it off the runtime's workers).
     pub fn write(&self, path: &Path, body: &[u8]) -> io::Result<()> {
         let n = self.take_spare(path);
@@ -79,7 +124,7 @@ impl InPlaceWriter {
 
     /// Removes the spares of the object at `path`, and forgets it.
     pub fn remove_spares(&self, path: &Path) -> io::Result<()> {
-        lock(&self.next_spare).remove(path);
+        lock(&self.memory).next.remove(path);
         for n in 0..SPARES {
             match std::fs::remove_file(spare_path(path, n)) {
                 Ok(()) => {}
@@ -91,10 +136,26 @@ impl InPlaceWriter {
     }
 
     fn take_spare(&self, path: &Path) -> u8 {
-        let mut next = lock(&self.next_spare);
-        let slot = next.entry(path.to_path_buf()).or_insert(0);
-        let n = *slot;
-        *slot = (n + 1) % SPARES;
+        lock(&self.memory).take(path, Instant::now())
+    }
+}
+
+impl SpareMemory {
+    fn take(&mut self, path: &Path, now: Instant) -> u8 {
+        if !self.next.contains_key(path) && self.next.len() >= self.prune_at {
+            let forget_after = self.forget_after;
+            self.next
+                .retain(|_, n| now.saturating_duration_since(n.written) < forget_after);
+            // Still full of busy objects: grow rather than scan the whole map on every write.
+            self.prune_at = self.remembered.max(self.next.len() * 2);
+        }
+        let next = self.next.entry(path.to_path_buf()).or_insert(NextSpare {
+            spare: 0,
+            written: now,
+        });
+        let n = next.spare;
+        next.spare = (n + 1) % SPARES;
+        next.written = now;
         n
     }
 }
@@ -201,5 +262,39 @@ mod tests {
         io::Read::read_to_string(&mut reader, &mut seen).unwrap();
         assert_eq!(seen, "first");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+    }
+
+    #[test]
+    fn idle_objects_are_forgotten_once_the_memory_is_full_and_busy_ones_are_kept() {
+        let writer = InPlaceWriter::remembering(3, Duration::from_secs(600));
+        let mut memory = lock(&writer.memory);
+        let start = Instant::now();
+        // Three ended broadcasts' playlists, written once each long ago.
+        for name in ["a", "b", "c"] {
+            assert_eq!(memory.take(Path::new(name), start), 0);
+        }
+        // A busy object keeps alternating its spares.
+        let later = start + Duration::from_secs(1200);
+        assert_eq!(memory.take(Path::new("a"), later), 1);
+        // A new object with the memory full: the idle ones (b, c) are forgotten, the busy one is not.
+        assert_eq!(memory.take(Path::new("d"), later), 0);
+        let mut kept: Vec<_> = memory.next.keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, [PathBuf::from("a"), PathBuf::from("d")]);
+        assert_eq!(memory.take(Path::new("a"), later), 0);
+        // A forgotten object starts again at spare 0.
+        assert_eq!(memory.take(Path::new("b"), later), 0);
+    }
+
+    #[test]
+    fn a_memory_full_of_busy_objects_grows_instead_of_scanning_on_every_write() {
+        let writer = InPlaceWriter::remembering(2, Duration::from_secs(600));
+        let mut memory = lock(&writer.memory);
+        let now = Instant::now();
+        for name in ["a", "b", "c", "d", "e"] {
+            memory.take(Path::new(name), now);
+        }
+        assert_eq!(memory.next.len(), 5, "recent objects are never forgotten");
+        assert!(memory.prune_at > memory.next.len(), "{}", memory.prune_at);
     }
 }
