@@ -136,6 +136,41 @@ async fn a_live_room_serves_ll_hls_parts_and_answers_blocking_reloads() {
     let whole = whole.expect("the newest part");
     assert_eq!(ranged.status(), 206);
     assert_eq!(ranged.bytes().await.unwrap(), whole.slice(2..10));
+    // The hinted part, asked for before it is cut, is held and answered once it is (RFC
+    // 8216bis 4.4.5.2), not refused. A hint can go unanswered (404) only when a keyframe closed
+    // its segment first; the next playlist then hints at the new segment's first part, which
+    // always comes, so a few tries settle it.
+    let mut answered = None;
+    for _ in 0..5 {
+        let now = String::from_utf8(get_ok(&http, &url).await.unwrap().to_vec()).unwrap();
+        let hinted = now
+            .lines()
+            .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:TYPE=PART"))
+            .and_then(|l| attr(l, "URI"))
+            .expect("EXT-X-PRELOAD-HINT")
+            .to_string();
+        assert!(!part_uris(&now).contains(&hinted), "{now}");
+        let response = http
+            .get(format!("{base}/hls/demo/{hinted}"))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => {
+                answered = Some((hinted, response.bytes().await.unwrap()));
+                break;
+            }
+            404 => continue,
+            other => panic!("the hinted part {hinted} got {other}"),
+        }
+    }
+    let (hinted, body) = answered.expect("no hinted part was answered in five tries");
+    assert!(body.len() > 8, "hinted part {hinted}: {} bytes", body.len());
+    assert_eq!(
+        get_ok(&http, &format!("{base}/hls/demo/{hinted}")).await,
+        Some(body),
+        "the part served while waiting is the part served after"
+    );
     // The stored playlist (what a CDN pulling the bucket sees) stays plain HLS.
     let stored = server
         .state

@@ -16,7 +16,7 @@ use crate::http::objects::error;
 
 /// A blocking reload waits at most this many target durations, then gets 503 (the spec asks
 /// for at least three).
-const WAIT_TARGET_DURATIONS: u64 = 3;
+pub(crate) const WAIT_TARGET_DURATIONS: u64 = 3;
 
 /// `_HLS_msn` and `_HLS_part` of a query string (other parameters, like `_HLS_skip`, ignored).
 fn blocking_params(query: Option<&str>) -> (Option<&str>, Option<&str>) {

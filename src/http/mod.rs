@@ -11,6 +11,7 @@ pub mod caller;
 pub mod connect;
 pub mod deadline_stream;
 pub mod guest_limits;
+pub mod hinted_part;
 pub mod limited_listener;
 pub mod live_flv;
 pub mod live_playlist;

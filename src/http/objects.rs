@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use object_store::GetRange;
 
+use crate::http::hinted_part::{wait_for_hinted_part, HintedPart};
 use crate::http::live_status::LiveStatus;
 use crate::rooms::RoomDirectory;
 use crate::state::AppState;
@@ -63,6 +64,11 @@ async fn hls(
     if key.ends_with(".m4s") {
         if let Some(part) = state.edges.part(&key) {
             return memory_part(&key, part, &h);
+        }
+        match wait_for_hinted_part(&state.edges, &key).await {
+            Some(HintedPart::Ready(part)) => return memory_part(&key, part, &h),
+            Some(HintedPart::TimedOut(answer)) => return answer,
+            None => {}
         }
     }
     serve(state, key, h).await
