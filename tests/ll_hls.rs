@@ -18,6 +18,16 @@ fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// The URIs of a playlist's `EXT-X-PART` lines.
+/// The URI of the playlist's `EXT-X-PRELOAD-HINT` for the next part.
+fn preload_hint(playlist: &str) -> String {
+    playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:TYPE=PART"))
+        .and_then(|l| attr(l, "URI"))
+        .unwrap_or_else(|| panic!("no EXT-X-PRELOAD-HINT in\n{playlist}"))
+        .to_string()
+}
+
 fn part_uris(playlist: &str) -> Vec<String> {
     playlist
         .lines()
@@ -104,12 +114,7 @@ async fn a_live_room_serves_ll_hls_parts_and_answers_blocking_reloads() {
         independent >= 1,
         "no part starts with a keyframe:\n{playlist}"
     );
-    let hint = playlist
-        .lines()
-        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:TYPE=PART"))
-        .and_then(|l| attr(l, "URI"))
-        .expect("EXT-X-PRELOAD-HINT")
-        .to_string();
+    let hint = preload_hint(&playlist);
     // Every listed part is there to fetch, from the writer's memory: none is in the store.
     let edges = server.state.broadcaster.live_edges();
     for uri in part_uris(&playlist) {
@@ -143,12 +148,7 @@ async fn a_live_room_serves_ll_hls_parts_and_answers_blocking_reloads() {
     let mut answered = None;
     for _ in 0..5 {
         let now = String::from_utf8(get_ok(&http, &url).await.unwrap().to_vec()).unwrap();
-        let hinted = now
-            .lines()
-            .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:TYPE=PART"))
-            .and_then(|l| attr(l, "URI"))
-            .expect("EXT-X-PRELOAD-HINT")
-            .to_string();
+        let hinted = preload_hint(&now);
         assert!(!part_uris(&now).contains(&hinted), "{now}");
         let response = http
             .get(format!("{base}/hls/demo/{hinted}"))
