@@ -21,21 +21,11 @@ const CHECKS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_sees_stills_charts_health_and_downloads() {
-    let chromium = chromium();
-    require_node_modules();
-    require_ffmpeg();
-
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = barrage::app::start(test_config(dir.path()))
-        .await
-        .expect("start barrage");
-    let base = format!("http://{}", server.http_addr);
-    let key = server.state.secrets.stream_keys["demo"].clone();
-    let url = format!("rtmp://{}/live/{key}", server.rtmp_addr);
-    let mut pusher = Pusher::start_with_gop(&url, 300, 240);
-    wait_live(&reqwest::Client::new(), &base, "demo").await;
+    // An 8 s keyframe interval, for the health panel's advice.
+    let mut demo = LiveDemo::start(test_config(dir.path()), 300, 240).await;
 
-    let token = server.state.tokens.mint(
+    let token = demo.server.state.tokens.mint(
         "burst",
         "Burst",
         barrage::auth::Role::Viewer,
@@ -44,15 +34,14 @@ async fn a_host_sees_stills_charts_health_and_downloads() {
     );
     let artifacts = repo().join("test-artifacts");
     let env = [
-        ("BARRAGE_URL", base),
+        ("BARRAGE_URL", demo.base.clone()),
         ("BARRAGE_TOKEN", token),
         ("BARRAGE_ADMIN_KEY", TEST_ADMIN_KEY.to_string()),
         ("BARRAGE_ARTIFACTS", artifacts.display().to_string()),
-        ("BARRAGE_CHROMIUM", chromium.display().to_string()),
+        ("BARRAGE_CHROMIUM", demo.chromium.display().to_string()),
     ];
-    let (exit_ok, result) = run_browser_script("hostview.mjs", &env, &mut pusher).await;
-    pusher.stop().await;
-    server.stop().await;
+    let (exit_ok, result) = run_browser_script("hostview.mjs", &env, &mut demo.pusher).await;
+    demo.stop().await;
     assert_checks(&result, exit_ok, CHECKS);
     for shot in ["home-thumbnails", "host-charts-health", "host-replays"] {
         assert!(

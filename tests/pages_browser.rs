@@ -46,21 +46,11 @@ const CHECKS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_work_in_a_real_browser() {
-    let chromium = chromium();
-    require_node_modules();
-    require_ffmpeg();
-
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = barrage::app::start(test_config(dir.path()))
-        .await
-        .expect("start barrage");
-    let base = format!("http://{}", server.http_addr);
+    let mut demo = LiveDemo::start(test_config(dir.path()), 300, 60).await;
     let room = "demo";
-    let key = server.state.secrets.stream_keys[room].clone();
-    let mut pusher = Pusher::start(&format!("rtmp://{}/live/{key}", server.rtmp_addr), 300);
-    let http = reqwest::Client::new();
-    wait_live(&http, &base, room).await;
 
+    let server = &demo.server;
     let mint = |user: &str, name: &str, role: Role| {
         server
             .state
@@ -73,7 +63,7 @@ async fn pages_work_in_a_real_browser() {
     let host_key = server.state.secrets.host_keys[room].clone();
     let artifacts = repo().join("test-artifacts");
     let env = [
-        ("BARRAGE_URL", base.clone()),
+        ("BARRAGE_URL", demo.base.clone()),
         ("BARRAGE_ADMIN_KEY", TEST_ADMIN_KEY.to_string()),
         ("BARRAGE_TOKEN", token),
         ("BARRAGE_TOKEN_2", token_2),
@@ -81,11 +71,10 @@ async fn pages_work_in_a_real_browser() {
         ("BARRAGE_HOST_KEY", host_key),
         ("BARRAGE_ROOM", room.to_string()),
         ("BARRAGE_ARTIFACTS", artifacts.display().to_string()),
-        ("BARRAGE_CHROMIUM", chromium.display().to_string()),
+        ("BARRAGE_CHROMIUM", demo.chromium.display().to_string()),
     ];
-    let (exit_ok, result) = run_browser_script("pages.mjs", &env, &mut pusher).await;
-    pusher.stop().await;
-    server.stop().await;
+    let (exit_ok, result) = run_browser_script("pages.mjs", &env, &mut demo.pusher).await;
+    demo.stop().await;
     assert_checks(&result, exit_ok, CHECKS);
     for shot in [
         "home",

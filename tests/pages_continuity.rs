@@ -24,10 +24,6 @@ const CHECKS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_page_plays_on_through_reconnects_and_broadcasts() {
-    let chromium = chromium();
-    require_node_modules();
-    require_ffmpeg();
-
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let mut config = test_config(dir.path());
@@ -39,22 +35,17 @@ async fn the_viewer_page_plays_on_through_reconnects_and_broadcasts() {
         url: cdn.clone(),
         weight: 1,
     }];
-    let server = barrage::app::start(config).await.expect("start barrage");
-    let base = format!("http://127.0.0.1:{port}");
-    let key = server.state.secrets.stream_keys["demo"].clone();
-    let mut pusher = Pusher::start(&format!("rtmp://{}/live/{key}", server.rtmp_addr), 12);
-    wait_live(&reqwest::Client::new(), &base, "demo").await;
+    let mut demo = LiveDemo::start(config, 12, 60).await;
 
     let artifacts = repo().join("test-artifacts");
     let env = [
-        ("BARRAGE_URL", base),
+        ("BARRAGE_URL", demo.base.clone()),
         ("BARRAGE_ADMIN_KEY", TEST_ADMIN_KEY.to_string()),
         ("BARRAGE_CDN", cdn),
         ("BARRAGE_ARTIFACTS", artifacts.display().to_string()),
-        ("BARRAGE_CHROMIUM", chromium.display().to_string()),
+        ("BARRAGE_CHROMIUM", demo.chromium.display().to_string()),
     ];
-    let (exit_ok, result) = run_browser_script("continuity.mjs", &env, &mut pusher).await;
-    pusher.stop().await;
-    server.stop().await;
+    let (exit_ok, result) = run_browser_script("continuity.mjs", &env, &mut demo.pusher).await;
+    demo.stop().await;
     assert_checks(&result, exit_ok, CHECKS);
 }

@@ -262,3 +262,41 @@ pub fn run_node_tests(file: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// What every browser test starts from: the peers checked, barrage running on `config`, and
+/// its `demo` room live from an ffmpeg push.
+pub struct LiveDemo {
+    pub server: barrage::app::RunningServer,
+    /// `http://{addr}` of the server.
+    pub base: String,
+    pub pusher: Pusher,
+    pub chromium: PathBuf,
+}
+
+impl LiveDemo {
+    /// Checks chromium, the npm modules and ffmpeg, starts barrage, pushes to `demo` for
+    /// `seconds` with a keyframe every `gop` frames, and waits until the room is live.
+    pub async fn start(config: barrage::config::Config, seconds: u32, gop: u32) -> LiveDemo {
+        let chromium = chromium();
+        require_node_modules();
+        require_ffmpeg();
+        let server = barrage::app::start(config).await.expect("start barrage");
+        let base = format!("http://{}", server.http_addr);
+        let key = server.state.secrets.stream_keys["demo"].clone();
+        let url = format!("rtmp://{}/live/{key}", server.rtmp_addr);
+        let pusher = Pusher::start_with_gop(&url, seconds, gop);
+        wait_live(&reqwest::Client::new(), &base, "demo").await;
+        LiveDemo {
+            server,
+            base,
+            pusher,
+            chromium,
+        }
+    }
+
+    /// Stops the push, then the server.
+    pub async fn stop(mut self) {
+        self.pusher.stop().await;
+        self.server.stop().await;
+    }
+}
