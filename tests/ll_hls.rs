@@ -17,7 +17,6 @@ fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     Some(value.trim_matches('"'))
 }
 
-/// The URIs of a playlist's `EXT-X-PART` lines.
 /// The URI of the playlist's `EXT-X-PRELOAD-HINT` for the next part.
 fn preload_hint(playlist: &str) -> String {
     playlist
@@ -28,6 +27,7 @@ fn preload_hint(playlist: &str) -> String {
         .to_string()
 }
 
+/// The URIs of a playlist's `EXT-X-PART` lines.
 fn part_uris(playlist: &str) -> Vec<String> {
     playlist
         .lines()

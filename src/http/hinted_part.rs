@@ -8,14 +8,12 @@
 //! answered when the part is cut; with 404 when the segment closed before it (a keyframe came
 //! first, so that part will never exist), and with 503 after three target durations.
 
-use std::time::Duration;
-
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 
 use crate::hls::live_edge::{LiveEdge, LiveEdges};
-use crate::http::live_playlist::WAIT_TARGET_DURATIONS;
+use crate::http::live_playlist::{wait_on_edge, Waited};
 use crate::http::objects::error;
 
 /// What became of a request for a part that is not in memory.
@@ -34,34 +32,21 @@ pub async fn wait_for_hinted_part(edges: &LiveEdges, key: &str) -> Option<Hinted
     let room = key.strip_prefix("hls/")?.split('/').next()?;
     let mut watch = edges.watch(room)?;
     let edge = watch.borrow_and_update().clone()?;
-    if !hints_at(&edge, room, key) {
-        // Cut since the caller looked (the hint moved on), or not a hinted part at all.
-        return edges.part(key).map(HintedPart::Ready);
-    }
-    let wait = Duration::from_secs(edge.target_duration_s.max(1) * WAIT_TARGET_DURATIONS);
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        // Checked after subscribing, so a part cut in between is not missed.
-        if let Some(part) = edges.part(key) {
-            return Some(HintedPart::Ready(part));
-        }
-        match tokio::time::timeout_at(deadline, watch.changed()).await {
-            Err(_) => {
-                return Some(HintedPart::TimedOut(error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the hinted part was not cut in time",
-                )))
-            }
-            // The writer is gone (the broadcast ended): the store answers.
-            Ok(Err(_)) => return None,
-            Ok(Ok(())) => {
-                let edge = watch.borrow_and_update().clone()?;
-                if !hints_at(&edge, room, key) {
-                    // Cut (the hint moved on to the next part), or never to be cut.
-                    return edges.part(key).map(HintedPart::Ready);
-                }
-            }
-        }
+    // Looked at after subscribing, so a part cut in between is not missed. Once the hint has
+    // moved on, the part was cut or never will be; a key that was never hinted is answered at
+    // once the same way.
+    let settled = |edge: &LiveEdge| match edges.part(key) {
+        Some(part) => Some(Some(part)),
+        None => (!hints_at(edge, room, key)).then_some(None),
+    };
+    match wait_on_edge(&mut watch, edge, settled).await {
+        Waited::Done(part) => part.map(HintedPart::Ready),
+        Waited::TimedOut => Some(HintedPart::TimedOut(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hinted part was not cut in time",
+        ))),
+        // The writer is gone (the broadcast ended): the store answers.
+        Waited::Gone => None,
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
+use tokio::sync::watch;
 
 use crate::hls::live_edge::{LiveEdge, LiveEdges};
 use crate::hls::low_latency::BlockingRequest;
@@ -16,7 +17,42 @@ use crate::http::objects::error;
 
 /// A blocking reload waits at most this many target durations, then gets 503 (the spec asks
 /// for at least three).
-pub(crate) const WAIT_TARGET_DURATIONS: u64 = 3;
+const WAIT_TARGET_DURATIONS: u64 = 3;
+
+/// How waiting on a room's edge ended.
+pub(crate) enum Waited<T> {
+    /// `check` found what it waited for.
+    Done(T),
+    /// Three target durations passed first.
+    TimedOut,
+    /// The writer withdrew the edge or is gone: the store answers.
+    Gone,
+}
+
+/// Calls `check` on `edge`, then on each newer edge `watch` sees, until it gives an answer;
+/// waits at most [`WAIT_TARGET_DURATIONS`] of `edge`'s target duration. Blocking playlist
+/// reloads and requests for the hinted part both wait this way.
+pub(crate) async fn wait_on_edge<T>(
+    watch: &mut watch::Receiver<Option<Arc<LiveEdge>>>,
+    mut edge: Arc<LiveEdge>,
+    mut check: impl FnMut(&LiveEdge) -> Option<T>,
+) -> Waited<T> {
+    let wait = Duration::from_secs(edge.target_duration_s.max(1) * WAIT_TARGET_DURATIONS);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(answer) = check(&edge) {
+            return Waited::Done(answer);
+        }
+        match tokio::time::timeout_at(deadline, watch.changed()).await {
+            Err(_) => return Waited::TimedOut,
+            Ok(Err(_)) => return Waited::Gone,
+            Ok(Ok(())) => match watch.borrow_and_update().clone() {
+                Some(newer) => edge = newer,
+                None => return Waited::Gone,
+            },
+        }
+    }
+}
 
 /// `_HLS_msn` and `_HLS_part` of a query string (other parameters, like `_HLS_skip`, ignored).
 fn blocking_params(query: Option<&str>) -> (Option<&str>, Option<&str>) {
@@ -67,28 +103,19 @@ pub async fn answer(edges: &LiveEdges, room: &str, query: Option<&str>) -> Optio
     if let Err(e) = request.check_reachable(&edge.position) {
         return Some(error(StatusCode::BAD_REQUEST, &e.to_string()));
     }
-    if request.satisfied_by(&edge.position) {
-        return Some(playlist(&edge, true));
-    }
-    let wait = Duration::from_secs(edge.target_duration_s.max(1) * WAIT_TARGET_DURATIONS);
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match tokio::time::timeout_at(deadline, watch.changed()).await {
-            Err(_) => {
-                return Some(error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the requested segment or part did not appear in time",
-                ))
-            }
-            // The writer is gone: the stored playlist says how the broadcast ended.
-            Ok(Err(_)) => return None,
-            Ok(Ok(())) => {
-                let edge = watch.borrow_and_update().clone()?;
-                if request.satisfied_by(&edge.position) {
-                    return Some(playlist(&edge, true));
-                }
-            }
-        }
+    let satisfied = |edge: &LiveEdge| {
+        request
+            .satisfied_by(&edge.position)
+            .then(|| playlist(edge, true))
+    };
+    match wait_on_edge(&mut watch, edge, satisfied).await {
+        Waited::Done(answer) => Some(answer),
+        Waited::TimedOut => Some(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the requested segment or part did not appear in time",
+        )),
+        // The writer is gone: the stored playlist says how the broadcast ended.
+        Waited::Gone => None,
     }
 }
 
